@@ -1,0 +1,59 @@
+# Concord build. `make run` starts a dev server; `make test` runs every test.
+GO       ?= go
+WASM_DIR := modes-wasm/builtin/modules
+# Built-in modes: each folder modes-wasm/<name>/wasm is a wasip1 main.
+MODES    := decision proposal task handoff quorum multiround
+BIN      := bin/concord
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: all build wasm run test test-race gen check-gen lint bench example clean FORCE
+
+all: build
+
+## wasm: compile the built-in modes to WebAssembly (embedded by the binary)
+wasm: $(MODES:%=$(WASM_DIR)/%.wasm)
+
+$(WASM_DIR)/%.wasm: FORCE
+	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildmode=c-shared -ldflags='-s -w' -o $@ ./modes-wasm/$*/wasm
+
+## build: the concord binary, with the modes embedded
+build: wasm
+	$(GO) build -trimpath -ldflags='-X main.version=$(VERSION)' -o $(BIN) ./cmd/concord
+
+## run: a dev server on 127.0.0.1:50051, data in ./.concord-data
+run: build
+	$(BIN) serve --dev
+
+## test: every test, against real servers on random ports
+test: wasm
+	$(GO) test -count=1 ./...
+
+## test-race: the concurrent packages under the race detector
+test-race: wasm
+	$(GO) test -count=1 -race ./host/kernel/... ./host/store/... ./host/rpc/...
+
+## gen: regenerate protobuf and Connect code
+gen:
+	$(GO) tool buf generate
+
+## check-gen: fail when generated code is stale
+check-gen: gen
+	@git diff --exit-code --stat -- proto || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- proto)" || (git status --porcelain -- proto; echo "generated code is untracked or stale: run make gen and commit" >&2; exit 1)
+
+## lint: gofmt, go vet, staticcheck, buf lint
+lint: wasm
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1)
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+## bench: the benchmarks (Wasm step cost, store throughput, Send load)
+bench: wasm
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## example: run the example Decision session against a running server
+example:
+	$(GO) run ./examples/decision-client
+
+clean:
+	rm -rf bin $(WASM_DIR)/*.wasm

@@ -1,0 +1,191 @@
+// Package kernel is the heart of the Concord server: it checks envelopes in
+// the order the MACP specification fixes, deduplicates them, applies them to
+// sessions through their pinned mode module, asks the bound policy about
+// commitments, and acknowledges only once the store made them durable.
+//
+// Messages of one session are applied one after another under that session's
+// own lock; different sessions proceed in parallel. There is no global lock on
+// the path of a message.
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/policy"
+	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
+	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
+	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
+)
+
+// ProtocolVersion is the MACP wire version Concord speaks.
+const ProtocolVersion = "1.0"
+
+// Mode is a loaded mode module (see host/wasm).
+type Mode interface {
+	// Digest is the sha256 (hex) of the module's bytes.
+	Digest() string
+	Descriptor() *macpv1.ModeDescriptor
+	Step(ctx context.Context, req *abiv1.StepRequest) (*abiv1.StepResponse, error)
+	View(ctx context.Context, req *abiv1.ViewRequest) (*abiv1.ViewResponse, error)
+}
+
+// Catalog tells the kernel which module serves a mode.
+type Catalog interface {
+	// Lookup returns the module new sessions of mode bind to, and whether
+	// SessionStart is validated strictly for it (standards-track and
+	// runtime-shipped modes).
+	Lookup(mode string) (m Mode, strict bool, ok bool)
+	// Pinned returns the module with the given digest, for sessions that
+	// bound it earlier.
+	Pinned(digest string) (Mode, bool)
+}
+
+// Options configure a Kernel.
+type Options struct {
+	Store    *store.Store
+	Catalog  Catalog
+	Governor policy.Governor
+	Logger   *slog.Logger
+	// Now is the server clock; time.Now when nil.
+	Now func() time.Time
+	// MaxPayloadBytes caps Envelope.payload (default 1 MiB).
+	MaxPayloadBytes int
+	// SweepInterval is how often expired sessions are swept (default 1s;
+	// negative disables the sweeper).
+	SweepInterval time.Duration
+	// DefaultMaxSuspendMs is the suspension cap when SessionStart sends 0
+	// (default 7 days).
+	DefaultMaxSuspendMs int64
+}
+
+// Kernel runs sessions.
+type Kernel struct {
+	store    *store.Store
+	catalog  Catalog
+	governor policy.Governor
+	log      *slog.Logger
+	now      func() time.Time
+	opts     Options
+
+	sessions sync.Map // session id -> *session
+
+	stopSweep context.CancelFunc
+	sweepDone chan struct{}
+}
+
+// DefaultMaxPayloadBytes is the payload cap when none is configured.
+const DefaultMaxPayloadBytes = 1 << 20
+
+// New builds a Kernel and restores every session the store holds, open ones
+// included, so that a restarted server continues exactly where it stopped.
+func New(ctx context.Context, opts Options) (*Kernel, error) {
+	if opts.Store == nil || opts.Catalog == nil || opts.Governor == nil {
+		return nil, errors.New("kernel: Store, Catalog and Governor are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxPayloadBytes <= 0 {
+		opts.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = time.Second
+	}
+	if opts.DefaultMaxSuspendMs <= 0 {
+		opts.DefaultMaxSuspendMs = 7 * 24 * time.Hour.Milliseconds()
+	}
+	k := &Kernel{
+		store:    opts.Store,
+		catalog:  opts.Catalog,
+		governor: opts.Governor,
+		log:      opts.Logger,
+		now:      opts.Now,
+		opts:     opts,
+	}
+	if err := k.restore(ctx); err != nil {
+		return nil, err
+	}
+	if opts.SweepInterval > 0 {
+		sweepCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		k.stopSweep = cancel
+		k.sweepDone = make(chan struct{})
+		go k.sweep(sweepCtx, opts.SweepInterval)
+	}
+	return k, nil
+}
+
+// Close stops the background sweeper. It does not close the store.
+func (k *Kernel) Close() {
+	if k.stopSweep != nil {
+		k.stopSweep()
+		<-k.sweepDone
+	}
+}
+
+// restore loads every session snapshot and rebuilds its dedup memory from
+// the log.
+func (k *Kernel) restore(ctx context.Context) error {
+	n := 0
+	err := k.store.Sessions(ctx, func(rec *storev1.Session) error {
+		s := &session{rec: rec, seen: make(map[string]struct{})}
+		if m, ok := k.catalog.Pinned(rec.GetModuleDigest()); ok {
+			s.mode = m
+		} else {
+			k.log.Warn("session's pinned module is not available; its messages will be refused",
+				"session_id", rec.GetMetadata().GetSessionId(), "digest", rec.GetModuleDigest())
+		}
+		if err := k.store.Entries(ctx, rec.GetMetadata().GetSessionId(), 0, func(e *storev1.Entry) error {
+			if id := e.GetEnvelope().GetMessageId(); id != "" && e.GetOrigin() == storev1.Origin_ORIGIN_AGENT {
+				s.seen[id] = struct{}{}
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("rebuild dedup memory of %s: %w", rec.GetMetadata().GetSessionId(), err)
+		}
+		k.sessions.Store(rec.GetMetadata().GetSessionId(), s)
+		n++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("kernel: restore sessions: %w", err)
+	}
+	if n > 0 {
+		k.log.Info("restored sessions from the log", "sessions", n)
+	}
+	return nil
+}
+
+// sweep expires sessions whose deadline passed, so that they end even when
+// nobody touches them.
+func (k *Kernel) sweep(ctx context.Context, every time.Duration) {
+	defer close(k.sweepDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		k.sessions.Range(func(_, v any) bool {
+			s := v.(*session)
+			s.mu.Lock()
+			if !s.dead {
+				if _, err := k.expireIfDue(ctx, s); err != nil {
+					k.log.Error("sweep: expire session", "session_id", s.id(), "err", err)
+				}
+			}
+			s.mu.Unlock()
+			return ctx.Err() == nil
+		})
+	}
+}

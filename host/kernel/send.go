@@ -1,0 +1,375 @@
+package kernel
+
+import (
+	"context"
+	"regexp"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/policy"
+	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
+	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
+	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
+)
+
+// Message types the kernel itself gives meaning to.
+const (
+	typeSessionStart   = "SessionStart"
+	typeCommitment     = "Commitment"
+	typeSignal         = "Signal"
+	typeProgress       = "Progress"
+	typeSessionCancel  = "SessionCancel"
+	typeSessionSuspend = "SessionSuspend"
+	typeSessionResume  = "SessionResume"
+)
+
+// Limits on identifiers, so that hostile input cannot bloat keys and memory.
+const (
+	maxMessageIDLen = 256
+	maxSessionIDLen = 128
+	maxSenderLen    = 256
+	maxTypeLen      = 128
+)
+
+// Send runs one envelope through the MACP pipeline on behalf of identity
+// (the authenticated sender; "" when the caller presented no credentials)
+// and returns its Ack. Send never fails: every outcome is in the Ack.
+func (k *Kernel) Send(ctx context.Context, identity string, env *macpv1.Envelope) *macpv1.Ack {
+	env = proto.Clone(env).(*macpv1.Envelope)
+	ack, err := k.send(ctx, identity, env)
+	if err != nil {
+		e := macperr.As(err)
+		if e.Code == macperr.InternalError {
+			k.log.Error("send failed", "session_id", env.GetSessionId(), "message_id", env.GetMessageId(), "err", err)
+		}
+		return &macpv1.Ack{
+			Ok:        false,
+			MessageId: env.GetMessageId(),
+			SessionId: env.GetSessionId(),
+			Error: &macpv1.MACPError{
+				Code:      e.Code,
+				Message:   e.Message,
+				SessionId: env.GetSessionId(),
+				MessageId: env.GetMessageId(),
+				Details:   e.Details,
+			},
+		}
+	}
+	return ack
+}
+
+func (k *Kernel) send(ctx context.Context, identity string, env *macpv1.Envelope) (*macpv1.Ack, error) {
+	if err := k.checkEnvelope(identity, env); err != nil {
+		return nil, err
+	}
+	switch env.MessageType {
+	case typeSignal, typeProgress:
+		if env.SessionId == "" {
+			return k.ambient(env)
+		}
+	case typeSessionStart:
+		return k.start(ctx, env)
+	}
+	return k.apply(ctx, env)
+}
+
+// checkEnvelope runs the envelope checks of RFC-MACP-0001 in their order
+// (the order decides the code) and fills the sender from identity.
+func (k *Kernel) checkEnvelope(identity string, env *macpv1.Envelope) error {
+	if env.MacpVersion != ProtocolVersion {
+		return macperr.New(macperr.UnsupportedProtocolVersion, "macp_version %q is not supported; use %q", env.MacpVersion, ProtocolVersion)
+	}
+	if env.MessageType == "" || env.MessageId == "" {
+		return macperr.New(macperr.InvalidEnvelope, "message_type and message_id are required")
+	}
+	if len(env.MessageId) > maxMessageIDLen || len(env.MessageType) > maxTypeLen || len(env.Mode) > maxTypeLen || len(env.Sender) > maxSenderLen {
+		return macperr.New(macperr.InvalidEnvelope, "an envelope field exceeds its length limit")
+	}
+	if err := checkScope(env); err != nil {
+		return err
+	}
+	if len(env.Payload) > k.opts.MaxPayloadBytes {
+		return macperr.New(macperr.PayloadTooLarge, "payload of %d bytes exceeds the limit of %d", len(env.Payload), k.opts.MaxPayloadBytes)
+	}
+	if identity == "" {
+		return macperr.New(macperr.Unauthenticated, "no credentials presented")
+	}
+	if env.Sender != "" && env.Sender != identity {
+		return macperr.New(macperr.Unauthenticated, "envelope sender %q does not match the authenticated identity", env.Sender)
+	}
+	env.Sender = identity
+	return nil
+}
+
+// checkScope enforces which message types are ambient and which belong to a
+// session.
+func checkScope(env *macpv1.Envelope) error {
+	hasSession, hasMode := env.SessionId != "", env.Mode != ""
+	switch env.MessageType {
+	case typeSignal:
+		if hasSession || hasMode {
+			return macperr.New(macperr.InvalidEnvelope, "a Signal is ambient: session_id and mode must be empty")
+		}
+	case typeProgress:
+		if hasSession != hasMode {
+			return macperr.New(macperr.InvalidEnvelope, "a Progress needs both session_id and mode, or neither")
+		}
+	default:
+		if !hasSession || !hasMode {
+			return macperr.New(macperr.InvalidEnvelope, "%s needs a session_id and a mode", env.MessageType)
+		}
+	}
+	return nil
+}
+
+// ambient accepts a Signal or ambient Progress. They never touch a session.
+func (k *Kernel) ambient(env *macpv1.Envelope) (*macpv1.Ack, error) {
+	if env.MessageType == typeSignal && len(env.Payload) > 0 {
+		var p macpv1.SignalPayload
+		if err := proto.Unmarshal(env.Payload, &p); err != nil {
+			return nil, macperr.New(macperr.InvalidEnvelope, "Signal payload does not decode: %v", err)
+		}
+		if p.SignalType == "" {
+			return nil, macperr.New(macperr.InvalidEnvelope, "Signal payload needs a signal_type")
+		}
+	}
+	if env.MessageType == typeProgress {
+		var p macpv1.ProgressPayload
+		if err := proto.Unmarshal(env.Payload, &p); err != nil {
+			return nil, macperr.New(macperr.InvalidEnvelope, "Progress payload does not decode: %v", err)
+		}
+	}
+	return &macpv1.Ack{
+		Ok:               true,
+		MessageId:        env.MessageId,
+		AcceptedAtUnixMs: k.now().UnixMilli(),
+		SessionState:     macpv1.SessionState_SESSION_STATE_OPEN,
+	}, nil
+}
+
+// lookup returns the live session with id.
+func (k *Kernel) lookup(id string) (*session, bool) {
+	v, ok := k.sessions.Load(id)
+	if !ok {
+		return nil, false
+	}
+	return v.(*session), true
+}
+
+// apply runs a session-scoped envelope (anything but SessionStart).
+func (k *Kernel) apply(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, error) {
+	s, ok := k.lookup(env.SessionId)
+	if !ok {
+		return nil, macperr.New(macperr.SessionNotFound, "session %q does not exist", env.SessionId)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead {
+		return nil, macperr.New(macperr.SessionNotFound, "session %q does not exist", env.SessionId)
+	}
+	md := s.rec.GetMetadata()
+	if _, dup := s.seen[env.MessageId]; dup {
+		return k.duplicateAck(s, env), nil
+	}
+	if env.Mode != md.GetMode() {
+		return nil, macperr.New(macperr.InvalidEnvelope, "mode %q does not match the session's mode %q", env.Mode, md.GetMode())
+	}
+	expired, err := k.expireIfDue(ctx, s)
+	if err != nil {
+		return nil, macperr.Wrap(macperr.InternalError, err, "could not record the session's expiry")
+	}
+	if expired || s.state() != macpv1.SessionState_SESSION_STATE_OPEN {
+		return nil, macperr.New(macperr.SessionNotOpen, "session %q is %s", env.SessionId, stateName(s.state()))
+	}
+	switch env.MessageType {
+	case typeSessionCancel, typeSessionSuspend, typeSessionResume:
+		return nil, macperr.New(macperr.Forbidden, "%s is written by the runtime only; call the %sSession RPC", env.MessageType, strings.TrimPrefix(env.MessageType, "Session"))
+	case typeProgress:
+		// Session-scoped progress is broadcast like a signal, never recorded.
+		return &macpv1.Ack{Ok: true, MessageId: env.MessageId, SessionId: env.SessionId,
+			AcceptedAtUnixMs: k.now().UnixMilli(), SessionState: s.state()}, nil
+	case typeSessionStart:
+		return nil, macperr.New(macperr.SessionAlreadyExists, "session %q already exists", env.SessionId)
+	}
+	if s.mode == nil {
+		return nil, macperr.New(macperr.InternalError, "the module session %q is pinned to is not available", env.SessionId)
+	}
+
+	var commitment *macpv1.CommitmentPayload
+	if env.MessageType == typeCommitment {
+		if commitment, err = k.checkCommitment(ctx, s, env); err != nil {
+			return nil, err
+		}
+	}
+	now := k.now().UnixMilli()
+	res, err := s.mode.Step(ctx, &abiv1.StepRequest{
+		State:     s.rec.GetModeState(),
+		Envelope:  env,
+		Session:   abiSession(s.rec),
+		NowUnixMs: now,
+	})
+	if err != nil {
+		return nil, macperr.Wrap(macperr.InternalError, err, "the mode module failed on this message")
+	}
+	if res.GetVerdict() != abiv1.Verdict_VERDICT_ACCEPT {
+		return nil, modeRejection(res)
+	}
+	if commitment != nil {
+		if err := k.govern(ctx, s, env, commitment, res.GetState(), now); err != nil {
+			return nil, err
+		}
+	}
+
+	next := proto.Clone(s.rec).(*storev1.Session)
+	next.ModeState = res.GetState()
+	next.LastSequence++
+	recordActivity(next.Metadata, env.Sender, now)
+	if commitment != nil || isTerminal(s.mode.Descriptor(), env.MessageType) {
+		next.Metadata.State = macpv1.SessionState_SESSION_STATE_RESOLVED
+		next.Resolution = commitment
+	}
+	entry := &storev1.Entry{
+		Sequence:         next.LastSequence,
+		Envelope:         env,
+		AcceptedAtUnixMs: now,
+		Origin:           storev1.Origin_ORIGIN_AGENT,
+		StateAfter:       next.Metadata.State,
+	}
+	if err := k.commit(ctx, s, next, entry); err != nil {
+		return nil, macperr.Wrap(macperr.InternalError, err, "the message could not be made durable")
+	}
+	return &macpv1.Ack{Ok: true, MessageId: env.MessageId, SessionId: env.SessionId,
+		AcceptedAtUnixMs: now, SessionState: next.Metadata.State}, nil
+}
+
+func (k *Kernel) duplicateAck(s *session, env *macpv1.Envelope) *macpv1.Ack {
+	return &macpv1.Ack{Ok: true, Duplicate: true, MessageId: env.MessageId, SessionId: env.SessionId,
+		AcceptedAtUnixMs: k.now().UnixMilli(), SessionState: s.state()}
+}
+
+// modeRejection turns a mode's reject verdict into a coded error. A module
+// that answers with no usable code is treated as broken.
+func modeRejection(res *abiv1.StepResponse) error {
+	switch code := res.GetErrorCode(); code {
+	case macperr.Forbidden, macperr.InvalidEnvelope, macperr.PolicyDenied:
+		return macperr.New(code, "%s", res.GetErrorMessage())
+	case "":
+		return macperr.New(macperr.InternalError, "the mode rejected the message without an error code")
+	default:
+		return macperr.New(code, "%s", res.GetErrorMessage())
+	}
+}
+
+func isTerminal(d *macpv1.ModeDescriptor, messageType string) bool {
+	for _, t := range d.GetTerminalMessageTypes() {
+		if t == messageType {
+			return true
+		}
+	}
+	return false
+}
+
+var commitmentHashPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// checkCommitment runs the checks common to every mode's Commitment:
+// authority first (FORBIDDEN), then the payload (INVALID_ENVELOPE).
+func (k *Kernel) checkCommitment(ctx context.Context, s *session, env *macpv1.Envelope) (*macpv1.CommitmentPayload, error) {
+	var c macpv1.CommitmentPayload
+	decodeErr := proto.Unmarshal(env.Payload, &c)
+	in := &policy.Input{
+		Policy: s.rec.GetPolicy(), Session: s.rec.GetMetadata(), Sender: env.Sender,
+		Commitment: &c, NowUnixMs: k.now().UnixMilli(),
+	}
+	if err := k.governor.Authorize(ctx, in); err != nil {
+		return nil, err
+	}
+	if decodeErr != nil {
+		return nil, macperr.New(macperr.InvalidEnvelope, "Commitment payload does not decode: %v", decodeErr)
+	}
+	md := s.rec.GetMetadata()
+	for name, v := range map[string]string{
+		"commitment_id": c.CommitmentId, "action": c.Action,
+		"authority_scope": c.AuthorityScope, "reason": c.Reason,
+	} {
+		if strings.TrimSpace(v) == "" {
+			return nil, macperr.New(macperr.InvalidEnvelope, "Commitment %s must not be empty", name)
+		}
+	}
+	if c.ModeVersion != md.GetModeVersion() {
+		return nil, macperr.New(macperr.InvalidEnvelope, "Commitment mode_version %q does not match the session's %q", c.ModeVersion, md.GetModeVersion())
+	}
+	if c.ConfigurationVersion != md.GetConfigurationVersion() {
+		return nil, macperr.New(macperr.InvalidEnvelope, "Commitment configuration_version %q does not match the session's %q", c.ConfigurationVersion, md.GetConfigurationVersion())
+	}
+	if c.PolicyVersion != "" && c.PolicyVersion != md.GetPolicyVersion() {
+		return nil, macperr.New(macperr.InvalidEnvelope, "Commitment policy_version %q does not match the session's %q", c.PolicyVersion, md.GetPolicyVersion())
+	}
+	if sup := c.Supersedes; sup != nil {
+		if sup.SessionId == "" || !commitmentHashPattern.MatchString(sup.CommitmentHash) {
+			return nil, macperr.New(macperr.InvalidEnvelope, "Commitment supersedes needs a session_id and a commitment_hash of the form sha256:<64 lowercase hex>")
+		}
+	}
+	if want, ok := outcomeOfAction(c.Action); ok && want != c.OutcomePositive {
+		return nil, macperr.New(macperr.InvalidEnvelope, "Commitment action %q requires outcome_positive=%t", c.Action, want)
+	}
+	return &c, nil
+}
+
+// outcomeOfAction returns the polarity an action's last segment implies, if
+// it implies one.
+func outcomeOfAction(action string) (positive, ok bool) {
+	last := action[strings.LastIndexByte(action, '.')+1:]
+	switch last {
+	case "rejected", "failed", "declined":
+		return false, true
+	case "selected", "accepted", "completed", "approved":
+		return true, true
+	}
+	return false, false
+}
+
+// govern asks the bound policy about a commitment the mode found eligible.
+func (k *Kernel) govern(ctx context.Context, s *session, env *macpv1.Envelope, c *macpv1.CommitmentPayload, state []byte, now int64) error {
+	in := &policy.Input{
+		Policy: s.rec.GetPolicy(), Session: s.rec.GetMetadata(), Sender: env.Sender,
+		Commitment: c, NowUnixMs: now,
+		ModeState: func(ctx context.Context) ([]byte, error) {
+			v, err := s.mode.View(ctx, &abiv1.ViewRequest{State: s.rec.GetModeState(), Session: abiSession(s.rec)})
+			if err != nil {
+				return nil, err
+			}
+			return []byte(v.GetJson()), nil
+		},
+	}
+	d, err := k.governor.Govern(ctx, in)
+	if err != nil {
+		return macperr.Wrap(macperr.InternalError, err, "the policy could not be evaluated")
+	}
+	if !d.Allow {
+		return policyDenied(d.Reasons)
+	}
+	return nil
+}
+
+// abiSession projects a session snapshot to the context a mode sees.
+func abiSession(rec *storev1.Session) *abiv1.Session {
+	md := rec.GetMetadata()
+	return &abiv1.Session{
+		SessionId:            md.GetSessionId(),
+		Mode:                 md.GetMode(),
+		ModeVersion:          md.GetModeVersion(),
+		ConfigurationVersion: md.GetConfigurationVersion(),
+		PolicyVersion:        md.GetPolicyVersion(),
+		Initiator:            md.GetInitiator(),
+		Participants:         md.GetParticipants(),
+		StartedAtUnixMs:      rec.GetAnchorUnixMs(),
+		PolicyRules:          rec.GetPolicy().GetRules(),
+		PolicySchemaVersion:  rec.GetPolicy().GetSchemaVersion(),
+	}
+}
+
+func stateName(st macpv1.SessionState) string {
+	return strings.ToLower(strings.TrimPrefix(st.String(), "SESSION_STATE_"))
+}

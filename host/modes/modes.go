@@ -1,0 +1,136 @@
+// Package modes is the registry of coordination modes a Concord server can
+// run: which module serves each mode name for new sessions, and every module
+// ever loaded by its digest, so that sessions keep the module they bound.
+package modes
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/concord-macp/concord/host/kernel"
+	"github.com/concord-macp/concord/modes-wasm/builtin"
+	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
+)
+
+// StandardPrefix is the namespace of the specification's modes.
+const StandardPrefix = "macp.mode."
+
+// Loader compiles module bytes into a runnable mode (host/wasm.Engine).
+type Loader interface {
+	Load(ctx context.Context, wasm []byte) (kernel.Mode, error)
+}
+
+// Registry maps mode names to modules. It is safe for concurrent use.
+type Registry struct {
+	mu       sync.RWMutex
+	byName   map[string]entry
+	byDigest map[string]kernel.Mode
+}
+
+type entry struct {
+	mode kernel.Mode
+	// standard modes are listed by ListModes; the others by ListExtModes.
+	standard bool
+	// strict modes get the full SessionStart validation.
+	strict  bool
+	builtin bool
+}
+
+// New returns an empty registry.
+func New() *Registry {
+	return &Registry{byName: map[string]entry{}, byDigest: map[string]kernel.Mode{}}
+}
+
+// LoadBuiltins loads every module embedded in the binary and registers the
+// mode each one describes.
+func (r *Registry) LoadBuiltins(ctx context.Context, l Loader) error {
+	names, err := builtin.Names()
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("modes: the binary holds no built-in mode modules; build it with `make`")
+	}
+	for _, name := range names {
+		b, err := builtin.Module(name)
+		if err != nil {
+			return err
+		}
+		m, err := l.Load(ctx, b)
+		if err != nil {
+			return fmt.Errorf("modes: load built-in %s: %w", name, err)
+		}
+		r.add(m, true)
+	}
+	return nil
+}
+
+// add registers m as the module new sessions of its mode bind to.
+func (r *Registry) add(m kernel.Mode, isBuiltin bool) {
+	name := m.Descriptor().GetMode()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byName[name] = entry{
+		mode:     m,
+		standard: strings.HasPrefix(name, StandardPrefix),
+		strict:   isBuiltin || strings.HasPrefix(name, StandardPrefix),
+		builtin:  isBuiltin,
+	}
+	r.byDigest[m.Digest()] = m
+}
+
+// Lookup implements kernel.Catalog.
+func (r *Registry) Lookup(mode string) (kernel.Mode, bool, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.byName[mode]
+	return e.mode, e.strict, ok
+}
+
+// Pinned implements kernel.Catalog.
+func (r *Registry) Pinned(digest string) (kernel.Mode, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	m, ok := r.byDigest[digest]
+	return m, ok
+}
+
+// Standard returns the descriptors of standards-track modes, sorted by name.
+func (r *Registry) Standard() []*macpv1.ModeDescriptor { return r.list(true) }
+
+// Extensions returns the descriptors of extension modes, sorted by name.
+func (r *Registry) Extensions() []*macpv1.ModeDescriptor { return r.list(false) }
+
+// Names returns every registered mode name, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.byName))
+	for n := range r.byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (r *Registry) list(standard bool) []*macpv1.ModeDescriptor {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []*macpv1.ModeDescriptor
+	for _, e := range r.byName {
+		if e.standard == standard {
+			out = append(out, e.mode.Descriptor())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetMode() < out[j].GetMode() })
+	return out
+}
+
+// LoaderFunc adapts a function to the Loader interface.
+type LoaderFunc func(ctx context.Context, wasm []byte) (kernel.Mode, error)
+
+// Load calls f.
+func (f LoaderFunc) Load(ctx context.Context, wasm []byte) (kernel.Mode, error) { return f(ctx, wasm) }

@@ -1,0 +1,145 @@
+// Package rpc serves the MACP runtime API (macp.v1.MACPRuntimeService) over
+// one http.Handler that speaks gRPC, gRPC-web and the Connect protocol, with
+// CORS for browsers, gRPC health checking and server reflection.
+package rpc
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"connectrpc.com/connect"
+
+	"github.com/concord-macp/concord/host/auth"
+	"github.com/concord-macp/concord/host/kernel"
+	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/host/modes"
+	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
+	"github.com/concord-macp/concord/proto/macp/v1/macpv1connect"
+)
+
+// RuntimeID is the agent_id of Concord's own manifest.
+const RuntimeID = "concord"
+
+// EnvelopeContentType is the media type of a protobuf MACP envelope.
+const EnvelopeContentType = "application/macp-envelope+proto"
+
+// service implements macpv1connect.MACPRuntimeServiceHandler. Calls that a
+// later version implements answer Unimplemented through the embedded
+// handler.
+type service struct {
+	macpv1connect.UnimplementedMACPRuntimeServiceHandler
+	kernel  *kernel.Kernel
+	modes   *modes.Registry
+	version string
+}
+
+var _ macpv1connect.MACPRuntimeServiceHandler = (*service)(nil)
+
+// Initialize negotiates the protocol version and advertises capabilities.
+// It needs no credentials.
+func (s *service) Initialize(_ context.Context, req *connect.Request[macpv1.InitializeRequest]) (*connect.Response[macpv1.InitializeResponse], error) {
+	versions := req.Msg.GetSupportedProtocolVersions()
+	if len(versions) == 0 {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("supported_protocol_versions must list at least one version"))
+	}
+	if !slices.Contains(versions, kernel.ProtocolVersion) {
+		return nil, withMACPCode(connect.NewError(connect.CodeFailedPrecondition,
+			errors.New("UNSUPPORTED_PROTOCOL_VERSION: this runtime speaks MACP "+kernel.ProtocolVersion)),
+			macperr.UnsupportedProtocolVersion)
+	}
+	return connect.NewResponse(&macpv1.InitializeResponse{
+		SelectedProtocolVersion: kernel.ProtocolVersion,
+		RuntimeInfo: &macpv1.RuntimeInfo{
+			Name:        RuntimeID,
+			Title:       "Concord",
+			Version:     s.version,
+			Description: "MACP runtime whose modes are WebAssembly modules and whose log is durable.",
+		},
+		Capabilities:   s.capabilities(),
+		SupportedModes: s.modes.Names(),
+		Instructions:   "Send a SessionStart to open a session; authenticate with a bearer token on every session call.",
+	}), nil
+}
+
+// capabilities advertises exactly what this server implements.
+func (s *service) capabilities() *macpv1.Capabilities {
+	return &macpv1.Capabilities{
+		Sessions:       &macpv1.SessionsCapability{},
+		Cancellation:   &macpv1.CancellationCapability{},
+		Progress:       &macpv1.ProgressCapability{Progress: true},
+		Manifest:       &macpv1.ManifestCapability{GetManifest: true},
+		ModeRegistry:   &macpv1.ModeRegistryCapability{ListModes: true},
+		Roots:          &macpv1.RootsCapability{},
+		PolicyRegistry: &macpv1.PolicyRegistryCapability{},
+	}
+}
+
+// Send runs one envelope through the kernel. Every outcome, including a
+// failed authentication, is reported in the Ack.
+func (s *service) Send(ctx context.Context, req *connect.Request[macpv1.SendRequest]) (*connect.Response[macpv1.SendResponse], error) {
+	env := req.Msg.GetEnvelope()
+	if env == nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("SendRequest.envelope is required"))
+	}
+	id, _ := auth.FromContext(ctx)
+	return connect.NewResponse(&macpv1.SendResponse{Ack: s.kernel.Send(ctx, id.Sender, env)}), nil
+}
+
+// GetSession returns a session's metadata to its initiator, participants
+// and observers.
+func (s *service) GetSession(ctx context.Context, req *connect.Request[macpv1.GetSessionRequest]) (*connect.Response[macpv1.GetSessionResponse], error) {
+	id, err := authenticated(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sid := req.Msg.GetSessionId()
+	if sid == "" {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("session_id is required"))
+	}
+	var md *macpv1.SessionMetadata
+	if id.Observer {
+		md, err = s.kernel.ObserveSession(ctx, sid)
+	} else {
+		md, err = s.kernel.Session(ctx, id.Sender, sid)
+	}
+	if err != nil {
+		return nil, statusError(err)
+	}
+	return connect.NewResponse(&macpv1.GetSessionResponse{Metadata: md}), nil
+}
+
+// GetManifest returns this runtime's manifest. It needs no credentials.
+func (s *service) GetManifest(_ context.Context, req *connect.Request[macpv1.GetManifestRequest]) (*connect.Response[macpv1.GetManifestResponse], error) {
+	if a := req.Msg.GetAgentId(); a != "" && a != RuntimeID {
+		return nil, connect.NewError(connect.CodeNotFound, errors.New("no manifest for agent "+a+"; this runtime is "+RuntimeID))
+	}
+	return connect.NewResponse(&macpv1.GetManifestResponse{Manifest: &macpv1.AgentManifest{
+		AgentId:            RuntimeID,
+		Title:              "Concord MACP runtime",
+		Description:        "Runs MACP coordination sessions; every mode is a WebAssembly module, every accepted message is durable.",
+		SupportedModes:     s.modes.Names(),
+		InputContentTypes:  []string{EnvelopeContentType},
+		OutputContentTypes: []string{EnvelopeContentType},
+		Metadata:           map[string]string{"version": s.version},
+	}}), nil
+}
+
+// ListModes lists the standards-track modes. It needs no credentials.
+func (s *service) ListModes(context.Context, *connect.Request[macpv1.ListModesRequest]) (*connect.Response[macpv1.ListModesResponse], error) {
+	return connect.NewResponse(&macpv1.ListModesResponse{Modes: s.modes.Standard()}), nil
+}
+
+// ListExtModes lists the extension modes. It needs no credentials.
+func (s *service) ListExtModes(context.Context, *connect.Request[macpv1.ListExtModesRequest]) (*connect.Response[macpv1.ListExtModesResponse], error) {
+	return connect.NewResponse(&macpv1.ListExtModesResponse{Modes: s.modes.Extensions()}), nil
+}
+
+// authenticated returns the caller's identity or an Unauthenticated error.
+func authenticated(ctx context.Context) (auth.Identity, error) {
+	id, err := auth.FromContext(ctx)
+	if err != nil {
+		return auth.Identity{}, withMACPCode(connect.NewError(connect.CodeUnauthenticated, err), macperr.Unauthenticated)
+	}
+	return id, nil
+}
