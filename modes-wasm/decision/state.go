@@ -1,0 +1,430 @@
+package decision
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/concord-macp/concord/abi/guest"
+)
+
+// The state is a protobuf-wire message written by hand. Its top-level fields
+// are, in this order: the format version, then one length-delimited record
+// per accepted Proposal, Evaluation, Objection and Vote (each group in
+// acceptance order), then at most one Commitment record. Because every group
+// has a fixed place, the same history always yields the same bytes, and Step
+// can add a record by splicing it in at the end of its group without decoding
+// the rest.
+const (
+	fieldVersion    protowire.Number = 1
+	fieldProposal   protowire.Number = 2
+	fieldEvaluation protowire.Number = 3
+	fieldObjection  protowire.Number = 4
+	fieldVote       protowire.Number = 5
+	fieldCommitment protowire.Number = 6
+)
+
+// stateVersion is the version of the state encoding written by this package.
+const stateVersion = 1
+
+// Phases of a Decision session, as reported by State.Phase.
+const (
+	PhaseProposal   = "Proposal"
+	PhaseEvaluation = "Evaluation"
+	PhaseVoting     = "Voting"
+	PhaseCommitted  = "Committed"
+)
+
+// State is the decoded mode state of one Decision session.
+type State struct {
+	Proposals   []Proposal   // in acceptance order
+	Evaluations []Evaluation // in acceptance order
+	Objections  []Objection  // in acceptance order
+	Votes       []Vote       // in acceptance order
+	// Commitment is the accepted Commitment, nil while the session is open.
+	Commitment *Commitment
+}
+
+// Proposal is an accepted Proposal. Its supporting_data is not kept: it stays
+// in the session log and no rule of the mode reads it.
+type Proposal struct {
+	ProposalID string
+	Option     string
+	Rationale  string
+	Sender     string
+}
+
+// Evaluation is an accepted Evaluation.
+type Evaluation struct {
+	ProposalID     string
+	Recommendation string
+	Confidence     float64
+	Reason         string
+	Sender         string
+}
+
+// Objection is an accepted Objection; Severity is never empty.
+type Objection struct {
+	ProposalID string
+	Severity   string
+	Reason     string
+	Sender     string
+}
+
+// Vote is an accepted ballot.
+type Vote struct {
+	ProposalID string
+	Voter      string
+	Vote       string
+	Reason     string
+}
+
+// Commitment is the part of the accepted Commitment the mode keeps.
+type Commitment struct {
+	CommitmentID    string
+	Action          string
+	OutcomePositive bool
+	Sender          string
+}
+
+// Phase derives the session's phase from its history.
+func (s *State) Phase() string {
+	switch {
+	case s.Commitment != nil:
+		return PhaseCommitted
+	case len(s.Votes) > 0:
+		return PhaseVoting
+	case len(s.Proposals) > 0:
+		return PhaseEvaluation
+	default:
+		return PhaseProposal
+	}
+}
+
+// initialState returns the encoding of a session with no history.
+func initialState() []byte {
+	return protowire.AppendVarint(protowire.AppendTag(nil, fieldVersion, protowire.VarintType), stateVersion)
+}
+
+// fieldSender holds the sender (the voter, for a Vote) in every record. The
+// other field numbers of a record are those of the matching payload, so one
+// decoder serves both; Step overwrites the sender a payload might carry.
+const fieldSender protowire.Number = 15
+
+// Marshal returns the canonical encoding of s.
+func (s *State) Marshal() []byte {
+	b := initialState()
+	for i := range s.Proposals {
+		b = appendRecord(b, fieldProposal, s.Proposals[i].appendTo(nil))
+	}
+	for i := range s.Evaluations {
+		b = appendRecord(b, fieldEvaluation, s.Evaluations[i].appendTo(nil))
+	}
+	for i := range s.Objections {
+		b = appendRecord(b, fieldObjection, s.Objections[i].appendTo(nil))
+	}
+	for i := range s.Votes {
+		b = appendRecord(b, fieldVote, s.Votes[i].appendTo(nil))
+	}
+	if s.Commitment != nil {
+		b = appendRecord(b, fieldCommitment, s.Commitment.appendTo(nil))
+	}
+	return b
+}
+
+// Unmarshal decodes a state written by Marshal or Step. Empty input is the
+// state of a session with no history.
+func Unmarshal(b []byte) (*State, error) {
+	s := &State{}
+	err := walkState(b, func(num protowire.Number, rec []byte, _ int) error {
+		switch num {
+		case fieldProposal:
+			p, err := decodeProposal(rec, false)
+			s.Proposals = append(s.Proposals, p)
+			return err
+		case fieldEvaluation:
+			e, err := decodeEvaluation(rec, false)
+			s.Evaluations = append(s.Evaluations, e)
+			return err
+		case fieldObjection:
+			o, err := decodeObjection(rec, false)
+			s.Objections = append(s.Objections, o)
+			return err
+		case fieldVote:
+			v, err := decodeVote(rec, false)
+			s.Votes = append(s.Votes, v)
+			return err
+		default:
+			c, err := decodeCommitmentRecord(rec)
+			s.Commitment = &c
+			return err
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// errCorrupt reports state bytes that this package did not write.
+var errCorrupt = errors.New("decision: corrupt mode state")
+
+// walkState checks the top-level framing of an encoded state and calls fn
+// with every record, its field number and the offset at which its field
+// starts. fn checks the record itself.
+func walkState(b []byte, fn func(num protowire.Number, rec []byte, off int) error) error {
+	if len(b) == 0 {
+		return nil
+	}
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || num != fieldVersion || typ != protowire.VarintType {
+		return errCorrupt
+	}
+	v, m := protowire.ConsumeVarint(b[n:])
+	if m < 0 {
+		return errCorrupt
+	}
+	if v != stateVersion {
+		return fmt.Errorf("decision: unsupported mode state version %d", v)
+	}
+	off := n + m
+	last := fieldProposal
+	committed := false
+	for off < len(b) {
+		num, typ, n := protowire.ConsumeTag(b[off:])
+		if n < 0 || typ != protowire.BytesType || num < last || num > fieldCommitment || committed {
+			return errCorrupt
+		}
+		committed = num == fieldCommitment
+		rec, m := protowire.ConsumeBytes(b[off+n:])
+		if m < 0 {
+			return errCorrupt
+		}
+		if err := fn(num, rec, off); err != nil {
+			return fmt.Errorf("%w: %v", errCorrupt, err)
+		}
+		last = num
+		off += n + m
+	}
+	return nil
+}
+
+// appendRecord appends rec as the length-delimited field num.
+func appendRecord(b []byte, num protowire.Number, rec []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, rec)
+}
+
+// insertRecord returns a new state: state with rec inserted as field num at
+// offset at. The input is never modified or aliased.
+func insertRecord(state []byte, at int, num protowire.Number, rec []byte) []byte {
+	out := make([]byte, 0, len(state)+protowire.SizeTag(num)+protowire.SizeBytes(len(rec)))
+	out = append(out, state[:at]...)
+	out = appendRecord(out, num, rec)
+	return append(out, state[at:]...)
+}
+
+// appendString appends a string field, omitting it when empty as proto3 does.
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func (p *Proposal) appendTo(b []byte) []byte {
+	b = appendString(b, 1, p.ProposalID)
+	b = appendString(b, 2, p.Option)
+	b = appendString(b, 3, p.Rationale)
+	return appendString(b, fieldSender, p.Sender)
+}
+
+func (e *Evaluation) appendTo(b []byte) []byte {
+	b = appendString(b, 1, e.ProposalID)
+	b = appendString(b, 2, e.Recommendation)
+	if e.Confidence != 0 { // also drops -0, which decodes as 0
+		b = protowire.AppendTag(b, 3, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, math.Float64bits(e.Confidence))
+	}
+	b = appendString(b, 4, e.Reason)
+	return appendString(b, fieldSender, e.Sender)
+}
+
+func (o *Objection) appendTo(b []byte) []byte {
+	b = appendString(b, 1, o.ProposalID)
+	b = appendString(b, 2, o.Reason)
+	b = appendString(b, 3, o.Severity)
+	return appendString(b, fieldSender, o.Sender)
+}
+
+func (v *Vote) appendTo(b []byte) []byte {
+	b = appendString(b, 1, v.ProposalID)
+	b = appendString(b, 2, v.Vote)
+	b = appendString(b, 3, v.Reason)
+	return appendString(b, fieldSender, v.Voter)
+}
+
+// The Commitment record uses the field numbers of macp.v1.CommitmentPayload.
+func (c *Commitment) appendTo(b []byte) []byte {
+	b = appendString(b, 1, c.CommitmentID)
+	b = appendString(b, 2, c.Action)
+	if c.OutcomePositive {
+		b = protowire.AppendTag(b, 8, protowire.VarintType)
+		b = protowire.AppendVarint(b, 1)
+	}
+	return appendString(b, fieldSender, c.Sender)
+}
+
+// decodeStrings walks a payload or record and stores each length-delimited
+// field for which dst returns a target. Other fields, including known fields
+// of an unexpected wire type, are skipped like unknown fields. visit, if not
+// nil, sees every field first. A payload's strings must be UTF-8, as proto3
+// requires (checkUTF8); a record's are stored as Step found them, and View
+// replaces invalid UTF-8.
+func decodeStrings(b []byte, checkUTF8 bool, dst func(protowire.Number) *string, visit func(protowire.Number, protowire.Type, uint64)) error {
+	return guest.EachField(b, func(num protowire.Number, typ protowire.Type, v []byte, n uint64) error {
+		if visit != nil {
+			visit(num, typ, n)
+		}
+		if typ != protowire.BytesType {
+			return nil
+		}
+		p := dst(num)
+		if p == nil {
+			return nil
+		}
+		if checkUTF8 && !utf8.Valid(v) {
+			return fmt.Errorf("field %d is not valid UTF-8", num)
+		}
+		*p = string(v)
+		return nil
+	})
+}
+
+func decodeProposal(b []byte, checkUTF8 bool) (Proposal, error) {
+	var p Proposal
+	err := decodeStrings(b, checkUTF8, func(num protowire.Number) *string {
+		switch num {
+		case 1:
+			return &p.ProposalID
+		case 2:
+			return &p.Option
+		case 3:
+			return &p.Rationale
+		case fieldSender:
+			return &p.Sender
+		}
+		return nil
+	}, nil)
+	return p, err
+}
+
+func decodeEvaluation(b []byte, checkUTF8 bool) (Evaluation, error) {
+	var e Evaluation
+	err := decodeStrings(b, checkUTF8, func(num protowire.Number) *string {
+		switch num {
+		case 1:
+			return &e.ProposalID
+		case 2:
+			return &e.Recommendation
+		case 4:
+			return &e.Reason
+		case fieldSender:
+			return &e.Sender
+		}
+		return nil
+	}, func(num protowire.Number, typ protowire.Type, n uint64) {
+		if num == 3 && typ == protowire.Fixed64Type {
+			e.Confidence = math.Float64frombits(n)
+		}
+	})
+	return e, err
+}
+
+func decodeObjection(b []byte, checkUTF8 bool) (Objection, error) {
+	var o Objection
+	err := decodeStrings(b, checkUTF8, func(num protowire.Number) *string {
+		switch num {
+		case 1:
+			return &o.ProposalID
+		case 2:
+			return &o.Reason
+		case 3:
+			return &o.Severity
+		case fieldSender:
+			return &o.Sender
+		}
+		return nil
+	}, nil)
+	return o, err
+}
+
+func decodeVote(b []byte, checkUTF8 bool) (Vote, error) {
+	var v Vote
+	err := decodeStrings(b, checkUTF8, func(num protowire.Number) *string {
+		switch num {
+		case 1:
+			return &v.ProposalID
+		case 2:
+			return &v.Vote
+		case 3:
+			return &v.Reason
+		case fieldSender:
+			return &v.Voter
+		}
+		return nil
+	}, nil)
+	return v, err
+}
+
+func decodeCommitmentRecord(b []byte) (Commitment, error) {
+	var c Commitment
+	err := decodeStrings(b, false, func(num protowire.Number) *string {
+		switch num {
+		case 1:
+			return &c.CommitmentID
+		case 2:
+			return &c.Action
+		case fieldSender:
+			return &c.Sender
+		}
+		return nil
+	}, func(num protowire.Number, typ protowire.Type, n uint64) {
+		if num == 8 && typ == protowire.VarintType {
+			c.OutcomePositive = n != 0
+		}
+	})
+	return c, err
+}
+
+// recordKey returns the proposal id (field 1) and the sender (field 15) of
+// a record in one pass, without allocating. ok is false when the record is
+// malformed, by the same test as guest.EachField, which the full decoders
+// use.
+func recordKey(rec []byte) (id, sender []byte, ok bool) {
+	for len(rec) > 0 {
+		num, typ, n := protowire.ConsumeTag(rec)
+		if n < 0 || num > protowire.MaxValidNumber {
+			return nil, nil, false
+		}
+		rec = rec[n:]
+		m := protowire.ConsumeFieldValue(num, typ, rec)
+		if m < 0 {
+			return nil, nil, false
+		}
+		if typ == protowire.BytesType && (num == 1 || num == fieldSender) {
+			v, _ := protowire.ConsumeBytes(rec)
+			if num == 1 {
+				id = v
+			} else {
+				sender = v
+			}
+		}
+		rec = rec[m:]
+	}
+	return id, sender, true
+}
