@@ -1,0 +1,387 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"google.golang.org/protobuf/proto"
+
+	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
+)
+
+var (
+	// ErrNotFound: no such session.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid: a Commit's arguments are malformed.
+	ErrInvalid = errors.New("invalid commit")
+	// ErrSequence: a Commit does not continue the session's log.
+	ErrSequence = errors.New("sequence does not continue the log")
+	// ErrTooLarge: one Commit exceeds what a single transaction can hold.
+	ErrTooLarge = errors.New("commit too large")
+	// ErrClosed: the store is closed or closing.
+	ErrClosed = errors.New("closed")
+	// ErrFailed: an earlier write failed; the store refuses all further
+	// calls until it is reopened.
+	ErrFailed = errors.New("failed by an earlier write error")
+	// ErrStop may be returned by an iteration callback to end the
+	// iteration early; the iterating method then returns nil.
+	ErrStop = errors.New("stop iteration")
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxGroupCommits = 1024
+	DefaultMaxGroupBytes   = 4 << 20
+	DefaultGCInterval      = 10 * time.Minute
+)
+
+// Options configures Open.
+type Options struct {
+	// Dir is the database directory; created if missing. Ignored when
+	// InMemory is set.
+	Dir string
+	// InMemory keeps everything in memory (tests, --memory); nothing
+	// survives Close.
+	InMemory bool
+	// Logger receives Badger's warnings and errors and the store's own
+	// messages. Nil means slog.Default().
+	Logger *slog.Logger
+	// MaxGroupCommits caps how many Commits share one transaction and one
+	// fsync. 0 means DefaultMaxGroupCommits; 1 turns grouping off.
+	MaxGroupCommits int
+	// MaxGroupBytes caps the encoded size of one group; a single larger
+	// Commit is written alone. 0 means DefaultMaxGroupBytes. It is clamped
+	// to half of what one Badger transaction can hold.
+	MaxGroupBytes int
+	// GCInterval is how often the value log is garbage-collected on disk.
+	// 0 means DefaultGCInterval; negative turns it off.
+	GCInterval time.Duration
+}
+
+// Stats counts the committer's work since Open.
+type Stats struct {
+	Commits uint64 // Commit calls written durably
+	Entries uint64 // log entries written durably
+	Groups  uint64 // synced transactions that carried them
+}
+
+// Store is the durable session log. Its methods are safe for concurrent use.
+type Store struct {
+	db       *badger.DB
+	log      *slog.Logger
+	maxGroup int
+	maxBytes int
+
+	queue   chan *request
+	closing chan struct{} // closed by Close
+	stopped chan struct{} // closed when the committer has exited
+
+	closeOnce sync.Once
+	closeErr  error
+	gcDone    chan struct{}
+
+	failure atomic.Pointer[error]
+
+	// cursor maps a session id to the last sequence durably written. Only
+	// the committer goroutine touches it. Sessions in a terminal state are
+	// dropped and reloaded from their snapshot if ever written again.
+	cursor map[string]uint64
+
+	commits, entries, groups atomic.Uint64
+
+	// beforeCommit, when set (tests only), runs before each transaction
+	// commit; an error is treated as a failed commit.
+	beforeCommit func() error
+}
+
+// Open opens (creating if needed) the store in opts.Dir, or an in-memory
+// store when opts.InMemory is set.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "store")
+
+	var bo badger.Options
+	if opts.InMemory {
+		bo = badger.DefaultOptions("").WithInMemory(true)
+	} else {
+		if opts.Dir == "" {
+			return nil, errors.New("store: open: no directory and not in memory")
+		}
+		bo = badger.DefaultOptions(opts.Dir).WithSyncWrites(true)
+	}
+	bo = bo.WithLogger(badgerLogger{log}).
+		WithDetectConflicts(false). // one writer: the committer
+		WithMetricsEnabled(false)   // Badger's metrics are process-global expvars
+
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %q: %w", opts.Dir, err)
+	}
+	if err := checkFormat(db); err != nil {
+		return nil, errors.Join(fmt.Errorf("store: open %q: %w", opts.Dir, err), db.Close())
+	}
+
+	s := &Store{
+		db:       db,
+		log:      log,
+		maxGroup: opts.MaxGroupCommits,
+		maxBytes: opts.MaxGroupBytes,
+		queue:    make(chan *request, 1024),
+		closing:  make(chan struct{}),
+		stopped:  make(chan struct{}),
+		gcDone:   make(chan struct{}),
+		cursor:   make(map[string]uint64),
+	}
+	if s.maxGroup <= 0 {
+		s.maxGroup = DefaultMaxGroupCommits
+	}
+	if s.maxBytes <= 0 {
+		s.maxBytes = DefaultMaxGroupBytes
+	}
+	if limit := int(db.MaxBatchSize() / 2); s.maxBytes > limit {
+		s.maxBytes = limit
+	}
+	go s.run()
+
+	gcEvery := opts.GCInterval
+	if gcEvery == 0 {
+		gcEvery = DefaultGCInterval
+	}
+	if opts.InMemory || gcEvery < 0 {
+		close(s.gcDone)
+	} else {
+		go s.collectGarbage(gcEvery)
+	}
+	return s, nil
+}
+
+// checkFormat stamps a new database with the format version and refuses one
+// written in another format.
+func checkFormat(db *badger.DB) error {
+	return db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(formatKey)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return txn.Set(formatKey, []byte(formatVersion))
+		}
+		if err != nil {
+			return fmt.Errorf("read format version: %w", err)
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("read format version: %w", err)
+		}
+		if string(v) != formatVersion {
+			return fmt.Errorf("format version %q, this build reads %q", v, formatVersion)
+		}
+		return nil
+	})
+}
+
+// Close flushes pending Commits and closes the database. Call it once, after
+// every other call has returned.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		<-s.stopped
+		<-s.gcDone
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("store: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// Stats returns the committer's counters.
+func (s *Store) Stats() Stats {
+	return Stats{Commits: s.commits.Load(), Entries: s.entries.Load(), Groups: s.groups.Load()}
+}
+
+// usable reports why the store cannot serve calls, if it cannot.
+func (s *Store) usable() error {
+	if p := s.failure.Load(); p != nil {
+		return *p
+	}
+	select {
+	case <-s.closing:
+		return ErrClosed
+	default:
+		return nil
+	}
+}
+
+// fail makes the store failed for good, keeping the first cause.
+func (s *Store) fail(cause error) error {
+	err := fmt.Errorf("%w: %w", ErrFailed, cause)
+	if s.failure.CompareAndSwap(nil, &err) {
+		s.log.Error("write failed; the store refuses further calls until reopened", "err", cause)
+		return err
+	}
+	return *s.failure.Load()
+}
+
+// Session returns the snapshot of one session, or an error wrapping
+// ErrNotFound.
+func (s *Store) Session(ctx context.Context, id string) (*storev1.Session, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.usable(); err != nil {
+		return nil, fmt.Errorf("store: session %q: %w", id, err)
+	}
+	if err := checkSessionID(id); err != nil {
+		return nil, fmt.Errorf("store: session: %w: %w", ErrNotFound, err)
+	}
+	snap := &storev1.Session{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(sessionKey(id))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return proto.Unmarshal(v, snap) })
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("store: session %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: session %q: %w", id, err)
+	}
+	return snap, nil
+}
+
+// Sessions calls fn for every stored snapshot, in ascending byte order of
+// session ids. fn may return ErrStop to end early.
+func (s *Store) Sessions(ctx context.Context, fn func(*storev1.Session) error) error {
+	return s.SessionsAfter(ctx, "", fn)
+}
+
+// SessionsAfter is Sessions restricted to ids greater than after (keyset
+// paging); after "" means from the start.
+func (s *Store) SessionsAfter(ctx context.Context, after string, fn func(*storev1.Session) error) error {
+	if err := s.usable(); err != nil {
+		return fmt.Errorf("store: sessions: %w", err)
+	}
+	start := []byte{kindSession}
+	if after != "" {
+		if err := checkSessionID(after); err != nil {
+			return fmt.Errorf("store: sessions after: %w", err)
+		}
+		start = sessionKey(after)
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		io := badger.DefaultIteratorOptions
+		io.Prefix = []byte{kindSession}
+		it := txn.NewIterator(io)
+		defer it.Close()
+		for it.Seek(start); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			item := it.Item()
+			id, ok := sessionIDOf(item.Key())
+			if !ok {
+				return fmt.Errorf("malformed snapshot key %q", item.Key())
+			}
+			if id == after {
+				continue
+			}
+			snap := &storev1.Session{}
+			if err := item.Value(func(v []byte) error { return proto.Unmarshal(v, snap) }); err != nil {
+				return fmt.Errorf("snapshot %q: %w", id, err)
+			}
+			if err := fn(snap); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrStop) {
+		return fmt.Errorf("store: sessions: %w", err)
+	}
+	return nil
+}
+
+// Entries calls fn, in sequence order, for each entry of the session with a
+// sequence greater than after. fn may return ErrStop to end early.
+func (s *Store) Entries(ctx context.Context, sessionID string, after uint64, fn func(*storev1.Entry) error) error {
+	if err := s.usable(); err != nil {
+		return fmt.Errorf("store: entries of %q: %w", sessionID, err)
+	}
+	if err := checkSessionID(sessionID); err != nil {
+		return fmt.Errorf("store: entries: %w", err)
+	}
+	if after == ^uint64(0) {
+		return nil
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		io := badger.DefaultIteratorOptions
+		io.Prefix = entryPrefix(sessionID)
+		it := txn.NewIterator(io)
+		defer it.Close()
+		for it.Seek(entryKey(sessionID, after+1)); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			item := it.Item()
+			seq, ok := entrySeq(item.Key())
+			if !ok {
+				return fmt.Errorf("malformed entry key %q", item.Key())
+			}
+			e := &storev1.Entry{}
+			if err := item.Value(func(v []byte) error { return proto.Unmarshal(v, e) }); err != nil {
+				return fmt.Errorf("entry %d: %w", seq, err)
+			}
+			if e.GetSequence() != seq {
+				return fmt.Errorf("entry under key sequence %d holds sequence %d", seq, e.GetSequence())
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrStop) {
+		return fmt.Errorf("store: entries of %q: %w", sessionID, err)
+	}
+	return nil
+}
+
+// collectGarbage runs Badger's value-log GC every interval until Close.
+func (s *Store) collectGarbage(every time.Duration) {
+	defer close(s.gcDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+		}
+		for {
+			err := s.db.RunValueLogGC(0.5)
+			if err == nil {
+				select {
+				case <-s.closing:
+					return
+				default:
+					continue // rewrote one file; there may be more
+				}
+			}
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				s.log.Warn("value log GC", "err", err)
+			}
+			break
+		}
+	}
+}
