@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/concord-macp/concord/host/bus"
 	"github.com/concord-macp/concord/host/store"
 	"github.com/concord-macp/concord/policy"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
@@ -75,6 +76,13 @@ type Kernel struct {
 
 	sessions sync.Map // session id -> *session
 
+	// feed carries each session's accepted entries to its subscriptions
+	// (topic = session id); lifecycle carries lifecycle events and signals
+	// carries ambient envelopes (one topic each, "").
+	feed      *bus.Hub[*storev1.Entry]
+	lifecycle *bus.Hub[*macpv1.SessionLifecycleEvent]
+	signals   *bus.Hub[*macpv1.Envelope]
+
 	stopSweep context.CancelFunc
 	sweepDone chan struct{}
 }
@@ -110,6 +118,10 @@ func New(ctx context.Context, opts Options) (*Kernel, error) {
 		log:      opts.Logger,
 		now:      opts.Now,
 		opts:     opts,
+
+		feed:      bus.New[*storev1.Entry](),
+		lifecycle: bus.New[*macpv1.SessionLifecycleEvent](),
+		signals:   bus.New[*macpv1.Envelope](),
 	}
 	if err := k.restore(ctx); err != nil {
 		return nil, err

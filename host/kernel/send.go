@@ -141,6 +141,7 @@ func (k *Kernel) ambient(env *macpv1.Envelope) (*macpv1.Ack, error) {
 			return nil, macperr.New(macperr.InvalidEnvelope, "Progress payload does not decode: %v", err)
 		}
 	}
+	k.signals.Publish("", env)
 	return &macpv1.Ack{
 		Ok:               true,
 		MessageId:        env.MessageId,
@@ -188,6 +189,7 @@ func (k *Kernel) apply(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		return nil, macperr.New(macperr.Forbidden, "%s is written by the runtime only; call the %sSession RPC", env.MessageType, strings.TrimPrefix(env.MessageType, "Session"))
 	case typeProgress:
 		// Session-scoped progress is broadcast like a signal, never recorded.
+		k.signals.Publish("", env)
 		return &macpv1.Ack{Ok: true, MessageId: env.MessageId, SessionId: env.SessionId,
 			AcceptedAtUnixMs: k.now().UnixMilli(), SessionState: s.state()}, nil
 	case typeSessionStart:

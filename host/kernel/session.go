@@ -31,16 +31,53 @@ func (s *session) state() macpv1.SessionState { return s.rec.GetMetadata().GetSt
 // commit makes next the session's snapshot after writing it and entries
 // durably. On failure the in-memory session is left as it was.
 func (k *Kernel) commit(ctx context.Context, s *session, next *storev1.Session, entries ...*storev1.Entry) error {
-	if err := k.store.Commit(ctx, next, entries...); err != nil {
+	// The client must not be able to abandon a write half way: once queued
+	// it may land, and the session must then reflect it.
+	if err := k.store.Commit(context.WithoutCancel(ctx), next, entries...); err != nil {
 		return fmt.Errorf("commit session %s: %w", next.GetMetadata().GetSessionId(), err)
+	}
+	prev := s.rec.GetMetadata().GetState()
+	if entries[0].GetSequence() == 1 {
+		prev = macpv1.SessionState_SESSION_STATE_UNSPECIFIED
 	}
 	s.rec = next
 	for _, e := range entries {
 		if e.GetOrigin() == storev1.Origin_ORIGIN_AGENT {
 			s.seen[e.GetEnvelope().GetMessageId()] = struct{}{}
 		}
+		k.feed.Publish(next.GetMetadata().GetSessionId(), e)
+	}
+	if ev := lifecycleEvent(prev, next.GetMetadata().GetState()); ev != macpv1.SessionLifecycleEvent_EVENT_TYPE_UNSPECIFIED {
+		k.lifecycle.Publish("", &macpv1.SessionLifecycleEvent{
+			EventType:        ev,
+			Session:          proto.Clone(next.GetMetadata()).(*macpv1.SessionMetadata),
+			ObservedAtUnixMs: k.now().UnixMilli(),
+		})
 	}
 	return nil
+}
+
+// lifecycleEvent names the transition from prev to next, if it is one.
+func lifecycleEvent(prev, next macpv1.SessionState) macpv1.SessionLifecycleEvent_EventType {
+	if prev == next {
+		return macpv1.SessionLifecycleEvent_EVENT_TYPE_UNSPECIFIED
+	}
+	switch next {
+	case macpv1.SessionState_SESSION_STATE_OPEN:
+		if prev == macpv1.SessionState_SESSION_STATE_SUSPENDED {
+			return macpv1.SessionLifecycleEvent_EVENT_TYPE_RESUMED
+		}
+		return macpv1.SessionLifecycleEvent_EVENT_TYPE_CREATED
+	case macpv1.SessionState_SESSION_STATE_RESOLVED:
+		return macpv1.SessionLifecycleEvent_EVENT_TYPE_RESOLVED
+	case macpv1.SessionState_SESSION_STATE_EXPIRED:
+		return macpv1.SessionLifecycleEvent_EVENT_TYPE_EXPIRED
+	case macpv1.SessionState_SESSION_STATE_SUSPENDED:
+		return macpv1.SessionLifecycleEvent_EVENT_TYPE_SUSPENDED
+	case macpv1.SessionState_SESSION_STATE_CANCELLED:
+		return macpv1.SessionLifecycleEvent_EVENT_TYPE_CANCELLED
+	}
+	return macpv1.SessionLifecycleEvent_EVENT_TYPE_UNSPECIFIED
 }
 
 // expireIfDue expires an OPEN session whose deadline has passed, writing a

@@ -31,6 +31,8 @@ type Options struct {
 	// AllowedOrigins for browsers; empty allows every origin (credentials
 	// travel in headers, never cookies).
 	AllowedOrigins []string
+	// Done, when closed, ends every open stream (server shutdown).
+	Done <-chan struct{}
 }
 
 // requestOverhead is the room left for the envelope around its payload.
@@ -39,7 +41,7 @@ const requestOverhead = 64 << 10
 // NewHandler returns the http.Handler serving the MACP API, gRPC health and
 // reflection on one mux, wrapped in CORS.
 func NewHandler(opts Options) http.Handler {
-	svc := &service{kernel: opts.Kernel, modes: opts.Modes, version: opts.Version}
+	svc := &service{kernel: opts.Kernel, modes: opts.Modes, version: opts.Version, done: opts.Done}
 	mux := http.NewServeMux()
 	path, h := macpv1connect.NewMACPRuntimeServiceHandler(svc,
 		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),

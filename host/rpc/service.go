@@ -32,6 +32,9 @@ type service struct {
 	kernel  *kernel.Kernel
 	modes   *modes.Registry
 	version string
+	// done closes when the server shuts down: long-lived streams end then,
+	// so that shutdown does not wait for clients to hang up.
+	done <-chan struct{}
 }
 
 var _ macpv1connect.MACPRuntimeServiceHandler = (*service)(nil)

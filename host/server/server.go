@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/concord-macp/concord/host/auth"
@@ -62,6 +63,9 @@ type Server struct {
 	engine *wasm.Engine
 	kernel *kernel.Kernel
 	http   *http.Server
+	// streamsDone closes at shutdown to end long-lived streams.
+	streamsDone chan struct{}
+	closeOnce   sync.Once
 }
 
 // New opens the store, loads the built-in modes, restores every session and
@@ -76,7 +80,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if err := checkExposure(cfg); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, streamsDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.close(context.WithoutCancel(ctx))
@@ -133,6 +137,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Version:         cfg.Version,
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
 		AllowedOrigins:  cfg.AllowedOrigins,
+		Done:            s.streamsDone,
 	})
 	s.http = &http.Server{
 		Handler:           handler,
@@ -196,6 +201,7 @@ func (s *Server) ListenAndServe() error {
 // Shutdown stops accepting calls, waits for those in flight (until ctx
 // ends), then stops the kernel and flushes and closes the store.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeOnce.Do(func() { close(s.streamsDone) })
 	err := s.http.Shutdown(ctx)
 	if err != nil {
 		err = fmt.Errorf("server: drain: %w", err)

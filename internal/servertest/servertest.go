@@ -150,14 +150,29 @@ func H2CClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{Protocols: p}, Timeout: 30 * time.Second}
 }
 
-// bearer adds "Authorization: Bearer <identity>" to every request.
-func bearer(identity string) connect.Interceptor {
-	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			req.Header().Set("Authorization", "Bearer "+identity)
-			return next(ctx, req)
-		}
-	})
+// bearer adds "Authorization: Bearer <identity>" to every request, unary
+// and streaming.
+func bearer(identity string) connect.Interceptor { return bearerInterceptor(identity) }
+
+type bearerInterceptor string
+
+func (b bearerInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", "Bearer "+string(b))
+		return next(ctx, req)
+	}
+}
+
+func (b bearerInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		return conn
+	}
+}
+
+func (b bearerInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
 }
 
 // Send sends env as identity over gRPC and returns the Ack, failing the

@@ -1,0 +1,277 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/concord-macp/concord/host/kernel"
+	"github.com/concord-macp/concord/host/macperr"
+	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
+)
+
+// StreamSession runs envelopes through the Send pipeline and streams the
+// session's accepted envelopes back, from any point of its history. Invalid
+// input is answered inline with a MACPError and the stream stays open; only
+// protocol violations of the stream itself end it.
+func (s *service) StreamSession(ctx context.Context, stream *connect.BidiStream[macpv1.StreamSessionRequest, macpv1.StreamSessionResponse]) error {
+	id, err := authenticated(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := &streamWriter{stream: stream}
+	var (
+		bound   string
+		pumpErr = make(chan error, 1)
+	)
+	bind := func(sessionID string, after uint64) error {
+		sub, err := s.kernel.Subscribe(ctx, id.Sender, id.Observer, sessionID, after)
+		if err != nil {
+			return err
+		}
+		bound = sessionID
+		go func() { pumpErr <- pump(ctx, sub, out) }()
+		return nil
+	}
+	type frame struct {
+		req *macpv1.StreamSessionRequest
+		err error
+	}
+	frames := make(chan frame)
+	go func() {
+		for {
+			req, err := stream.Receive()
+			select {
+			case frames <- frame{req, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	clientDone := false
+	for {
+		var f frame
+		select {
+		case err := <-pumpErr:
+			return err
+		case <-ctx.Done():
+			return nil
+		case <-s.done:
+			return nil
+		case f = <-frames:
+		}
+		if clientDone {
+			continue
+		}
+		req, err := f.req, f.err
+		if err != nil {
+			// io.EOF: the client closed its side. Keep delivering the session
+			// to a bound stream until the client hangs up.
+			if bound == "" {
+				return nil
+			}
+			clientDone = true
+			continue
+		}
+		env, subscribe := req.GetEnvelope(), req.GetSubscribeSessionId()
+		if env != nil && subscribe != "" {
+			return connect.NewError(connect.CodeInvalidArgument, errors.New("a frame carries an envelope or subscribe_session_id, never both"))
+		}
+		target := subscribe
+		if env != nil {
+			target = env.GetSessionId()
+		}
+		if bound != "" && target != "" && target != bound {
+			return connect.NewError(connect.CodeInvalidArgument, errors.New("one session per stream: this stream is bound to "+bound))
+		}
+		if subscribe != "" {
+			if bound != "" {
+				continue // already following this session
+			}
+			if err := bind(subscribe, req.GetAfterSequence()); err != nil {
+				if err := out.error(macperr.As(err), subscribe, ""); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if env == nil {
+			if err := out.error(macperr.New(macperr.InvalidEnvelope, "the frame carries neither an envelope nor a subscription"), "", ""); err != nil {
+				return err
+			}
+			continue
+		}
+		ack := s.kernel.Send(ctx, id.Sender, env)
+		if !ack.GetOk() {
+			e := ack.GetError()
+			if err := out.send(&macpv1.StreamSessionResponse{Response: &macpv1.StreamSessionResponse_Error{Error: e}}); err != nil {
+				return err
+			}
+			continue
+		}
+		if bound == "" && env.GetSessionId() != "" {
+			// Bind from the session's start: the sender sees its own envelope
+			// and everything since, in order.
+			if err := bind(env.GetSessionId(), 0); err != nil {
+				if err := out.error(macperr.As(err), env.GetSessionId(), env.GetMessageId()); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// pump copies a session's accepted envelopes to the stream.
+func pump(ctx context.Context, sub *kernel.Subscription, out *streamWriter) error {
+	defer sub.Close()
+	for {
+		e, err := sub.Next(ctx)
+		if err != nil {
+			if errors.Is(err, kernel.ErrStreamLagging) {
+				return connect.NewError(connect.CodeResourceExhausted, err)
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			return statusError(err)
+		}
+		if e.GetEnvelope() == nil {
+			continue // runtime records without an envelope (expiry)
+		}
+		if err := out.send(&macpv1.StreamSessionResponse{Response: &macpv1.StreamSessionResponse_Envelope{Envelope: e.GetEnvelope()}}); err != nil {
+			return err
+		}
+	}
+}
+
+// streamWriter serialises sends on a bidi stream shared by the receive loop
+// (inline errors) and the pump (envelopes).
+type streamWriter struct {
+	mu     sync.Mutex
+	stream *connect.BidiStream[macpv1.StreamSessionRequest, macpv1.StreamSessionResponse]
+}
+
+func (w *streamWriter) send(r *macpv1.StreamSessionResponse) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stream.Send(r)
+}
+
+func (w *streamWriter) error(e *macperr.Error, sessionID, messageID string) error {
+	msg := e.Message
+	if e.Code == macperr.InternalError {
+		msg = "internal error"
+	}
+	return w.send(&macpv1.StreamSessionResponse{Response: &macpv1.StreamSessionResponse_Error{Error: &macpv1.MACPError{
+		Code: e.Code, Message: msg, SessionId: sessionID, MessageId: messageID, Details: e.Details,
+	}}})
+}
+
+// WatchSessions sends one CREATED event per visible session, then every
+// lifecycle event of the sessions the caller may see.
+func (s *service) WatchSessions(ctx context.Context, _ *connect.Request[macpv1.WatchSessionsRequest], stream *connect.ServerStream[macpv1.WatchSessionsResponse]) error {
+	id, err := authenticated(ctx)
+	if err != nil {
+		return err
+	}
+	initial, sub := s.kernel.WatchSessions(ctx, id.Sender, id.Observer)
+	defer sub.Close()
+	for _, ev := range initial {
+		if err := stream.Send(&macpv1.WatchSessionsResponse{Event: ev}); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.done:
+			return nil
+		case ev, ok := <-sub.C:
+			if !ok {
+				return connect.NewError(connect.CodeResourceExhausted, sub.Err())
+			}
+			if !kernel.MayObserve(ev.GetSession(), id.Sender, id.Observer) {
+				continue
+			}
+			if err := stream.Send(&macpv1.WatchSessionsResponse{Event: ev}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// WatchSignals streams every accepted ambient Signal and Progress.
+func (s *service) WatchSignals(ctx context.Context, _ *connect.Request[macpv1.WatchSignalsRequest], stream *connect.ServerStream[macpv1.WatchSignalsResponse]) error {
+	sub := s.kernel.WatchSignals()
+	defer sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.done:
+			return nil
+		case env, ok := <-sub.C:
+			if !ok {
+				return connect.NewError(connect.CodeResourceExhausted, sub.Err())
+			}
+			if err := stream.Send(&macpv1.WatchSignalsResponse{Envelope: env}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// ListSessions pages through the sessions the caller may see.
+func (s *service) ListSessions(ctx context.Context, req *connect.Request[macpv1.ListSessionsRequest]) (*connect.Response[macpv1.ListSessionsResponse], error) {
+	id, err := authenticated(ctx)
+	if err != nil {
+		return nil, err
+	}
+	page, next, err := s.kernel.ListSessions(ctx, id.Sender, id.Observer, req.Msg.GetPageSize(), req.Msg.GetPageToken())
+	if err != nil {
+		if errors.Is(err, kernel.ErrBadPage) {
+			return nil, connect.NewError(connect.CodeInvalidArgument, err)
+		}
+		return nil, statusError(err)
+	}
+	return connect.NewResponse(&macpv1.ListSessionsResponse{Sessions: page, NextPageToken: next}), nil
+}
+
+// ListRoots returns the runtime's roots: Concord exposes none.
+func (s *service) ListRoots(context.Context, *connect.Request[macpv1.ListRootsRequest]) (*connect.Response[macpv1.ListRootsResponse], error) {
+	return connect.NewResponse(&macpv1.ListRootsResponse{}), nil
+}
+
+// WatchRoots sends one change hint on connect, then stays idle.
+func (s *service) WatchRoots(ctx context.Context, _ *connect.Request[macpv1.WatchRootsRequest], stream *connect.ServerStream[macpv1.WatchRootsResponse]) error {
+	if err := stream.Send(&macpv1.WatchRootsResponse{Change: &macpv1.RootsChanged{ObservedAtUnixMs: time.Now().UnixMilli()}}); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-s.done:
+	}
+	return nil
+}
+
+// WatchModeRegistry sends one change hint on connect; the registry of
+// built-in modes does not change while the server runs.
+func (s *service) WatchModeRegistry(ctx context.Context, _ *connect.Request[macpv1.WatchModeRegistryRequest], stream *connect.ServerStream[macpv1.WatchModeRegistryResponse]) error {
+	if err := stream.Send(&macpv1.WatchModeRegistryResponse{Change: &macpv1.RegistryChanged{Registry: "modes", ObservedAtUnixMs: time.Now().UnixMilli()}}); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-s.done:
+	}
+	return nil
+}
