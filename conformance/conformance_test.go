@@ -21,6 +21,7 @@ import (
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/internal/servertest"
 	"github.com/concord-macp/concord/policy"
+	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 
 	// Payload types the fixtures name, registered for lookup by name.
 	_ "github.com/concord-macp/concord/proto/macp/modes/decision/v1"
@@ -130,6 +131,7 @@ func runFixture(t *testing.T, srv *servertest.Server, fx fixture) {
 	if ack := srv.Send(t, fx.Initiator, start); !ack.GetOk() {
 		t.Fatalf("SessionStart refused: %v", ack.GetError())
 	}
+	acceptedIDs := []string{"m0"}
 	for i, m := range fx.Messages {
 		payload, err := buildPayload(m)
 		if err != nil {
@@ -143,6 +145,7 @@ func runFixture(t *testing.T, srv *servertest.Server, fx fixture) {
 			if !ack.GetOk() || ack.GetDuplicate() {
 				t.Fatalf("message %d (%s from %s): want accepted, got %s %s", i+1, m.MessageType, m.Sender, ack.GetError().GetCode(), ack.GetError().GetMessage())
 			}
+			acceptedIDs = append(acceptedIDs, env.MessageId)
 		case "reject":
 			if ack.GetOk() {
 				t.Fatalf("message %d (%s from %s): want rejected, got accepted", i+1, m.MessageType, m.Sender)
@@ -180,6 +183,15 @@ func runFixture(t *testing.T, srv *servertest.Server, fx fixture) {
 		if path, ok := subset(fx.ExpectedResolution, got); !ok {
 			t.Fatalf("resolution differs at %s: got %v", path, got)
 		}
+	}
+	// Replay equivalence: the log replayed through the pinned module and
+	// policy reproduces the session exactly.
+	rep, err := srv.Admin(fx.Initiator).ReplaySession(ctx, connect.NewRequest(&adminv1.ReplaySessionRequest{SessionId: sid}))
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	if !rep.Msg.GetExact() || rep.Msg.GetState() != md.GetState() || rep.Msg.GetEntries() != uint64(len(acceptedIDs)) {
+		t.Fatalf("replay of %d entries (want %d) diverges: exact=%t state=%v %v", rep.Msg.GetEntries(), len(acceptedIDs), rep.Msg.GetExact(), rep.Msg.GetState(), rep.Msg.GetDivergences())
 	}
 	if len(fx.ExpectedModeState) > 0 {
 		raw, err := k.ModeState(ctx, fx.Initiator, sid)

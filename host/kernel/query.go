@@ -102,3 +102,45 @@ func (k *Kernel) ModeState(ctx context.Context, identity, id string) ([]byte, er
 	}
 	return []byte(v.GetJson()), nil
 }
+
+// Inspection is everything the kernel knows about one session.
+type Inspection struct {
+	Session   *storev1.Session
+	ModeState []byte
+}
+
+// Inspect returns session id's snapshot and mode state view for identity
+// (observers may inspect any session).
+func (k *Kernel) Inspect(ctx context.Context, identity string, observer bool, id string) (*Inspection, error) {
+	rec, err := k.snapshot(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !MayObserve(rec.GetMetadata(), identity, observer) {
+		return nil, macperr.New(macperr.Forbidden, "%q may not observe session %q", identity, id)
+	}
+	view, err := k.view(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	return &Inspection{Session: rec, ModeState: view}, nil
+}
+
+// view renders a snapshot's mode state through the module it is pinned to.
+func (k *Kernel) view(ctx context.Context, rec *storev1.Session) ([]byte, error) {
+	mode, ok := k.catalog.Pinned(rec.GetModuleDigest())
+	if !ok {
+		return nil, macperr.New(macperr.InternalError, "the module session %q is pinned to is not available", rec.GetMetadata().GetSessionId())
+	}
+	v, err := mode.View(ctx, &abiv1.ViewRequest{State: rec.GetModeState(), Session: abiSession(rec)})
+	if err != nil {
+		return nil, macperr.Wrap(macperr.InternalError, err, "the mode module could not render its state")
+	}
+	return []byte(v.GetJson()), nil
+}
+
+// ViewOf renders the mode state of a snapshot produced elsewhere (e.g. by
+// Replay) through its pinned module.
+func (k *Kernel) ViewOf(ctx context.Context, rec *storev1.Session) ([]byte, error) {
+	return k.view(ctx, rec)
+}

@@ -2,11 +2,12 @@ package kernel
 
 import (
 	"context"
-	"regexp"
+	"errors"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/concord-macp/concord/host/cmthash"
 	"github.com/concord-macp/concord/host/macperr"
 	"github.com/concord-macp/concord/policy"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
@@ -239,6 +240,15 @@ func (k *Kernel) apply(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		Origin:           storev1.Origin_ORIGIN_AGENT,
 		StateAfter:       next.Metadata.State,
 	}
+	if commitment != nil {
+		// A payload with fields the hash label does not cover has no hash.
+		if h, err := cmthash.Hash(commitment); err == nil {
+			entry.CommitmentHash = h
+			next.ResolutionHash = h
+		} else if !errors.Is(err, cmthash.ErrCannotVerify) {
+			return nil, macperr.Wrap(macperr.InternalError, err, "could not hash the commitment")
+		}
+	}
 	if err := k.commit(ctx, s, next, entry); err != nil {
 		return nil, macperr.Wrap(macperr.InternalError, err, "the message could not be made durable")
 	}
@@ -272,8 +282,6 @@ func isTerminal(d *macpv1.ModeDescriptor, messageType string) bool {
 	}
 	return false
 }
-
-var commitmentHashPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 // checkCommitment runs the checks common to every mode's Commitment:
 // authority first (FORBIDDEN), then the payload (INVALID_ENVELOPE).
@@ -309,7 +317,7 @@ func (k *Kernel) checkCommitment(ctx context.Context, s *session, env *macpv1.En
 		return nil, macperr.New(macperr.InvalidEnvelope, "Commitment policy_version %q does not match the session's %q", c.PolicyVersion, md.GetPolicyVersion())
 	}
 	if sup := c.Supersedes; sup != nil {
-		if sup.SessionId == "" || !commitmentHashPattern.MatchString(sup.CommitmentHash) {
+		if sup.SessionId == "" || !cmthash.WellFormed(sup.CommitmentHash) {
 			return nil, macperr.New(macperr.InvalidEnvelope, "Commitment supersedes needs a session_id and a commitment_hash of the form sha256:<64 lowercase hex>")
 		}
 	}

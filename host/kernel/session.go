@@ -80,15 +80,22 @@ func lifecycleEvent(prev, next macpv1.SessionState) macpv1.SessionLifecycleEvent
 	return macpv1.SessionLifecycleEvent_EVENT_TYPE_UNSPECIFIED
 }
 
-// expireIfDue expires an OPEN session whose deadline has passed, writing a
-// runtime expiry record to its log. It reports whether it expired it.
-// The caller holds s.mu.
+// expireIfDue expires a session whose time ran out: an OPEN session past
+// its deadline, or a SUSPENDED one whose cumulative suspension exceeds its
+// cap. It writes a runtime expiry record to the log and reports whether it
+// expired the session. The caller holds s.mu.
 func (k *Kernel) expireIfDue(ctx context.Context, s *session) (bool, error) {
-	if s.state() != macpv1.SessionState_SESSION_STATE_OPEN {
-		return false, nil
-	}
 	now := k.now().UnixMilli()
-	if now <= s.rec.GetDeadlineUnixMs() {
+	switch s.state() {
+	case macpv1.SessionState_SESSION_STATE_OPEN:
+		if now <= s.rec.GetDeadlineUnixMs() {
+			return false, nil
+		}
+	case macpv1.SessionState_SESSION_STATE_SUSPENDED:
+		if s.rec.GetSuspendedTotalMs()+(now-s.rec.GetSuspendedAtUnixMs()) <= s.rec.GetMaxSuspendMs() {
+			return false, nil
+		}
+	default:
 		return false, nil
 	}
 	next := proto.Clone(s.rec).(*storev1.Session)

@@ -13,6 +13,7 @@ import (
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/modes"
+	"github.com/concord-macp/concord/proto/concord/admin/v1/adminv1connect"
 	"github.com/concord-macp/concord/proto/macp/v1/macpv1connect"
 )
 
@@ -48,9 +49,11 @@ func NewHandler(opts Options) http.Handler {
 		connect.WithReadMaxBytes(opts.MaxPayloadBytes+requestOverhead),
 	)
 	mux.Handle(path, h)
+	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel},
+		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator))))
 	checker := grpchealth.NewStaticChecker(macpv1connect.MACPRuntimeServiceName)
 	mux.Handle(grpchealth.NewHandler(checker))
-	reflector := grpcreflect.NewStaticReflector(macpv1connect.MACPRuntimeServiceName, grpchealth.HealthV1ServiceName)
+	reflector := grpcreflect.NewStaticReflector(macpv1connect.MACPRuntimeServiceName, adminv1connect.AdminServiceName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	return withCORS(mux, opts.AllowedOrigins)

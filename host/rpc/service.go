@@ -68,12 +68,12 @@ func (s *service) Initialize(_ context.Context, req *connect.Request[macpv1.Init
 // capabilities advertises exactly what this server implements.
 func (s *service) capabilities() *macpv1.Capabilities {
 	return &macpv1.Capabilities{
-		Sessions:       &macpv1.SessionsCapability{},
-		Cancellation:   &macpv1.CancellationCapability{},
+		Sessions:       &macpv1.SessionsCapability{Stream: true, ListSessions: true, WatchSessions: true},
+		Cancellation:   &macpv1.CancellationCapability{CancelSession: true},
 		Progress:       &macpv1.ProgressCapability{Progress: true},
 		Manifest:       &macpv1.ManifestCapability{GetManifest: true},
-		ModeRegistry:   &macpv1.ModeRegistryCapability{ListModes: true},
-		Roots:          &macpv1.RootsCapability{},
+		ModeRegistry:   &macpv1.ModeRegistryCapability{ListModes: true, ListChanged: true},
+		Roots:          &macpv1.RootsCapability{ListRoots: true, ListChanged: true},
 		PolicyRegistry: &macpv1.PolicyRegistryCapability{},
 	}
 }

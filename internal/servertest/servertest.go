@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/concord-macp/concord/host/server"
+	"github.com/concord-macp/concord/proto/concord/admin/v1/adminv1connect"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 	"github.com/concord-macp/concord/proto/macp/v1/macpv1connect"
 )
@@ -141,6 +142,11 @@ func (s *Server) Client(p Protocol, identity string) macpv1connect.MACPRuntimeSe
 		opts = append(opts, connect.WithInterceptors(bearer(identity)))
 	}
 	return macpv1connect.NewMACPRuntimeServiceClient(H2CClient(), s.URL, opts...)
+}
+
+// Admin returns a client of Concord's admin API speaking gRPC as identity.
+func (s *Server) Admin(identity string) adminv1connect.AdminServiceClient {
+	return adminv1connect.NewAdminServiceClient(H2CClient(), s.URL, connect.WithGRPC(), connect.WithInterceptors(bearer(identity)))
 }
 
 // H2CClient is an HTTP client that speaks HTTP/2 over plaintext.

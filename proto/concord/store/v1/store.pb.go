@@ -87,9 +87,12 @@ type Entry struct {
 	AcceptedAtUnixMs int64        `protobuf:"varint,3,opt,name=accepted_at_unix_ms,json=acceptedAtUnixMs,proto3" json:"accepted_at_unix_ms,omitempty"`
 	Origin           Origin       `protobuf:"varint,4,opt,name=origin,proto3,enum=concord.store.v1.Origin" json:"origin,omitempty"`
 	// Session state right after this entry.
-	StateAfter    v1.SessionState `protobuf:"varint,5,opt,name=state_after,json=stateAfter,proto3,enum=macp.v1.SessionState" json:"state_after,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	StateAfter v1.SessionState `protobuf:"varint,5,opt,name=state_after,json=stateAfter,proto3,enum=macp.v1.SessionState" json:"state_after,omitempty"`
+	// For an accepted Commitment: its RFC-MACP-0013 hash ("sha256:…"), or
+	// empty when the payload carries fields the hash label does not cover.
+	CommitmentHash string `protobuf:"bytes,6,opt,name=commitment_hash,json=commitmentHash,proto3" json:"commitment_hash,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Entry) Reset() {
@@ -157,6 +160,13 @@ func (x *Entry) GetStateAfter() v1.SessionState {
 	return v1.SessionState(0)
 }
 
+func (x *Entry) GetCommitmentHash() string {
+	if x != nil {
+		return x.CommitmentHash
+	}
+	return ""
+}
+
 // Session is the durable snapshot of a session after its latest entry: what
 // a restart needs to serve the session without replaying its log.
 type Session struct {
@@ -178,9 +188,15 @@ type Session struct {
 	// The accepted Commitment, once resolved.
 	Resolution *v1.CommitmentPayload `protobuf:"bytes,9,opt,name=resolution,proto3" json:"resolution,omitempty"`
 	// TTL anchor (RFC-MACP-0001 §7.5 as decided in RATIONALE.md).
-	AnchorUnixMs  int64 `protobuf:"varint,10,opt,name=anchor_unix_ms,json=anchorUnixMs,proto3" json:"anchor_unix_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AnchorUnixMs int64 `protobuf:"varint,10,opt,name=anchor_unix_ms,json=anchorUnixMs,proto3" json:"anchor_unix_ms,omitempty"`
+	// When the current suspension began; 0 while not suspended.
+	SuspendedAtUnixMs int64 `protobuf:"varint,11,opt,name=suspended_at_unix_ms,json=suspendedAtUnixMs,proto3" json:"suspended_at_unix_ms,omitempty"`
+	// Cumulative time spent suspended by finished suspensions.
+	SuspendedTotalMs int64 `protobuf:"varint,12,opt,name=suspended_total_ms,json=suspendedTotalMs,proto3" json:"suspended_total_ms,omitempty"`
+	// RFC-MACP-0013 hash of the resolution, when it has one.
+	ResolutionHash string `protobuf:"bytes,13,opt,name=resolution_hash,json=resolutionHash,proto3" json:"resolution_hash,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Session) Reset() {
@@ -283,18 +299,40 @@ func (x *Session) GetAnchorUnixMs() int64 {
 	return 0
 }
 
+func (x *Session) GetSuspendedAtUnixMs() int64 {
+	if x != nil {
+		return x.SuspendedAtUnixMs
+	}
+	return 0
+}
+
+func (x *Session) GetSuspendedTotalMs() int64 {
+	if x != nil {
+		return x.SuspendedTotalMs
+	}
+	return 0
+}
+
+func (x *Session) GetResolutionHash() string {
+	if x != nil {
+		return x.ResolutionHash
+	}
+	return ""
+}
+
 var File_concord_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_concord_store_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x1cconcord/store/v1/store.proto\x12\x10concord.store.v1\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\x1a\x14macp/v1/policy.proto\"\xeb\x01\n" +
+	"\x1cconcord/store/v1/store.proto\x12\x10concord.store.v1\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\x1a\x14macp/v1/policy.proto\"\x94\x02\n" +
 	"\x05Entry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12-\n" +
 	"\benvelope\x18\x02 \x01(\v2\x11.macp.v1.EnvelopeR\benvelope\x12-\n" +
 	"\x13accepted_at_unix_ms\x18\x03 \x01(\x03R\x10acceptedAtUnixMs\x120\n" +
 	"\x06origin\x18\x04 \x01(\x0e2\x18.concord.store.v1.OriginR\x06origin\x126\n" +
 	"\vstate_after\x18\x05 \x01(\x0e2\x15.macp.v1.SessionStateR\n" +
-	"stateAfter\"\xa4\x03\n" +
+	"stateAfter\x12'\n" +
+	"\x0fcommitment_hash\x18\x06 \x01(\tR\x0ecommitmentHash\"\xac\x04\n" +
 	"\aSession\x124\n" +
 	"\bmetadata\x18\x01 \x01(\v2\x18.macp.v1.SessionMetadataR\bmetadata\x12\x1d\n" +
 	"\n" +
@@ -309,7 +347,10 @@ const file_concord_store_v1_store_proto_rawDesc = "" +
 	"resolution\x18\t \x01(\v2\x1a.macp.v1.CommitmentPayloadR\n" +
 	"resolution\x12$\n" +
 	"\x0eanchor_unix_ms\x18\n" +
-	" \x01(\x03R\fanchorUnixMs*F\n" +
+	" \x01(\x03R\fanchorUnixMs\x12/\n" +
+	"\x14suspended_at_unix_ms\x18\v \x01(\x03R\x11suspendedAtUnixMs\x12,\n" +
+	"\x12suspended_total_ms\x18\f \x01(\x03R\x10suspendedTotalMs\x12'\n" +
+	"\x0fresolution_hash\x18\r \x01(\tR\x0eresolutionHash*F\n" +
 	"\x06Origin\x12\x16\n" +
 	"\x12ORIGIN_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fORIGIN_AGENT\x10\x01\x12\x12\n" +

@@ -1,0 +1,227 @@
+package kernel
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/policy"
+	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
+	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
+)
+
+// ReplayResult is what replaying a session's log arrived at, and where it
+// parted from what was recorded.
+type ReplayResult struct {
+	// Session is the snapshot the replay produced.
+	Session *storev1.Session
+	// Entries is how many log entries were replayed.
+	Entries int
+	// Divergences lists every difference from the recorded session; empty
+	// when the replay is exact.
+	Divergences []string
+}
+
+// Replay re-applies the log of a recorded session, entry by entry at the
+// times they were accepted, through a private in-memory kernel that runs the
+// module the session is pinned to and the policy descriptor it bound, and
+// compares the outcome with the recording: every acceptance, the state bytes,
+// lifecycle state, resolution, deadline and dedup memory.
+func Replay(ctx context.Context, recorded *storev1.Session, entries []*storev1.Entry, catalog Catalog, governor policy.Governor) (*ReplayResult, error) {
+	md := recorded.GetMetadata()
+	mode, ok := catalog.Pinned(recorded.GetModuleDigest())
+	if !ok {
+		return nil, fmt.Errorf("replay %s: module %s is not available", md.GetSessionId(), recorded.GetModuleDigest())
+	}
+	_, strict, _ := catalog.Lookup(md.GetMode())
+	if !slices.Contains([]string{"", md.GetMode()}, mode.Descriptor().GetMode()) {
+		return nil, fmt.Errorf("replay %s: module %s serves %s, not %s", md.GetSessionId(), recorded.GetModuleDigest(), mode.Descriptor().GetMode(), md.GetMode())
+	}
+	st, err := store.Open(ctx, store.Options{InMemory: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), GCInterval: -1})
+	if err != nil {
+		return nil, fmt.Errorf("replay: open scratch store: %w", err)
+	}
+	defer st.Close()
+	var now int64
+	k, err := New(ctx, Options{
+		Store:         st,
+		Catalog:       pinnedCatalog{mode: mode, strict: strict || isStandard(md.GetMode())},
+		Governor:      pinnedGovernor{Governor: governor, bound: recorded.GetPolicy()},
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:           func() time.Time { return time.UnixMilli(now) },
+		SweepInterval: -1,
+		// The recording's caps are replay inputs.
+		MaxPayloadBytes:     1 << 30,
+		DefaultMaxSuspendMs: recorded.GetMaxSuspendMs(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replay: start scratch kernel: %w", err)
+	}
+	defer k.Close()
+
+	res := &ReplayResult{}
+	diverge := func(format string, args ...any) {
+		res.Divergences = append(res.Divergences, fmt.Sprintf(format, args...))
+	}
+	for _, e := range entries {
+		now = e.GetAcceptedAtUnixMs()
+		res.Entries++
+		env := e.GetEnvelope()
+		switch {
+		case env == nil: // a runtime expiry record
+			if _, err := k.snapshot(ctx, md.GetSessionId()); err != nil {
+				return nil, fmt.Errorf("replay: entry %d: %w", e.GetSequence(), err)
+			}
+		case e.GetOrigin() == storev1.Origin_ORIGIN_RUNTIME:
+			op, by, reason, err := runtimeRecord(env)
+			if err != nil {
+				diverge("entry %d: %v", e.GetSequence(), err)
+				continue
+			}
+			ack, err := k.Control(ctx, op, by, md.GetSessionId(), reason)
+			if err != nil || !ack.GetOk() {
+				diverge("entry %d (%s): recorded, but the replay refuses it: %v%v", e.GetSequence(), env.GetMessageType(), err, ack.GetError())
+			}
+		default:
+			ack := k.Send(ctx, env.GetSender(), env)
+			if !ack.GetOk() || ack.GetDuplicate() {
+				diverge("entry %d (%s %s from %s): accepted when recorded, replay says %s %s", e.GetSequence(),
+					env.GetMessageType(), env.GetMessageId(), env.GetSender(), ack.GetError().GetCode(), ack.GetError().GetMessage())
+			}
+		}
+		s, ok := k.lookup(md.GetSessionId())
+		if ok && s.rec.GetLastSequence() != e.GetSequence() {
+			diverge("entry %d: the replay is at sequence %d", e.GetSequence(), s.rec.GetLastSequence())
+		}
+		if ok && s.rec.GetMetadata().GetState() != e.GetStateAfter() {
+			diverge("entry %d: state after is %v, recorded %v", e.GetSequence(), s.rec.GetMetadata().GetState(), e.GetStateAfter())
+		}
+	}
+	s, ok := k.lookup(md.GetSessionId())
+	if !ok {
+		diverge("the replay never created the session")
+		return res, nil
+	}
+	res.Session = s.rec
+	compareSnapshots(recorded, s.rec, diverge)
+	if want, got := seenIDs(entries), sortedKeys(s.seen); !slices.Equal(want, got) {
+		diverge("dedup memory differs: recorded %d ids, replayed %d", len(want), len(got))
+	}
+	return res, nil
+}
+
+// compareSnapshots reports every replay-relevant difference between the
+// recorded and the replayed snapshot. Activity timestamps are compared too:
+// they come from the recorded acceptance times.
+func compareSnapshots(want, got *storev1.Session, diverge func(string, ...any)) {
+	if !bytes.Equal(want.GetModeState(), got.GetModeState()) {
+		diverge("mode state bytes differ (recorded %d bytes, replayed %d)", len(want.GetModeState()), len(got.GetModeState()))
+	}
+	if !proto.Equal(want.GetMetadata(), got.GetMetadata()) {
+		diverge("session metadata differs:\n  recorded %v\n  replayed %v", want.GetMetadata(), got.GetMetadata())
+	}
+	if !proto.Equal(want.GetResolution(), got.GetResolution()) {
+		diverge("resolution differs: recorded %v, replayed %v", want.GetResolution(), got.GetResolution())
+	}
+	if want.GetDeadlineUnixMs() != got.GetDeadlineUnixMs() {
+		diverge("deadline differs: recorded %d, replayed %d", want.GetDeadlineUnixMs(), got.GetDeadlineUnixMs())
+	}
+	if want.GetLastSequence() != got.GetLastSequence() {
+		diverge("log length differs: recorded %d, replayed %d", want.GetLastSequence(), got.GetLastSequence())
+	}
+}
+
+func runtimeRecord(env *macpv1.Envelope) (Control, string, string, error) {
+	switch env.GetMessageType() {
+	case typeSessionCancel:
+		var p macpv1.SessionCancelPayload
+		err := proto.Unmarshal(env.GetPayload(), &p)
+		return Cancel, p.GetCancelledBy(), p.GetReason(), err
+	case typeSessionSuspend:
+		var p macpv1.SessionSuspendPayload
+		err := proto.Unmarshal(env.GetPayload(), &p)
+		return Suspend, p.GetSuspendedBy(), p.GetReason(), err
+	case typeSessionResume:
+		var p macpv1.SessionResumePayload
+		err := proto.Unmarshal(env.GetPayload(), &p)
+		return Resume, p.GetResumedBy(), p.GetReason(), err
+	}
+	return 0, "", "", fmt.Errorf("unknown runtime record %q", env.GetMessageType())
+}
+
+func seenIDs(entries []*storev1.Entry) []string {
+	var ids []string
+	for _, e := range entries {
+		if e.GetOrigin() == storev1.Origin_ORIGIN_AGENT {
+			ids = append(ids, e.GetEnvelope().GetMessageId())
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func sortedKeys(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func isStandard(mode string) bool { return len(mode) > 10 && mode[:10] == "macp.mode." }
+
+// pinnedCatalog serves one module, the one a replayed session is pinned to.
+type pinnedCatalog struct {
+	mode   Mode
+	strict bool
+}
+
+func (c pinnedCatalog) Lookup(string) (Mode, bool, bool) { return c.mode, c.strict, true }
+
+func (c pinnedCatalog) Pinned(digest string) (Mode, bool) {
+	return c.mode, digest == c.mode.Digest()
+}
+
+// pinnedGovernor binds the descriptor the recorded session bound, whatever
+// the registry holds today, and decides with the underlying governor.
+type pinnedGovernor struct {
+	policy.Governor
+	bound *macpv1.PolicyDescriptor
+}
+
+func (g pinnedGovernor) Bind(context.Context, string, string) (*macpv1.PolicyDescriptor, error) {
+	if g.bound == nil {
+		return nil, macperr.New(macperr.UnknownPolicyVersion, "the recorded session bound no policy")
+	}
+	return proto.Clone(g.bound).(*macpv1.PolicyDescriptor), nil
+}
+
+// ReplaySession replays session id of this kernel's store (see Replay).
+func (k *Kernel) ReplaySession(ctx context.Context, id string) (*ReplayResult, error) {
+	rec, err := k.snapshot(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var entries []*storev1.Entry
+	if err := k.store.Entries(ctx, id, 0, func(e *storev1.Entry) error {
+		entries = append(entries, e)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("replay %s: read log: %w", id, err)
+	}
+	// Entries past the snapshot (a commit racing this read) are left out.
+	for len(entries) > 0 && entries[len(entries)-1].GetSequence() > rec.GetLastSequence() {
+		entries = entries[:len(entries)-1]
+	}
+	return Replay(ctx, rec, entries, k.catalog, k.governor)
+}
