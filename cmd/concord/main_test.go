@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/concord-macp/concord/host/server"
+	"github.com/concord-macp/concord/internal/servertest"
+	decisionv1 "github.com/concord-macp/concord/proto/macp/modes/decision/v1"
+	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
+)
+
+const decision = "macp.mode.decision.v1"
+
+// runSession drives a short resolved Decision session on srv.
+func runSession(t *testing.T, srv *servertest.Server) string {
+	t.Helper()
+	sid := servertest.NewSessionID()
+	send := func(who, typ, id string, env *macpv1.Envelope) {
+		if ack := srv.Send(t, who, env); !ack.GetOk() {
+			t.Fatalf("%s %s: %v", who, typ, ack.GetError())
+		}
+	}
+	send("coordinator", "SessionStart", "m0", servertest.Envelope(decision, "SessionStart", "m0", sid, &macpv1.SessionStartPayload{
+		Participants: []string{"alice"}, ModeVersion: "1.0.0", ConfigurationVersion: "c", TtlMs: 60_000}))
+	send("alice", "Proposal", "m1", servertest.Envelope(decision, "Proposal", "m1", sid, &decisionv1.ProposalPayload{ProposalId: "p1", Option: "go"}))
+	send("alice", "Vote", "m2", servertest.Envelope(decision, "Vote", "m2", sid, &decisionv1.VotePayload{ProposalId: "p1", Vote: "APPROVE"}))
+	send("coordinator", "Commitment", "m3", servertest.Envelope(decision, "Commitment", "m3", sid, &macpv1.CommitmentPayload{
+		CommitmentId: "c1", Action: "decision.selected", AuthorityScope: "s", Reason: "r", ModeVersion: "1.0.0",
+		ConfigurationVersion: "c", OutcomePositive: true}))
+	return sid
+}
+
+func TestReplayCommand(t *testing.T) {
+	dir := t.TempDir()
+	srv := servertest.Start(t, server.Config{DataDir: dir})
+	sid := runSession(t, srv)
+
+	var out, errs bytes.Buffer
+	if code := run(context.Background(), []string{"replay", "--server", srv.URL, "--as", "coordinator", sid}, &out, &errs); code != 0 {
+		t.Fatalf("replay --server exited %d: %s%s", code, out.String(), errs.String())
+	}
+	if !strings.Contains(out.String(), "replay is exact") || !strings.Contains(out.String(), "SESSION_STATE_RESOLVED") {
+		t.Fatalf("replay --server output:\n%s", out.String())
+	}
+
+	// From the data directory, with the server stopped.
+	srv.Stop()
+	out.Reset()
+	if code := run(context.Background(), []string{"replay", "--data-dir", dir, sid}, &out, &errs); code != 0 {
+		t.Fatalf("replay --data-dir exited %d: %s%s", code, out.String(), errs.String())
+	}
+	if !strings.Contains(out.String(), "replayed 4 log entries") || !strings.Contains(out.String(), `"phase": "Committed"`) {
+		t.Fatalf("replay --data-dir output:\n%s", out.String())
+	}
+	if code := run(context.Background(), []string{"replay", "--data-dir", dir, servertest.NewSessionID()}, io.Discard, &errs); code != 1 {
+		t.Fatalf("replay of an unknown session exited %d", code)
+	}
+	if code := run(context.Background(), []string{"replay", sid}, io.Discard, io.Discard); code != 2 {
+		t.Fatalf("replay without a source exited %d, want 2", code)
+	}
+}
+
+func TestFlagsReadEnvironmentButCommandLineWins(t *testing.T) {
+	var f serveFlags
+	fs := newServeFlagSet(&f, io.Discard)
+	if err := fs.Parse([]string{"--addr", "127.0.0.1:7000"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"MACP_BIND_ADDR":         "127.0.0.1:9999",
+		"MACP_DATA_DIR":          "/tmp/from-macp",
+		"CONCORD_DATA_DIR":       "/tmp/from-concord",
+		"MACP_MEMORY_ONLY":       "1",
+		"MACP_MAX_PAYLOAD_BYTES": "2048",
+		"MACP_ALLOW_INSECURE":    "true",
+	}
+	if err := applyEnv(fs, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if f.addr != "127.0.0.1:7000" || f.dataDir != "/tmp/from-concord" || !f.memory || f.maxPayload != 2048 || !f.insecure {
+		t.Fatalf("flags = %+v", f)
+	}
+	bad := newServeFlagSet(&serveFlags{}, io.Discard)
+	_ = bad.Parse(nil)
+	if err := applyEnv(bad, func(k string) string {
+		if k == "MACP_MAX_PAYLOAD_BYTES" {
+			return "lots"
+		}
+		return ""
+	}); err == nil || !strings.Contains(err.Error(), "MACP_MAX_PAYLOAD_BYTES") {
+		t.Fatalf("bad environment value: %v", err)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	var errs bytes.Buffer
+	if code := run(context.Background(), []string{"frobnicate"}, io.Discard, &errs); code != 2 || !strings.Contains(errs.String(), "unknown command") {
+		t.Fatalf("exit %d, stderr %q", code, errs.String())
+	}
+}
