@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/concord-macp/concord/host/bus"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/modes-wasm/builtin"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -28,6 +29,8 @@ type Registry struct {
 	mu       sync.RWMutex
 	byName   map[string]entry
 	byDigest map[string]kernel.Mode
+	uploads  *Uploads // nil until EnableUploads
+	changes  *bus.Hub[struct{}]
 }
 
 type entry struct {
@@ -41,7 +44,7 @@ type entry struct {
 
 // New returns an empty registry.
 func New() *Registry {
-	return &Registry{byName: map[string]entry{}, byDigest: map[string]kernel.Mode{}}
+	return &Registry{byName: map[string]entry{}, byDigest: map[string]kernel.Mode{}, changes: bus.New[struct{}]()}
 }
 
 // LoadBuiltins loads every module embedded in the binary and registers the
@@ -134,3 +137,24 @@ type LoaderFunc func(ctx context.Context, wasm []byte) (kernel.Mode, error)
 
 // Load calls f.
 func (f LoaderFunc) Load(ctx context.Context, wasm []byte) (kernel.Mode, error) { return f(ctx, wasm) }
+
+// Info describes a mode the registry serves.
+type Info struct {
+	// Name is the mode name new sessions use.
+	Name     string
+	Mode     kernel.Mode
+	Builtin  bool
+	Standard bool
+}
+
+// List returns every mode that serves new sessions, sorted by name.
+func (r *Registry) List() []Info {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]Info, 0, len(r.byName))
+	for name, e := range r.byName {
+		out = append(out, Info{Name: name, Mode: e.mode, Builtin: e.builtin, Standard: e.standard})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

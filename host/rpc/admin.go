@@ -8,6 +8,7 @@ import (
 
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/host/modes"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	"github.com/concord-macp/concord/proto/concord/admin/v1/adminv1connect"
 )
@@ -15,6 +16,7 @@ import (
 // admin implements Concord's own operator API.
 type admin struct {
 	kernel *kernel.Kernel
+	modes  *modes.Registry
 }
 
 var _ adminv1connect.AdminServiceHandler = (*admin)(nil)

@@ -49,8 +49,9 @@ func NewHandler(opts Options) http.Handler {
 		connect.WithReadMaxBytes(opts.MaxPayloadBytes+requestOverhead),
 	)
 	mux.Handle(path, h)
-	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel},
-		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator))))
+	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes},
+		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
+		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead)))
 	checker := grpchealth.NewStaticChecker(macpv1connect.MACPRuntimeServiceName)
 	mux.Handle(grpchealth.NewHandler(checker))
 	reflector := grpcreflect.NewStaticReflector(macpv1connect.MACPRuntimeServiceName, adminv1connect.AdminServiceName, grpchealth.HealthV1ServiceName)

@@ -262,16 +262,3 @@ func (s *service) WatchRoots(ctx context.Context, _ *connect.Request[macpv1.Watc
 	}
 	return nil
 }
-
-// WatchModeRegistry sends one change hint on connect; the registry of
-// built-in modes does not change while the server runs.
-func (s *service) WatchModeRegistry(ctx context.Context, _ *connect.Request[macpv1.WatchModeRegistryRequest], stream *connect.ServerStream[macpv1.WatchModeRegistryResponse]) error {
-	if err := stream.Send(&macpv1.WatchModeRegistryResponse{Change: &macpv1.RegistryChanged{Registry: "modes", ObservedAtUnixMs: time.Now().UnixMilli()}}); err != nil {
-		return err
-	}
-	select {
-	case <-ctx.Done():
-	case <-s.done:
-	}
-	return nil
-}

@@ -47,6 +47,8 @@ type Config struct {
 	WasmCacheDir string
 	// AllowedOrigins restricts browser origins (CORS); empty allows all.
 	AllowedOrigins []string
+	// MaxModuleBytes caps an uploaded mode module (default 16 MiB).
+	MaxModuleBytes int
 	// SweepInterval is how often expired sessions are swept (default 1s).
 	SweepInterval time.Duration
 	// Now overrides the clock (tests).
@@ -61,8 +63,10 @@ type Server struct {
 	log    *slog.Logger
 	store  *store.Store
 	engine *wasm.Engine
-	kernel *kernel.Kernel
-	http   *http.Server
+	// sandbox runs uploaded modules.
+	sandbox *wasm.Engine
+	kernel  *kernel.Kernel
+	http    *http.Server
 	// streamsDone closes at shutdown to end long-lived streams.
 	streamsDone chan struct{}
 	closeOnce   sync.Once
@@ -102,13 +106,28 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: open store: %w", err)
 	}
-	s.engine, err = wasm.NewEngine(ctx, wasm.Options{CacheDir: cfg.WasmCacheDir})
+	s.engine, err = wasm.NewEngine(ctx, wasm.Options{CacheDir: cfg.WasmCacheDir, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("server: start wasm engine: %w", err)
 	}
 	registry := modes.New()
 	loader := modes.LoaderFunc(func(ctx context.Context, b []byte) (kernel.Mode, error) { return s.engine.Load(ctx, b) })
 	if err := registry.LoadBuiltins(ctx, loader); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	// Uploaded modules are untrusted: they run in a second engine whose
+	// calls have a deadline and whose instances a runaway call closes.
+	s.sandbox, err = wasm.NewEngine(ctx, wasm.Options{CacheDir: cfg.WasmCacheDir, Sandbox: true, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("server: start sandbox engine: %w", err)
+	}
+	err = registry.EnableUploads(ctx, modes.Uploads{
+		Store:          s.store,
+		Loader:         modes.LoaderFunc(func(ctx context.Context, b []byte) (kernel.Mode, error) { return s.sandbox.Load(ctx, b) }),
+		MaxModuleBytes: cfg.MaxModuleBytes,
+		Now:            cfg.Now,
+	})
+	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.kernel, err = kernel.New(ctx, kernel.Options{
@@ -217,6 +236,9 @@ func (s *Server) close(ctx context.Context) error {
 	}
 	if s.engine != nil {
 		errs = append(errs, s.engine.Close(ctx))
+	}
+	if s.sandbox != nil {
+		errs = append(errs, s.sandbox.Close(ctx))
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())

@@ -12,8 +12,7 @@ const (
 	kindMeta    byte = 0x00
 	kindEntry   byte = 0x01
 	kindSession byte = 0x02
-	kindModule  byte = 0x03 // reserved for the module registry
-	kindPolicy  byte = 0x04 // reserved for the policy registry
+	kindPolicy  byte = 0x04 // policy registry records (see registry.go)
 )
 
 // idEnd ends the session id inside a key; ids never contain it.

@@ -613,9 +613,9 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestKeyLayout(t *testing.T) {
-	kinds := []byte{kindMeta, kindEntry, kindSession, kindModule, kindPolicy}
+	kinds := []byte{kindMeta, kindEntry, kindSession, kindBlob, kindPolicy, byte(ModeBindings), kindBlobManifest}
 	slices.Sort(kinds)
-	if len(slices.Compact(kinds)) != 5 {
+	if len(slices.Compact(kinds)) != 7 {
 		t.Fatal("record kinds collide")
 	}
 	for _, a := range prefixIDs {

@@ -291,6 +291,338 @@ func (x *ReplaySessionResponse) GetModeStateJson() string {
 	return ""
 }
 
+// Module describes a mode module the server knows.
+type Module struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Mode name it serves (empty when it serves no new sessions).
+	Mode string `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"`
+	// sha256 (hex) of the module bytes.
+	Digest string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	// The module's own descriptor.
+	ModeDescriptor *v1.ModeDescriptor `protobuf:"bytes,3,opt,name=mode_descriptor,json=modeDescriptor,proto3" json:"mode_descriptor,omitempty"`
+	// Shipped inside the binary.
+	Builtin bool `protobuf:"varint,4,opt,name=builtin,proto3" json:"builtin,omitempty"`
+	// Listed by ListModes (the spec's modes and promoted ones).
+	StandardsTrack bool `protobuf:"varint,5,opt,name=standards_track,json=standardsTrack,proto3" json:"standards_track,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Module) Reset() {
+	*x = Module{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Module) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Module) ProtoMessage() {}
+
+func (x *Module) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Module.ProtoReflect.Descriptor instead.
+func (*Module) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Module) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *Module) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *Module) GetModeDescriptor() *v1.ModeDescriptor {
+	if x != nil {
+		return x.ModeDescriptor
+	}
+	return nil
+}
+
+func (x *Module) GetBuiltin() bool {
+	if x != nil {
+		return x.Builtin
+	}
+	return false
+}
+
+func (x *Module) GetStandardsTrack() bool {
+	if x != nil {
+		return x.StandardsTrack
+	}
+	return false
+}
+
+type UploadModeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The WebAssembly module (ABI v1).
+	Wasm          []byte `protobuf:"bytes,1,opt,name=wasm,proto3" json:"wasm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadModeRequest) Reset() {
+	*x = UploadModeRequest{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadModeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadModeRequest) ProtoMessage() {}
+
+func (x *UploadModeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadModeRequest.ProtoReflect.Descriptor instead.
+func (*UploadModeRequest) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UploadModeRequest) GetWasm() []byte {
+	if x != nil {
+		return x.Wasm
+	}
+	return nil
+}
+
+type UploadModeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Module        *Module                `protobuf:"bytes,1,opt,name=module,proto3" json:"module,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadModeResponse) Reset() {
+	*x = UploadModeResponse{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadModeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadModeResponse) ProtoMessage() {}
+
+func (x *UploadModeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadModeResponse.ProtoReflect.Descriptor instead.
+func (*UploadModeResponse) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *UploadModeResponse) GetModule() *Module {
+	if x != nil {
+		return x.Module
+	}
+	return nil
+}
+
+type ListModulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListModulesRequest) Reset() {
+	*x = ListModulesRequest{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListModulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListModulesRequest) ProtoMessage() {}
+
+func (x *ListModulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListModulesRequest.ProtoReflect.Descriptor instead.
+func (*ListModulesRequest) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+type ListModulesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Modes that serve new sessions, sorted by name.
+	Modules       []*Module `protobuf:"bytes,1,rep,name=modules,proto3" json:"modules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListModulesResponse) Reset() {
+	*x = ListModulesResponse{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListModulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListModulesResponse) ProtoMessage() {}
+
+func (x *ListModulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListModulesResponse.ProtoReflect.Descriptor instead.
+func (*ListModulesResponse) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListModulesResponse) GetModules() []*Module {
+	if x != nil {
+		return x.Modules
+	}
+	return nil
+}
+
+type RemoveModeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mode          string                 `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveModeRequest) Reset() {
+	*x = RemoveModeRequest{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveModeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveModeRequest) ProtoMessage() {}
+
+func (x *RemoveModeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveModeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveModeRequest) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RemoveModeRequest) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+type RemoveModeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveModeResponse) Reset() {
+	*x = RemoveModeResponse{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveModeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveModeResponse) ProtoMessage() {}
+
+func (x *RemoveModeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveModeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveModeResponse) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
 var File_concord_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_concord_admin_v1_admin_proto_rawDesc = "" +
@@ -320,10 +652,31 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"resolution\x18\x05 \x01(\v2\x1a.macp.v1.CommitmentPayloadR\n" +
 	"resolution\x12&\n" +
-	"\x0fmode_state_json\x18\x06 \x01(\tR\rmodeStateJson2\xd5\x01\n" +
+	"\x0fmode_state_json\x18\x06 \x01(\tR\rmodeStateJson\"\xb9\x01\n" +
+	"\x06Module\x12\x12\n" +
+	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12@\n" +
+	"\x0fmode_descriptor\x18\x03 \x01(\v2\x17.macp.v1.ModeDescriptorR\x0emodeDescriptor\x12\x18\n" +
+	"\abuiltin\x18\x04 \x01(\bR\abuiltin\x12'\n" +
+	"\x0fstandards_track\x18\x05 \x01(\bR\x0estandardsTrack\"'\n" +
+	"\x11UploadModeRequest\x12\x12\n" +
+	"\x04wasm\x18\x01 \x01(\fR\x04wasm\"F\n" +
+	"\x12UploadModeResponse\x120\n" +
+	"\x06module\x18\x01 \x01(\v2\x18.concord.admin.v1.ModuleR\x06module\"\x14\n" +
+	"\x12ListModulesRequest\"I\n" +
+	"\x13ListModulesResponse\x122\n" +
+	"\amodules\x18\x01 \x03(\v2\x18.concord.admin.v1.ModuleR\amodules\"'\n" +
+	"\x11RemoveModeRequest\x12\x12\n" +
+	"\x04mode\x18\x01 \x01(\tR\x04mode\"\x14\n" +
+	"\x12RemoveModeResponse2\xe3\x03\n" +
 	"\fAdminService\x12c\n" +
 	"\x0eInspectSession\x12'.concord.admin.v1.InspectSessionRequest\x1a(.concord.admin.v1.InspectSessionResponse\x12`\n" +
-	"\rReplaySession\x12&.concord.admin.v1.ReplaySessionRequest\x1a'.concord.admin.v1.ReplaySessionResponseB@Z>github.com/concord-macp/concord/proto/concord/admin/v1;adminv1b\x06proto3"
+	"\rReplaySession\x12&.concord.admin.v1.ReplaySessionRequest\x1a'.concord.admin.v1.ReplaySessionResponse\x12W\n" +
+	"\n" +
+	"UploadMode\x12#.concord.admin.v1.UploadModeRequest\x1a$.concord.admin.v1.UploadModeResponse\x12Z\n" +
+	"\vListModules\x12$.concord.admin.v1.ListModulesRequest\x1a%.concord.admin.v1.ListModulesResponse\x12W\n" +
+	"\n" +
+	"RemoveMode\x12#.concord.admin.v1.RemoveModeRequest\x1a$.concord.admin.v1.RemoveModeResponseB@Z>github.com/concord-macp/concord/proto/concord/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_concord_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -337,30 +690,47 @@ func file_concord_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_concord_admin_v1_admin_proto_rawDescData
 }
 
-var file_concord_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_concord_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_concord_admin_v1_admin_proto_goTypes = []any{
 	(*InspectSessionRequest)(nil),  // 0: concord.admin.v1.InspectSessionRequest
 	(*InspectSessionResponse)(nil), // 1: concord.admin.v1.InspectSessionResponse
 	(*ReplaySessionRequest)(nil),   // 2: concord.admin.v1.ReplaySessionRequest
 	(*ReplaySessionResponse)(nil),  // 3: concord.admin.v1.ReplaySessionResponse
-	(*v1.SessionMetadata)(nil),     // 4: macp.v1.SessionMetadata
-	(*v1.CommitmentPayload)(nil),   // 5: macp.v1.CommitmentPayload
-	(v1.SessionState)(0),           // 6: macp.v1.SessionState
+	(*Module)(nil),                 // 4: concord.admin.v1.Module
+	(*UploadModeRequest)(nil),      // 5: concord.admin.v1.UploadModeRequest
+	(*UploadModeResponse)(nil),     // 6: concord.admin.v1.UploadModeResponse
+	(*ListModulesRequest)(nil),     // 7: concord.admin.v1.ListModulesRequest
+	(*ListModulesResponse)(nil),    // 8: concord.admin.v1.ListModulesResponse
+	(*RemoveModeRequest)(nil),      // 9: concord.admin.v1.RemoveModeRequest
+	(*RemoveModeResponse)(nil),     // 10: concord.admin.v1.RemoveModeResponse
+	(*v1.SessionMetadata)(nil),     // 11: macp.v1.SessionMetadata
+	(*v1.CommitmentPayload)(nil),   // 12: macp.v1.CommitmentPayload
+	(v1.SessionState)(0),           // 13: macp.v1.SessionState
+	(*v1.ModeDescriptor)(nil),      // 14: macp.v1.ModeDescriptor
 }
 var file_concord_admin_v1_admin_proto_depIdxs = []int32{
-	4, // 0: concord.admin.v1.InspectSessionResponse.metadata:type_name -> macp.v1.SessionMetadata
-	5, // 1: concord.admin.v1.InspectSessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
-	6, // 2: concord.admin.v1.ReplaySessionResponse.state:type_name -> macp.v1.SessionState
-	5, // 3: concord.admin.v1.ReplaySessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
-	0, // 4: concord.admin.v1.AdminService.InspectSession:input_type -> concord.admin.v1.InspectSessionRequest
-	2, // 5: concord.admin.v1.AdminService.ReplaySession:input_type -> concord.admin.v1.ReplaySessionRequest
-	1, // 6: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
-	3, // 7: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	11, // 0: concord.admin.v1.InspectSessionResponse.metadata:type_name -> macp.v1.SessionMetadata
+	12, // 1: concord.admin.v1.InspectSessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
+	13, // 2: concord.admin.v1.ReplaySessionResponse.state:type_name -> macp.v1.SessionState
+	12, // 3: concord.admin.v1.ReplaySessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
+	14, // 4: concord.admin.v1.Module.mode_descriptor:type_name -> macp.v1.ModeDescriptor
+	4,  // 5: concord.admin.v1.UploadModeResponse.module:type_name -> concord.admin.v1.Module
+	4,  // 6: concord.admin.v1.ListModulesResponse.modules:type_name -> concord.admin.v1.Module
+	0,  // 7: concord.admin.v1.AdminService.InspectSession:input_type -> concord.admin.v1.InspectSessionRequest
+	2,  // 8: concord.admin.v1.AdminService.ReplaySession:input_type -> concord.admin.v1.ReplaySessionRequest
+	5,  // 9: concord.admin.v1.AdminService.UploadMode:input_type -> concord.admin.v1.UploadModeRequest
+	7,  // 10: concord.admin.v1.AdminService.ListModules:input_type -> concord.admin.v1.ListModulesRequest
+	9,  // 11: concord.admin.v1.AdminService.RemoveMode:input_type -> concord.admin.v1.RemoveModeRequest
+	1,  // 12: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
+	3,  // 13: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
+	6,  // 14: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
+	8,  // 15: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
+	10, // 16: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_concord_admin_v1_admin_proto_init() }
@@ -374,7 +744,7 @@ func file_concord_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_admin_v1_admin_proto_rawDesc), len(file_concord_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -320,6 +320,87 @@ func (x *Session) GetResolutionHash() string {
 	return ""
 }
 
+// ModeBinding records which uploaded module serves a mode name.
+type ModeBinding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Mode name new sessions use (the module's own, or a promoted name).
+	Mode string `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"`
+	// sha256 (hex) of the module; its bytes are a blob of that name.
+	ModuleDigest string `protobuf:"bytes,2,opt,name=module_digest,json=moduleDigest,proto3" json:"module_digest,omitempty"`
+	// Listed by ListModes and validated strictly, like the spec's modes.
+	Promoted bool `protobuf:"varint,3,opt,name=promoted,proto3" json:"promoted,omitempty"`
+	// False once unregistered: no new session may bind it.
+	Active             bool  `protobuf:"varint,4,opt,name=active,proto3" json:"active,omitempty"`
+	RegisteredAtUnixMs int64 `protobuf:"varint,5,opt,name=registered_at_unix_ms,json=registeredAtUnixMs,proto3" json:"registered_at_unix_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *ModeBinding) Reset() {
+	*x = ModeBinding{}
+	mi := &file_concord_store_v1_store_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModeBinding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModeBinding) ProtoMessage() {}
+
+func (x *ModeBinding) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_store_v1_store_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModeBinding.ProtoReflect.Descriptor instead.
+func (*ModeBinding) Descriptor() ([]byte, []int) {
+	return file_concord_store_v1_store_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ModeBinding) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *ModeBinding) GetModuleDigest() string {
+	if x != nil {
+		return x.ModuleDigest
+	}
+	return ""
+}
+
+func (x *ModeBinding) GetPromoted() bool {
+	if x != nil {
+		return x.Promoted
+	}
+	return false
+}
+
+func (x *ModeBinding) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *ModeBinding) GetRegisteredAtUnixMs() int64 {
+	if x != nil {
+		return x.RegisteredAtUnixMs
+	}
+	return 0
+}
+
 var File_concord_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_concord_store_v1_store_proto_rawDesc = "" +
@@ -350,7 +431,13 @@ const file_concord_store_v1_store_proto_rawDesc = "" +
 	" \x01(\x03R\fanchorUnixMs\x12/\n" +
 	"\x14suspended_at_unix_ms\x18\v \x01(\x03R\x11suspendedAtUnixMs\x12,\n" +
 	"\x12suspended_total_ms\x18\f \x01(\x03R\x10suspendedTotalMs\x12'\n" +
-	"\x0fresolution_hash\x18\r \x01(\tR\x0eresolutionHash*F\n" +
+	"\x0fresolution_hash\x18\r \x01(\tR\x0eresolutionHash\"\xad\x01\n" +
+	"\vModeBinding\x12\x12\n" +
+	"\x04mode\x18\x01 \x01(\tR\x04mode\x12#\n" +
+	"\rmodule_digest\x18\x02 \x01(\tR\fmoduleDigest\x12\x1a\n" +
+	"\bpromoted\x18\x03 \x01(\bR\bpromoted\x12\x16\n" +
+	"\x06active\x18\x04 \x01(\bR\x06active\x121\n" +
+	"\x15registered_at_unix_ms\x18\x05 \x01(\x03R\x12registeredAtUnixMs*F\n" +
 	"\x06Origin\x12\x16\n" +
 	"\x12ORIGIN_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fORIGIN_AGENT\x10\x01\x12\x12\n" +
@@ -369,24 +456,25 @@ func file_concord_store_v1_store_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_store_v1_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_concord_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_concord_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_concord_store_v1_store_proto_goTypes = []any{
 	(Origin)(0),                  // 0: concord.store.v1.Origin
 	(*Entry)(nil),                // 1: concord.store.v1.Entry
 	(*Session)(nil),              // 2: concord.store.v1.Session
-	(*v1.Envelope)(nil),          // 3: macp.v1.Envelope
-	(v1.SessionState)(0),         // 4: macp.v1.SessionState
-	(*v1.SessionMetadata)(nil),   // 5: macp.v1.SessionMetadata
-	(*v1.PolicyDescriptor)(nil),  // 6: macp.v1.PolicyDescriptor
-	(*v1.CommitmentPayload)(nil), // 7: macp.v1.CommitmentPayload
+	(*ModeBinding)(nil),          // 3: concord.store.v1.ModeBinding
+	(*v1.Envelope)(nil),          // 4: macp.v1.Envelope
+	(v1.SessionState)(0),         // 5: macp.v1.SessionState
+	(*v1.SessionMetadata)(nil),   // 6: macp.v1.SessionMetadata
+	(*v1.PolicyDescriptor)(nil),  // 7: macp.v1.PolicyDescriptor
+	(*v1.CommitmentPayload)(nil), // 8: macp.v1.CommitmentPayload
 }
 var file_concord_store_v1_store_proto_depIdxs = []int32{
-	3, // 0: concord.store.v1.Entry.envelope:type_name -> macp.v1.Envelope
+	4, // 0: concord.store.v1.Entry.envelope:type_name -> macp.v1.Envelope
 	0, // 1: concord.store.v1.Entry.origin:type_name -> concord.store.v1.Origin
-	4, // 2: concord.store.v1.Entry.state_after:type_name -> macp.v1.SessionState
-	5, // 3: concord.store.v1.Session.metadata:type_name -> macp.v1.SessionMetadata
-	6, // 4: concord.store.v1.Session.policy:type_name -> macp.v1.PolicyDescriptor
-	7, // 5: concord.store.v1.Session.resolution:type_name -> macp.v1.CommitmentPayload
+	5, // 2: concord.store.v1.Entry.state_after:type_name -> macp.v1.SessionState
+	6, // 3: concord.store.v1.Session.metadata:type_name -> macp.v1.SessionMetadata
+	7, // 4: concord.store.v1.Session.policy:type_name -> macp.v1.PolicyDescriptor
+	8, // 5: concord.store.v1.Session.resolution:type_name -> macp.v1.CommitmentPayload
 	6, // [6:6] is the sub-list for method output_type
 	6, // [6:6] is the sub-list for method input_type
 	6, // [6:6] is the sub-list for extension type_name
@@ -405,7 +493,7 @@ func file_concord_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_store_v1_store_proto_rawDesc), len(file_concord_store_v1_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -42,12 +42,24 @@ const (
 	// AdminServiceReplaySessionProcedure is the fully-qualified name of the AdminService's
 	// ReplaySession RPC.
 	AdminServiceReplaySessionProcedure = "/concord.admin.v1.AdminService/ReplaySession"
+	// AdminServiceUploadModeProcedure is the fully-qualified name of the AdminService's UploadMode RPC.
+	AdminServiceUploadModeProcedure = "/concord.admin.v1.AdminService/UploadMode"
+	// AdminServiceListModulesProcedure is the fully-qualified name of the AdminService's ListModules
+	// RPC.
+	AdminServiceListModulesProcedure = "/concord.admin.v1.AdminService/ListModules"
+	// AdminServiceRemoveModeProcedure is the fully-qualified name of the AdminService's RemoveMode RPC.
+	AdminServiceRemoveModeProcedure = "/concord.admin.v1.AdminService/RemoveMode"
 )
 
 // AdminServiceClient is a client for the concord.admin.v1.AdminService service.
 type AdminServiceClient interface {
 	InspectSession(context.Context, *connect.Request[v1.InspectSessionRequest]) (*connect.Response[v1.InspectSessionResponse], error)
 	ReplaySession(context.Context, *connect.Request[v1.ReplaySessionRequest]) (*connect.Response[v1.ReplaySessionResponse], error)
+	// UploadMode validates a module and registers the mode it describes.
+	UploadMode(context.Context, *connect.Request[v1.UploadModeRequest]) (*connect.Response[v1.UploadModeResponse], error)
+	ListModules(context.Context, *connect.Request[v1.ListModulesRequest]) (*connect.Response[v1.ListModulesResponse], error)
+	// RemoveMode stops a mode from serving new sessions.
+	RemoveMode(context.Context, *connect.Request[v1.RemoveModeRequest]) (*connect.Response[v1.RemoveModeResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the concord.admin.v1.AdminService service. By
@@ -73,6 +85,24 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("ReplaySession")),
 			connect.WithClientOptions(opts...),
 		),
+		uploadMode: connect.NewClient[v1.UploadModeRequest, v1.UploadModeResponse](
+			httpClient,
+			baseURL+AdminServiceUploadModeProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("UploadMode")),
+			connect.WithClientOptions(opts...),
+		),
+		listModules: connect.NewClient[v1.ListModulesRequest, v1.ListModulesResponse](
+			httpClient,
+			baseURL+AdminServiceListModulesProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListModules")),
+			connect.WithClientOptions(opts...),
+		),
+		removeMode: connect.NewClient[v1.RemoveModeRequest, v1.RemoveModeResponse](
+			httpClient,
+			baseURL+AdminServiceRemoveModeProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("RemoveMode")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -80,6 +110,9 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 type adminServiceClient struct {
 	inspectSession *connect.Client[v1.InspectSessionRequest, v1.InspectSessionResponse]
 	replaySession  *connect.Client[v1.ReplaySessionRequest, v1.ReplaySessionResponse]
+	uploadMode     *connect.Client[v1.UploadModeRequest, v1.UploadModeResponse]
+	listModules    *connect.Client[v1.ListModulesRequest, v1.ListModulesResponse]
+	removeMode     *connect.Client[v1.RemoveModeRequest, v1.RemoveModeResponse]
 }
 
 // InspectSession calls concord.admin.v1.AdminService.InspectSession.
@@ -92,10 +125,30 @@ func (c *adminServiceClient) ReplaySession(ctx context.Context, req *connect.Req
 	return c.replaySession.CallUnary(ctx, req)
 }
 
+// UploadMode calls concord.admin.v1.AdminService.UploadMode.
+func (c *adminServiceClient) UploadMode(ctx context.Context, req *connect.Request[v1.UploadModeRequest]) (*connect.Response[v1.UploadModeResponse], error) {
+	return c.uploadMode.CallUnary(ctx, req)
+}
+
+// ListModules calls concord.admin.v1.AdminService.ListModules.
+func (c *adminServiceClient) ListModules(ctx context.Context, req *connect.Request[v1.ListModulesRequest]) (*connect.Response[v1.ListModulesResponse], error) {
+	return c.listModules.CallUnary(ctx, req)
+}
+
+// RemoveMode calls concord.admin.v1.AdminService.RemoveMode.
+func (c *adminServiceClient) RemoveMode(ctx context.Context, req *connect.Request[v1.RemoveModeRequest]) (*connect.Response[v1.RemoveModeResponse], error) {
+	return c.removeMode.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the concord.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	InspectSession(context.Context, *connect.Request[v1.InspectSessionRequest]) (*connect.Response[v1.InspectSessionResponse], error)
 	ReplaySession(context.Context, *connect.Request[v1.ReplaySessionRequest]) (*connect.Response[v1.ReplaySessionResponse], error)
+	// UploadMode validates a module and registers the mode it describes.
+	UploadMode(context.Context, *connect.Request[v1.UploadModeRequest]) (*connect.Response[v1.UploadModeResponse], error)
+	ListModules(context.Context, *connect.Request[v1.ListModulesRequest]) (*connect.Response[v1.ListModulesResponse], error)
+	// RemoveMode stops a mode from serving new sessions.
+	RemoveMode(context.Context, *connect.Request[v1.RemoveModeRequest]) (*connect.Response[v1.RemoveModeResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -117,12 +170,36 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("ReplaySession")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceUploadModeHandler := connect.NewUnaryHandler(
+		AdminServiceUploadModeProcedure,
+		svc.UploadMode,
+		connect.WithSchema(adminServiceMethods.ByName("UploadMode")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceListModulesHandler := connect.NewUnaryHandler(
+		AdminServiceListModulesProcedure,
+		svc.ListModules,
+		connect.WithSchema(adminServiceMethods.ByName("ListModules")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceRemoveModeHandler := connect.NewUnaryHandler(
+		AdminServiceRemoveModeProcedure,
+		svc.RemoveMode,
+		connect.WithSchema(adminServiceMethods.ByName("RemoveMode")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/concord.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceInspectSessionProcedure:
 			adminServiceInspectSessionHandler.ServeHTTP(w, r)
 		case AdminServiceReplaySessionProcedure:
 			adminServiceReplaySessionHandler.ServeHTTP(w, r)
+		case AdminServiceUploadModeProcedure:
+			adminServiceUploadModeHandler.ServeHTTP(w, r)
+		case AdminServiceListModulesProcedure:
+			adminServiceListModulesHandler.ServeHTTP(w, r)
+		case AdminServiceRemoveModeProcedure:
+			adminServiceRemoveModeHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -138,4 +215,16 @@ func (UnimplementedAdminServiceHandler) InspectSession(context.Context, *connect
 
 func (UnimplementedAdminServiceHandler) ReplaySession(context.Context, *connect.Request[v1.ReplaySessionRequest]) (*connect.Response[v1.ReplaySessionResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.ReplaySession is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) UploadMode(context.Context, *connect.Request[v1.UploadModeRequest]) (*connect.Response[v1.UploadModeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.UploadMode is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListModules(context.Context, *connect.Request[v1.ListModulesRequest]) (*connect.Response[v1.ListModulesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.ListModules is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) RemoveMode(context.Context, *connect.Request[v1.RemoveModeRequest]) (*connect.Response[v1.RemoveModeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.RemoveMode is not implemented"))
 }

@@ -1,0 +1,187 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Registry names a keyspace of small registry records (module bindings,
+// policies) kept beside the session log.
+type Registry byte
+
+// The registries. Module bytes have their own calls (PutBlob/Blob), since a
+// module can be larger than one Badger transaction.
+const (
+	// Policies holds policy descriptors by policy id.
+	Policies Registry = Registry(kindPolicy)
+	// ModeBindings holds which module serves which mode name.
+	ModeBindings Registry = 0x05
+)
+
+// kindBlob holds content-addressed blobs (module bytes) in chunks:
+// kindBlob <name> 0x00 <chunk index, uint32 big-endian>; the blob's manifest
+// (its length and chunk count) is kindBlobManifest <name>.
+const (
+	kindBlob         byte = 0x03
+	kindBlobManifest byte = 0x06
+	blobChunk             = 512 << 10
+)
+
+// MaxRecordKeyLen bounds registry keys.
+const MaxRecordKeyLen = 512
+
+func recordKey(kind byte, key string) ([]byte, error) {
+	if key == "" || len(key) > MaxRecordKeyLen {
+		return nil, fmt.Errorf("store: registry key of %d bytes", len(key))
+	}
+	return append([]byte{kind}, key...), nil
+}
+
+// Put writes value under key in registry r, durably.
+func (s *Store) Put(ctx context.Context, r Registry, key string, value []byte) error {
+	k, err := recordKey(byte(r), key)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(txn *badger.Txn) error { return txn.Set(k, value) })
+}
+
+// Delete removes key from registry r, durably. Deleting a missing key is no
+// error.
+func (s *Store) Delete(ctx context.Context, r Registry, key string) error {
+	k, err := recordKey(byte(r), key)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(txn *badger.Txn) error { return txn.Delete(k) })
+}
+
+// Each calls fn for every record of registry r in ascending key order.
+func (s *Store) Each(ctx context.Context, r Registry, fn func(key string, value []byte) error) error {
+	if err := s.usable(); err != nil {
+		return fmt.Errorf("store: registry: %w", err)
+	}
+	prefix := []byte{byte(r)}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefix})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			item := it.Item()
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if err := fn(string(item.Key()[1:]), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, ErrStop) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: registry: %w", err)
+	}
+	return nil
+}
+
+// PutBlob stores data under name (a content digest), in chunks; the blob
+// becomes visible once its manifest is written, after every chunk.
+// Writing an existing name again is a no-op.
+func (s *Store) PutBlob(ctx context.Context, name string, data []byte) error {
+	mk, err := recordKey(kindBlobManifest, name)
+	if err != nil {
+		return err
+	}
+	if _, err := s.Blob(ctx, name); err == nil {
+		return nil
+	}
+	chunks := (len(data) + blobChunk - 1) / blobChunk
+	for i := range chunks {
+		chunk := data[i*blobChunk : min((i+1)*blobChunk, len(data))]
+		ck := binary.BigEndian.AppendUint32(append(append([]byte{kindBlob}, name...), idEnd), uint32(i))
+		if err := s.update(ctx, func(txn *badger.Txn) error { return txn.Set(ck, chunk) }); err != nil {
+			return fmt.Errorf("store: blob %s chunk %d: %w", name, i, err)
+		}
+	}
+	manifest := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(nil, uint64(len(data))), uint32(chunks))
+	return s.update(ctx, func(txn *badger.Txn) error { return txn.Set(mk, manifest) })
+}
+
+// Blob returns the blob stored under name, or an error wrapping ErrNotFound.
+func (s *Store) Blob(ctx context.Context, name string) ([]byte, error) {
+	mk, err := recordKey(kindBlobManifest, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.usable(); err != nil {
+		return nil, fmt.Errorf("store: blob: %w", err)
+	}
+	var out []byte
+	err = s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(mk)
+		if err != nil {
+			return err
+		}
+		m, err := item.ValueCopy(nil)
+		if err != nil || len(m) != 12 {
+			return fmt.Errorf("corrupt manifest: %w", err)
+		}
+		size, chunks := binary.BigEndian.Uint64(m), binary.BigEndian.Uint32(m[8:])
+		out = make([]byte, 0, size)
+		for i := range chunks {
+			ck := binary.BigEndian.AppendUint32(append(append([]byte{kindBlob}, name...), idEnd), i)
+			item, err := txn.Get(ck)
+			if err != nil {
+				return fmt.Errorf("chunk %d: %w", i, err)
+			}
+			err = item.Value(func(v []byte) error {
+				out = append(out, v...)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if uint64(len(out)) != size {
+			return fmt.Errorf("blob is %d bytes, manifest says %d", len(out), size)
+		}
+		return nil
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("store: blob %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: blob %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// BlobNames lists the names of every stored blob, in ascending order.
+func (s *Store) BlobNames(ctx context.Context) ([]string, error) {
+	var names []string
+	err := s.Each(ctx, Registry(kindBlobManifest), func(name string, _ []byte) error {
+		names = append(names, name)
+		return nil
+	})
+	return names, err
+}
+
+// update runs one synced write transaction outside the session committer.
+func (s *Store) update(ctx context.Context, fn func(*badger.Txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.usable(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return s.db.Update(fn)
+}
