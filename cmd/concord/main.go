@@ -24,6 +24,7 @@ const usage = `concord — a MACP runtime whose modes are WebAssembly modules.
 
 Usage:
   concord serve [flags]   run the server (concord serve -h lists the flags)
+  concord mode ...        push, list and remove mode modules (concord mode for help)
   concord replay ...      replay a session's log and report divergences
   concord version         print the version
 
@@ -38,6 +39,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stderr)
+	case "mode":
+		return mode(ctx, args[1:], stdout, stderr)
 	case "replay":
 		return replay(ctx, args[1:], stdout, stderr)
 	case "version":

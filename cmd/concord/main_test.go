@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -100,5 +103,47 @@ func TestUnknownCommand(t *testing.T) {
 	var errs bytes.Buffer
 	if code := run(context.Background(), []string{"frobnicate"}, io.Discard, &errs); code != 2 || !strings.Contains(errs.String(), "unknown command") {
 		t.Fatalf("exit %d, stderr %q", code, errs.String())
+	}
+}
+
+func TestModeCommands(t *testing.T) {
+	dir := t.TempDir()
+	wasmFile := filepath.Join(dir, "counter.wasm")
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasmFile, "../../host/server/testdata/extmode")
+	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build test module: %v\n%s", err, out)
+	}
+	srv := servertest.Start(t, server.Config{Memory: true})
+	ctx := context.Background()
+	var out, errs bytes.Buffer
+	if code := run(ctx, []string{"mode", "push", "--server", srv.URL, "--as", "operator", wasmFile}, &out, &errs); code != 0 {
+		t.Fatalf("mode push exited %d: %s", code, errs.String())
+	}
+	if !strings.Contains(out.String(), "uploaded ext.test.counter.v1 1.0.0") {
+		t.Fatalf("mode push output: %s", out.String())
+	}
+	out.Reset()
+	if code := run(ctx, []string{"mode", "ls", "--server", srv.URL, "--as", "operator"}, &out, &errs); code != 0 {
+		t.Fatalf("mode ls exited %d: %s", code, errs.String())
+	}
+	for _, want := range []string{"ext.test.counter.v1", "uploaded", "macp.mode.decision.v1", "built-in"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("mode ls lacks %q:\n%s", want, out.String())
+		}
+	}
+	if code := run(ctx, []string{"mode", "rm", "--server", srv.URL, "--as", "operator", "macp.mode.decision.v1"}, io.Discard, &errs); code != 1 {
+		t.Fatalf("removing a built-in exited %d", code)
+	}
+	if code := run(ctx, []string{"mode", "rm", "--server", srv.URL, "--as", "operator", "ext.test.counter.v1"}, io.Discard, &errs); code != 0 {
+		t.Fatalf("mode rm exited %d: %s", code, errs.String())
+	}
+	out.Reset()
+	_ = run(ctx, []string{"mode", "ls", "--server", srv.URL, "--as", "operator"}, &out, &errs)
+	if strings.Contains(out.String(), "ext.test.counter.v1") {
+		t.Fatalf("removed mode still listed:\n%s", out.String())
+	}
+	if code := run(ctx, []string{"mode", "push", "--server", srv.URL, "--as", "operator", filepath.Join(dir, "missing.wasm")}, io.Discard, io.Discard); code != 1 {
+		t.Fatalf("pushing a missing file exited %d", code)
 	}
 }

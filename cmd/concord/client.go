@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"net/http"
+	"os"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/concord-macp/concord/proto/concord/admin/v1/adminv1connect"
+)
+
+// clientFlags are the flags every client subcommand shares.
+type clientFlags struct {
+	server, identity string
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	def := os.Getenv("CONCORD_SERVER")
+	if def == "" {
+		def = "http://127.0.0.1:50051"
+	}
+	fs.StringVar(&c.server, "server", def, "Concord server URL [CONCORD_SERVER]")
+	fs.StringVar(&c.identity, "as", os.Getenv("CONCORD_IDENTITY"), "identity to authenticate as (bearer token) [CONCORD_IDENTITY]")
+}
+
+func (c *clientFlags) httpClient() *http.Client {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: p}, Timeout: 2 * time.Minute}
+}
+
+func (c *clientFlags) options() []connect.ClientOption {
+	return []connect.ClientOption{connect.WithInterceptors(bearerHeader(c.identity))}
+}
+
+func (c *clientFlags) admin() adminv1connect.AdminServiceClient {
+	return adminv1connect.NewAdminServiceClient(c.httpClient(), c.server, c.options()...)
+}
+
+// bearerHeader sends "Authorization: Bearer <identity>" on unary calls.
+func bearerHeader(identity string) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if identity != "" {
+				req.Header().Set("Authorization", "Bearer "+identity)
+			}
+			return next(ctx, req)
+		}
+	}
+}
