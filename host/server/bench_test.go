@@ -12,6 +12,7 @@ import (
 
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/internal/servertest"
+	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	decisionv1 "github.com/concord-macp/concord/proto/macp/modes/decision/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -79,4 +80,118 @@ func benchSendLoad(b *testing.B, agents int) {
 		b.Fatalf("%d sends failed", f)
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "sends/s")
+}
+
+// BenchmarkUploadToUsable measures the time from UploadMode to the first
+// accepted SessionStart of the uploaded mode: cold (an empty compilation
+// cache) and cached (the module was compiled by an earlier process).
+func BenchmarkUploadToUsable(b *testing.B) {
+	wasm := moduleB(b, "counter")
+	for _, cached := range []bool{false, true} {
+		name := "cold"
+		if cached {
+			name = "cached"
+		}
+		b.Run(name, func(b *testing.B) {
+			cache := b.TempDir()
+			if cached { // warm the cache with one upload in another server
+				warm := servertest.Start(b, server.Config{Memory: true, WasmCacheDir: cache})
+				if _, err := warm.Admin("op").UploadMode(context.Background(), connect.NewRequest(&adminv1.UploadModeRequest{Wasm: wasm})); err != nil {
+					b.Fatal(err)
+				}
+				warm.Stop()
+			}
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				dir := cache
+				if !cached {
+					dir = b.TempDir()
+				}
+				srv := servertest.Start(b, server.Config{Memory: true, WasmCacheDir: dir})
+				b.StartTimer()
+				began := time.Now()
+				if _, err := srv.Admin("op").UploadMode(context.Background(), connect.NewRequest(&adminv1.UploadModeRequest{Wasm: wasm})); err != nil {
+					b.Fatal(err)
+				}
+				sid := servertest.NewSessionID()
+				ack := srv.Send(b, "coordinator", servertest.Envelope("ext.test.counter.v1", "SessionStart", "m0", sid, &macpv1.SessionStartPayload{
+					Participants: []string{"alice"}, ModeVersion: "1.0.0", ConfigurationVersion: "c", TtlMs: 60_000}))
+				if !ack.GetOk() {
+					b.Fatal(ack)
+				}
+				total += time.Since(began)
+				b.StopTimer()
+				srv.Stop()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/upload-to-usable")
+		})
+	}
+}
+
+// BenchmarkNeighbourOfLoopingModule measures Decision Sends per second on
+// one server, alone and while another session's uploaded module loops
+// forever on every message (each such message runs into the sandbox's
+// deadline).
+func BenchmarkNeighbourOfLoopingModule(b *testing.B) {
+	for _, looping := range []bool{false, true} {
+		name := "alone"
+		if looping {
+			name = "beside-a-looping-module"
+		}
+		b.Run(name, func(b *testing.B) {
+			srv := servertest.Start(b, server.Config{Memory: true})
+			ctx := context.Background()
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var loops atomic.Int64
+			if looping {
+				if _, err := srv.Admin("op").UploadMode(ctx, connect.NewRequest(&adminv1.UploadModeRequest{Wasm: moduleB(b, "hostile")})); err != nil {
+					b.Fatal(err)
+				}
+				hsid := servertest.NewSessionID()
+				srv.Send(b, "coordinator", servertest.Envelope("ext.test.hostile.v1", "SessionStart", "m0", hsid, &macpv1.SessionStartPayload{
+					Participants: []string{"alice"}, ModeVersion: "1.0.0", ConfigurationVersion: "c", TtlMs: 3_600_000}))
+				wg.Go(func() {
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						srv.Send(b, "alice", servertest.Envelope("ext.test.hostile.v1", "Loop", fmt.Sprintf("l%d", i), hsid, nil))
+						loops.Add(1)
+					}
+				})
+			}
+			sid := servertest.NewSessionID()
+			srv.Send(b, "coordinator", servertest.Envelope(decisionMode, "SessionStart", "m0", sid, &macpv1.SessionStartPayload{
+				Participants: []string{"alice"}, ModeVersion: "1.0.0", ConfigurationVersion: "c", TtlMs: 3_600_000}))
+			srv.Send(b, "alice", servertest.Envelope(decisionMode, "Proposal", "p", sid, &decisionv1.ProposalPayload{ProposalId: "p1", Option: "x"}))
+			b.ResetTimer()
+			began := time.Now()
+			for i := 0; i < b.N; i++ {
+				srv.Send(b, "alice", servertest.Envelope(decisionMode, "Evaluation", fmt.Sprintf("e%d", i), sid,
+					&decisionv1.EvaluationPayload{ProposalId: "p1", Recommendation: "REVIEW", Confidence: 0.5}))
+			}
+			elapsed := time.Since(began)
+			b.StopTimer()
+			close(stop)
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "sends/s")
+			if looping {
+				b.ReportMetric(float64(loops.Load()), "looping-calls")
+			}
+		})
+	}
+}
+
+func moduleB(b *testing.B, name string) []byte {
+	b.Helper()
+	mods, err := extModules()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return mods[name]
 }
