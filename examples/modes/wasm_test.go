@@ -1,0 +1,233 @@
+package modes_test
+
+// This test builds every example mode as a WebAssembly module, the way an
+// operator would before `concord mode push`, loads it in the host's wazero
+// engine, and plays a session through both the module and the native
+// package: verdicts, codes, state bytes and views must be identical.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/examples/modes/broadcast"
+	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	"github.com/concord-macp/concord/examples/modes/mpac"
+	"github.com/concord-macp/concord/examples/modes/orchestrated"
+	"github.com/concord-macp/concord/examples/modes/pair"
+	"github.com/concord-macp/concord/examples/modes/roundrobin"
+	"github.com/concord-macp/concord/examples/modes/swarm"
+	"github.com/concord-macp/concord/host/wasm"
+	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
+	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
+)
+
+type example struct {
+	dir    string
+	mode   guest.Mode
+	sess   guest.Session
+	script []kt.Msg
+}
+
+func examples() []example {
+	m := func(sender, typ, payload string) kt.Msg { return kt.Msg{Sender: sender, Type: typ, Payload: payload} }
+	return []example{
+		{"roundrobin", roundrobin.Mode{}, kt.Session(roundrobin.ModeName, `{"round_robin":{"rounds":2}}`, kt.Alice, kt.Bob), []kt.Msg{
+			m(kt.Alice, "Contribute", `{"content":"a1","turn":1}`), m(kt.Alice, "Contribute", `{"content":"again"}`),
+			m(kt.Bob, "Pass", `{}`), m(kt.Alice, "Contribute", `{"content":"a2"}`), m(kt.Bob, "Contribute", `{"content":"b2"}`),
+			kt.Commitment(kt.Coord, true, ""),
+		}},
+		{"orchestrated", orchestrated.Mode{}, kt.Session(orchestrated.ModeName, "", kt.Alice, kt.Bob), []kt.Msg{
+			m(kt.Coord, "Assign", `{"item_id":"i1","assignee":"agent://alice","description":"tests"}`),
+			m(kt.Bob, "Report", `{"item_id":"i1","status":"done"}`),
+			m(kt.Alice, "Report", `{"item_id":"i1","status":"progress","detail":"half"}`),
+			m(kt.Alice, "Report", `{"item_id":"i1","status":"done","detail":"all green"}`),
+			kt.Commitment(kt.Coord, true, ""),
+		}},
+		{"pair", pair.Mode{}, kt.Session(pair.ModeName, "", kt.Alice, kt.Bob), []kt.Msg{
+			m(kt.Alice, "Drive", `{"change_id":"c1","content":"diff"}`), m(kt.Alice, "Review", `{"change_id":"c1","approved":true}`),
+			m(kt.Bob, "Review", `{"change_id":"c1","approved":false,"comment":"nit"}`),
+			m(kt.Bob, "Drive", `{"change_id":"c2","content":"fix"}`), m(kt.Alice, "Review", `{"change_id":"c2","approved":true}`),
+			kt.Commitment(kt.Coord, true, ""),
+		}},
+		{"broadcast", broadcast.Mode{}, kt.Session(broadcast.ModeName, "", kt.Alice, kt.Bob), []kt.Msg{
+			m(kt.Alice, "Announce", `{"announcement_id":"a","content":"x"}`), m(kt.Coord, "Announce", `{"announcement_id":"a","content":"freeze"}`),
+			m(kt.Bob, "Acknowledge", `{"announcement_id":"a"}`), m(kt.Bob, "Acknowledge", `{"announcement_id":"a"}`),
+			m(kt.Alice, "Acknowledge", `{"announcement_id":"a","note":"ok"}`), kt.Commitment(kt.Coord, false, ""),
+		}},
+		{"swarm", swarm.Mode{}, kt.Session(swarm.ModeName, "", kt.Alice, kt.Bob, kt.Carol), []kt.Msg{
+			m(kt.Alice, "Contribute", `{"contribution_id":"x","content":"plan x"}`), m(kt.Outsider, "Endorse", `{"contribution_id":"x"}`),
+			m(kt.Bob, "Endorse", `{"contribution_id":"x"}`), kt.Commitment(kt.Coord, true, ""), m(kt.Carol, "Endorse", `{"contribution_id":"x"}`),
+			kt.Commitment(kt.Coord, true, ""),
+		}},
+		{"mpac", mpac.Mode{}, kt.Session(mpac.ModeName, "", kt.Alice, kt.Bob, kt.Carol), []kt.Msg{
+			m(kt.Alice, "AnnounceIntent", `{"intent_id":"i1","scope":["src"]}`), m(kt.Bob, "AnnounceIntent", `{"intent_id":"i2","scope":["src/a"]}`),
+			m(kt.Alice, "CommitOperation", `{"intent_id":"i1","watermark":0}`), m(kt.Coord, "ResolveConflict", `{"conflict_id":1,"keep":["i1"]}`),
+			m(kt.Alice, "CommitOperation", `{"intent_id":"i1","watermark":0}`), m(kt.Coord, "DeclareCrashed", `{"participant":"agent://alice"}`),
+			m(kt.Carol, "Claim", `{"intent_id":"i1"}`), m(kt.Carol, "CommitOperation", `{"intent_id":"i1","watermark":0}`),
+			m(kt.Carol, "CommitOperation", `{"intent_id":"i1","watermark":1}`), m(kt.Carol, "Withdraw", `{"intent_id":"i1"}`),
+			kt.Commitment(kt.Coord, true, ""),
+		}},
+	}
+}
+
+func TestWasmModulesMatchNative(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds WebAssembly modules")
+	}
+	ctx := context.Background()
+	engine, err := wasm.NewEngine(ctx, wasm.Options{Sandbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Close(ctx)
+	dir := t.TempDir()
+	for _, ex := range examples() {
+		t.Run(ex.dir, func(t *testing.T) {
+			mod := build(t, ctx, engine, dir, ex.dir)
+			d, want := mod.Descriptor(), ex.mode.Describe()
+			if d.GetMode() != want.Mode || d.GetModeVersion() != want.ModeVersion || !slices.Equal(d.GetMessageTypes(), want.MessageTypes) {
+				t.Fatalf("descriptor %v, want %+v", d, want)
+			}
+			play(t, ctx, mod, ex)
+		})
+	}
+}
+
+// build compiles ./<name>/wasm for wasip1 into dir and loads it.
+func build(tb testing.TB, ctx context.Context, engine *wasm.Engine, dir, name string) *wasm.Module {
+	tb.Helper()
+	out := filepath.Join(dir, name+".wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./"+name+"/wasm")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("build %s: %v\n%s", name, err, b)
+	}
+	bin, err := os.ReadFile(out)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	mod, err := engine.Load(ctx, bin)
+	if err != nil {
+		tb.Fatalf("load %s: %v", name, err)
+	}
+	return mod
+}
+
+// play runs SessionStart and the script through the module and natively.
+func play(t *testing.T, ctx context.Context, mod *wasm.Module, ex example) {
+	sess := &abiv1.Session{
+		SessionId: ex.sess.SessionID, Mode: ex.sess.Mode, ModeVersion: ex.sess.ModeVersion,
+		ConfigurationVersion: ex.sess.ConfigurationVersion, PolicyVersion: ex.sess.PolicyVersion,
+		Initiator: ex.sess.Initiator, Participants: ex.sess.Participants,
+		PolicyRules: ex.sess.PolicyRules, PolicySchemaVersion: ex.sess.PolicySchemaVersion,
+	}
+	msgs := append([]kt.Msg{{Sender: ex.sess.Initiator, Type: "SessionStart"}}, ex.script...)
+	var state []byte
+	accepted := 0
+	for i, msg := range msgs {
+		payload := kt.Encode(t, msg.Payload)
+		env := guest.Envelope{
+			MACPVersion: "1.0", Mode: ex.sess.Mode, MessageType: msg.Type, MessageID: fmt.Sprintf("m%d", i),
+			SessionID: ex.sess.SessionID, Sender: msg.Sender, TimestampUnixMs: int64(1000 + i), Payload: payload,
+		}
+		native := ex.mode.Step(&guest.StepRequest{State: state, Envelope: env, Session: ex.sess, NowUnixMs: int64(1000 + i)})
+		resp, err := mod.Step(ctx, &abiv1.StepRequest{
+			State: state,
+			Envelope: &macpv1.Envelope{
+				MacpVersion: env.MACPVersion, Mode: env.Mode, MessageType: env.MessageType, MessageId: env.MessageID,
+				SessionId: env.SessionID, Sender: env.Sender, TimestampUnixMs: env.TimestampUnixMs, Payload: payload,
+			},
+			Session: sess, NowUnixMs: int64(1000 + i),
+		})
+		if err != nil {
+			t.Fatalf("step %d %s: %v", i, msg.Type, err)
+		}
+		gotAccept := resp.GetVerdict() == abiv1.Verdict_VERDICT_ACCEPT
+		if gotAccept != native.Accepted || resp.GetErrorCode() != native.Code || !bytes.Equal(resp.GetState(), native.State) {
+			t.Fatalf("step %d %s from %s: wasm accept=%v %s %q, native accept=%v %s %q",
+				i, msg.Type, msg.Sender, gotAccept, resp.GetErrorCode(), resp.GetErrorMessage(), native.Accepted, native.Code, native.Message)
+		}
+		if gotAccept {
+			state = resp.GetState()
+			accepted++
+		}
+	}
+	if accepted == len(msgs) {
+		t.Fatal("the script should include rejected envelopes")
+	}
+	view, err := mod.View(ctx, &abiv1.ViewRequest{State: state, Session: sess})
+	if err != nil {
+		t.Fatal(err)
+	}
+	native, err := ex.mode.View(state, &ex.sess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if view.GetJson() != string(native) {
+		t.Fatalf("views differ:\nwasm   %s\nnative %s", view.GetJson(), native)
+	}
+	if !bytes.Contains(native, []byte(`"phase":"Committed"`)) {
+		t.Fatalf("the script should end committed: %s", native)
+	}
+}
+
+// BenchmarkMPACCycleWasm is mpac's BenchmarkCycle inside the host's engine:
+// one announce → commit operation → withdraw cycle through the WebAssembly
+// module, on a session with 10 and with 10,000 past cycles. The history is
+// built natively (the state bytes are the same, as the test above checks).
+//
+//	go test -run '^$' -bench MPACCycleWasm ./examples/modes/
+func BenchmarkMPACCycleWasm(b *testing.B) {
+	ctx := context.Background()
+	engine, err := wasm.NewEngine(ctx, wasm.Options{Sandbox: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer engine.Close(ctx)
+	mod := build(b, ctx, engine, b.TempDir(), "mpac")
+	ex := kt.Session(mpac.ModeName, "", kt.Alice, kt.Bob, kt.Carol)
+	sess := &abiv1.Session{SessionId: ex.SessionID, Mode: ex.Mode, ModeVersion: ex.ModeVersion,
+		ConfigurationVersion: ex.ConfigurationVersion, PolicyVersion: ex.PolicyVersion,
+		Initiator: ex.Initiator, Participants: ex.Participants, PolicyRules: ex.PolicyRules, PolicySchemaVersion: 3}
+	type stepper func(state []byte, sender, typ, payload string) []byte
+	native := func(state []byte, sender, typ, payload string) []byte {
+		res := mpac.Mode{}.Step(&guest.StepRequest{State: state, Session: ex,
+			Envelope: guest.Envelope{Mode: ex.Mode, MessageType: typ, Sender: sender, Payload: []byte(payload)}})
+		if !res.Accepted {
+			b.Fatalf("%s: %s %s", typ, res.Code, res.Message)
+		}
+		return res.State
+	}
+	inWasm := func(state []byte, sender, typ, payload string) []byte {
+		resp, err := mod.Step(ctx, &abiv1.StepRequest{State: state, Session: sess,
+			Envelope: &macpv1.Envelope{Mode: ex.Mode, MessageType: typ, Sender: sender, Payload: []byte(payload)}})
+		if err != nil || resp.GetVerdict() != abiv1.Verdict_VERDICT_ACCEPT {
+			b.Fatalf("%s: %v %s %s", typ, err, resp.GetErrorCode(), resp.GetErrorMessage())
+		}
+		return resp.GetState()
+	}
+	cycle := func(step stepper, state []byte, ops int) []byte {
+		state = step(state, kt.Alice, "AnnounceIntent", `{"intent_id":"cycle","scope":["src/core"]}`)
+		state = step(state, kt.Alice, "CommitOperation", fmt.Sprintf(`{"intent_id":"cycle","watermark":%d}`, ops))
+		return step(state, kt.Alice, "Withdraw", `{"intent_id":"cycle"}`)
+	}
+	for _, past := range []int{10, 10_000} {
+		state := native(nil, kt.Coord, "SessionStart", "")
+		state = native(state, kt.Bob, "AnnounceIntent", `{"intent_id":"docs","scope":["docs"]}`)
+		for i := range past {
+			state = cycle(native, state, i)
+		}
+		b.Run(fmt.Sprintf("past=%d", past), func(b *testing.B) {
+			for b.Loop() {
+				cycle(inWasm, state, past)
+			}
+		})
+	}
+}
