@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -52,11 +54,13 @@ func TestServeStartsAndShutsDownGracefully(t *testing.T) {
 	var logs syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--addr", addr, "--data-dir", t.TempDir(), "--dev"}, &logs, &logs)
+		// The shared test cache spares recompiling the built-in modes.
+		cache := filepath.Join(os.TempDir(), "concord-test-wasm-cache")
+		done <- run(ctx, []string{"serve", "--addr", addr, "--data-dir", t.TempDir(), "--dev", "--wasm-cache-dir", cache}, &logs, &logs)
 	}()
 	client := macpv1connect.NewMACPRuntimeServiceClient(servertest.H2CClient(), "http://"+addr, connect.WithGRPC())
 	var err error
-	for range 100 {
+	for range 600 {
 		_, err = client.Initialize(context.Background(), connect.NewRequest(&macpv1.InitializeRequest{SupportedProtocolVersions: []string{"1.0"}}))
 		if err == nil {
 			break

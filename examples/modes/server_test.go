@@ -12,7 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -96,4 +99,112 @@ func TestExamplesUploadedIntoARunningServer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkMPACCycleServer measures the MPAC coordination cycle end to end
+// on one Concord server: N agents share one ext.mpac.intent.v1 session
+// (uploaded, so sandboxed); each agent follows the session on its own
+// StreamSession and runs announce intent → commit operation (with the
+// watermark it has seen) → withdraw on its own path. Every step is durable
+// before it is acknowledged and is streamed to all N agents.
+//
+//	go test -run '^$' -bench MPACCycleServer -benchtime 2000x ./examples/modes/
+func BenchmarkMPACCycleServer(b *testing.B) {
+	for _, agents := range []int{1, 32} {
+		b.Run(fmt.Sprintf("agents=%d", agents), func(b *testing.B) { benchMPAC(b, agents) })
+	}
+}
+
+func benchMPAC(b *testing.B, agents int) {
+	srv := servertest.Start(b, server.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := srv.Admin("operator").UploadMode(ctx, connect.NewRequest(&adminv1.UploadModeRequest{Wasm: buildBytes(b, b.TempDir(), "mpac")})); err != nil {
+		b.Fatal(err)
+	}
+	const mode = "ext.mpac.intent.v1"
+	names := make([]string, agents)
+	for i := range names {
+		names[i] = fmt.Sprintf("agent-%d", i)
+	}
+	sid := servertest.NewSessionID()
+	start := servertest.Envelope(mode, "SessionStart", "m0", sid, &macpv1.SessionStartPayload{
+		Participants: names, ModeVersion: "1.0.0", ConfigurationVersion: "bench", TtlMs: 3_600_000})
+	if ack := srv.Send(b, "coordinator", start); !ack.GetOk() {
+		b.Fatal(ack.GetError())
+	}
+	type agentState struct {
+		ops      atomic.Int64  // CommitOperations seen on the stream
+		seenOwn  chan struct{} // signalled when the agent's announce arrives
+		announce atomic.Value  // message id being waited for
+	}
+	states := make([]*agentState, agents)
+	for i, name := range names {
+		st := &agentState{seenOwn: make(chan struct{}, 1)}
+		states[i] = st
+		stream := srv.Client(servertest.GRPC, name).StreamSession(ctx)
+		if err := stream.Send(&macpv1.StreamSessionRequest{SubscribeSessionId: sid}); err != nil {
+			b.Fatal(err)
+		}
+		go func() {
+			for {
+				res, err := stream.Receive()
+				if err != nil {
+					return
+				}
+				env := res.GetEnvelope()
+				switch env.GetMessageType() {
+				case "CommitOperation":
+					st.ops.Add(1)
+				case "AnnounceIntent":
+					if id, _ := st.announce.Load().(string); id == env.GetMessageId() {
+						st.seenOwn <- struct{}{}
+					}
+				}
+			}
+		}()
+	}
+	var next atomic.Int64
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	began := time.Now()
+	for i, name := range names {
+		st := states[i]
+		wg.Go(func() {
+			client := srv.Client(servertest.GRPC, name)
+			send := func(typ, id, payload string) bool {
+				env := servertest.Envelope(mode, typ, id, sid, nil)
+				env.Payload = []byte(payload)
+				res, err := client.Send(ctx, connect.NewRequest(&macpv1.SendRequest{Envelope: env}))
+				if err != nil || !res.Msg.GetAck().GetOk() {
+					failed.Add(1)
+					return false
+				}
+				return true
+			}
+			for {
+				n := next.Add(1)
+				if n > int64(b.N) {
+					return
+				}
+				intent := fmt.Sprintf("%s-%d", name, n)
+				st.announce.Store("a" + intent)
+				if !send("AnnounceIntent", "a"+intent, fmt.Sprintf(`{"intent_id":%q,"scope":["%s/%d"]}`, intent, name, n)) {
+					return
+				}
+				<-st.seenOwn
+				send("CommitOperation", "c"+intent, fmt.Sprintf(`{"intent_id":%q,"watermark":%d}`, intent, st.ops.Load()))
+				send("Withdraw", "w"+intent, fmt.Sprintf(`{"intent_id":%q}`, intent))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(began)
+	b.StopTimer()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d steps failed", f)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "cycles/s")
+	b.ReportMetric(float64(3*b.N)/elapsed.Seconds(), "durable-steps/s")
 }

@@ -148,16 +148,16 @@ func (k *Kernel) Close() {
 func (k *Kernel) restore(ctx context.Context) error {
 	n := 0
 	err := k.store.Sessions(ctx, func(rec *storev1.Session) error {
-		s := &session{rec: rec, seen: make(map[string]struct{})}
-		if m, ok := k.catalog.Pinned(rec.GetModuleDigest()); ok {
-			s.mode = m
-		} else {
+		m, ok := k.catalog.Pinned(rec.GetModuleDigest())
+		s := newSession(rec, m)
+		s.published = rec.GetLastSequence()
+		if !ok {
 			k.log.Warn("session's pinned module is not available; its messages will be refused",
 				"session_id", rec.GetMetadata().GetSessionId(), "digest", rec.GetModuleDigest())
 		}
 		if err := k.store.Entries(ctx, rec.GetMetadata().GetSessionId(), 0, func(e *storev1.Entry) error {
 			if id := e.GetEnvelope().GetMessageId(); id != "" && e.GetOrigin() == storev1.Origin_ORIGIN_AGENT {
-				s.seen[id] = struct{}{}
+				s.seen[id] = e.GetSequence()
 			}
 			return nil
 		}); err != nil {

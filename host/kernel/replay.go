@@ -166,7 +166,7 @@ func seenIDs(entries []*storev1.Entry) []string {
 	return ids
 }
 
-func sortedKeys(m map[string]struct{}) []string {
+func sortedKeys(m map[string]uint64) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

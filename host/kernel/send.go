@@ -160,50 +160,88 @@ func (k *Kernel) lookup(id string) (*session, bool) {
 	return v.(*session), true
 }
 
-// apply runs a session-scoped envelope (anything but SessionStart).
+// maxModeStateBytes caps the state a mode may keep, so that one commit
+// always fits in a store transaction.
+const maxModeStateBytes = 2 << 20
+
+// apply runs a session-scoped envelope (anything but SessionStart). The
+// envelope is applied under the session's lock; the wait for durability
+// happens after the lock is released, so that the session's next message
+// can be applied meanwhile. The Ack goes out only once the entry is durable.
 func (k *Kernel) apply(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, error) {
 	s, ok := k.lookup(env.SessionId)
 	if !ok {
 		return nil, macperr.New(macperr.SessionNotFound, "session %q does not exist", env.SessionId)
 	}
+	ack, wait, dupSeq, err := k.applyLocked(ctx, s, env)
+	if err != nil {
+		return nil, err
+	}
+	if dupSeq > 0 {
+		// A retry of a message that may still be on its way to the disk:
+		// answer once the original is durable.
+		if err := s.waitDurable(ctx, dupSeq); err != nil {
+			return nil, macperr.Wrap(macperr.InternalError, err, "the original message is not durable yet")
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return k.duplicateAck(s, env), nil
+	}
+	if err := wait(ctx); err != nil {
+		return nil, macperr.Wrap(macperr.InternalError, err, "the message could not be made durable")
+	}
+	return ack, nil
+}
+
+// applyLocked checks and applies env under s.mu and queues its write. It
+// returns the Ack to send once wait succeeds, or, for a duplicate, the
+// sequence of the original.
+func (k *Kernel) applyLocked(ctx context.Context, s *session, env *macpv1.Envelope) (ack *macpv1.Ack, wait func(context.Context) error, dupSeq uint64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.dead {
-		return nil, macperr.New(macperr.SessionNotFound, "session %q does not exist", env.SessionId)
+		return nil, nil, 0, macperr.New(macperr.SessionNotFound, "session %q does not exist", env.SessionId)
 	}
 	md := s.rec.GetMetadata()
-	if _, dup := s.seen[env.MessageId]; dup {
-		return k.duplicateAck(s, env), nil
+	if seq, dup := s.seen[env.MessageId]; dup {
+		return nil, nil, seq, nil
 	}
+	ack, wait, err = k.applyChecked(ctx, s, md, env)
+	return ack, wait, 0, err
+}
+
+// applyChecked runs the checks after dedup, steps the mode and queues the
+// entry. The caller holds s.mu.
+func (k *Kernel) applyChecked(ctx context.Context, s *session, md *macpv1.SessionMetadata, env *macpv1.Envelope) (*macpv1.Ack, func(context.Context) error, error) {
 	if env.Mode != md.GetMode() {
-		return nil, macperr.New(macperr.InvalidEnvelope, "mode %q does not match the session's mode %q", env.Mode, md.GetMode())
+		return nil, nil, macperr.New(macperr.InvalidEnvelope, "mode %q does not match the session's mode %q", env.Mode, md.GetMode())
 	}
 	expired, err := k.expireIfDue(ctx, s)
 	if err != nil {
-		return nil, macperr.Wrap(macperr.InternalError, err, "could not record the session's expiry")
+		return nil, nil, macperr.Wrap(macperr.InternalError, err, "could not record the session's expiry")
 	}
 	if expired || s.state() != macpv1.SessionState_SESSION_STATE_OPEN {
-		return nil, macperr.New(macperr.SessionNotOpen, "session %q is %s", env.SessionId, stateName(s.state()))
+		return nil, nil, macperr.New(macperr.SessionNotOpen, "session %q is %s", env.SessionId, stateName(s.state()))
 	}
 	switch env.MessageType {
 	case typeSessionCancel, typeSessionSuspend, typeSessionResume:
-		return nil, macperr.New(macperr.Forbidden, "%s is written by the runtime only; call the %sSession RPC", env.MessageType, strings.TrimPrefix(env.MessageType, "Session"))
+		return nil, nil, macperr.New(macperr.Forbidden, "%s is written by the runtime only; call the %sSession RPC", env.MessageType, strings.TrimPrefix(env.MessageType, "Session"))
 	case typeProgress:
 		// Session-scoped progress is broadcast like a signal, never recorded.
 		k.signals.Publish("", env)
 		return &macpv1.Ack{Ok: true, MessageId: env.MessageId, SessionId: env.SessionId,
-			AcceptedAtUnixMs: k.now().UnixMilli(), SessionState: s.state()}, nil
+			AcceptedAtUnixMs: k.now().UnixMilli(), SessionState: s.state()}, noWait, nil
 	case typeSessionStart:
-		return nil, macperr.New(macperr.SessionAlreadyExists, "session %q already exists", env.SessionId)
+		return nil, nil, macperr.New(macperr.SessionAlreadyExists, "session %q already exists", env.SessionId)
 	}
 	if s.mode == nil {
-		return nil, macperr.New(macperr.InternalError, "the module session %q is pinned to is not available", env.SessionId)
+		return nil, nil, macperr.New(macperr.InternalError, "the module session %q is pinned to is not available", env.SessionId)
 	}
 
 	var commitment *macpv1.CommitmentPayload
 	if env.MessageType == typeCommitment {
 		if commitment, err = k.checkCommitment(ctx, s, env); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	now := k.now().UnixMilli()
@@ -214,14 +252,17 @@ func (k *Kernel) apply(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		NowUnixMs: now,
 	})
 	if err != nil {
-		return nil, macperr.Wrap(macperr.InternalError, err, "the mode module failed on this message")
+		return nil, nil, macperr.Wrap(macperr.InternalError, err, "the mode module failed on this message")
 	}
 	if res.GetVerdict() != abiv1.Verdict_VERDICT_ACCEPT {
-		return nil, modeRejection(res)
+		return nil, nil, modeRejection(res)
+	}
+	if len(res.GetState()) > maxModeStateBytes {
+		return nil, nil, macperr.New(macperr.InternalError, "the mode's state would grow to %d bytes, over the limit of %d", len(res.GetState()), maxModeStateBytes)
 	}
 	if commitment != nil {
 		if err := k.govern(ctx, s, env, commitment, res.GetState(), now); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 
@@ -246,15 +287,18 @@ func (k *Kernel) apply(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 			entry.CommitmentHash = h
 			next.ResolutionHash = h
 		} else if !errors.Is(err, cmthash.ErrCannotVerify) {
-			return nil, macperr.Wrap(macperr.InternalError, err, "could not hash the commitment")
+			return nil, nil, macperr.Wrap(macperr.InternalError, err, "could not hash the commitment")
 		}
 	}
-	if err := k.commit(ctx, s, next, entry); err != nil {
-		return nil, macperr.Wrap(macperr.InternalError, err, "the message could not be made durable")
+	wait, err := k.enqueue(ctx, s, next, entry)
+	if err != nil {
+		return nil, nil, macperr.Wrap(macperr.InternalError, err, "the message could not be queued for writing")
 	}
 	return &macpv1.Ack{Ok: true, MessageId: env.MessageId, SessionId: env.SessionId,
-		AcceptedAtUnixMs: now, SessionState: next.Metadata.State}, nil
+		AcceptedAtUnixMs: now, SessionState: next.Metadata.State}, wait, nil
 }
+
+func noWait(context.Context) error { return nil }
 
 func (k *Kernel) duplicateAck(s *session, env *macpv1.Envelope) *macpv1.Ack {
 	return &macpv1.Ack{Ok: true, Duplicate: true, MessageId: env.MessageId, SessionId: env.SessionId,

@@ -114,7 +114,7 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		LastSequence:   1,
 	}
 
-	s := &session{rec: rec, seen: make(map[string]struct{}), mode: mode}
+	s := newSession(rec, mode)
 	s.mu.Lock()
 	if v, loaded := k.sessions.LoadOrStore(env.SessionId, s); loaded {
 		// Another SessionStart for the same id won the race.

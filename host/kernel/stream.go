@@ -49,10 +49,13 @@ func (k *Kernel) Subscribe(ctx context.Context, identity string, observer bool, 
 	if _, err := k.expireIfDue(ctx, s); err != nil {
 		return nil, macperr.Wrap(macperr.InternalError, err, "could not record the session's expiry")
 	}
-	// Subscribing under the session lock fixes the hand-over point: every
-	// entry up to catch is in the store, every later one comes live.
+	// Subscribing under the publication lock fixes the hand-over point:
+	// every entry up to catch is durable in the store, every later one is
+	// published live after this subscription exists.
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
 	return &Subscription{
-		k: k, id: id, cursor: after, catch: s.rec.GetLastSequence(),
+		k: k, id: id, cursor: after, catch: s.published,
 		live: k.feed.Subscribe(id, bus.DefaultBuffer),
 	}, nil
 }

@@ -26,16 +26,29 @@ func (s *service) StreamSession(ctx context.Context, stream *connect.BidiStream[
 	defer cancel()
 	out := &streamWriter{stream: stream}
 	var (
-		bound   string
-		pumpErr = make(chan error, 1)
+		bound    string
+		pumpErr  = make(chan error, 1)
+		pumpDone = make(chan struct{})
 	)
+	// The handler must not return while the pump may still write to the
+	// stream: stop the pump, refuse further writes, and wait for it.
+	defer func() {
+		cancel()
+		out.close()
+		if bound != "" {
+			<-pumpDone
+		}
+	}()
 	bind := func(sessionID string, after uint64) error {
 		sub, err := s.kernel.Subscribe(ctx, id.Sender, id.Observer, sessionID, after)
 		if err != nil {
 			return err
 		}
 		bound = sessionID
-		go func() { pumpErr <- pump(ctx, sub, out) }()
+		go func() {
+			defer close(pumpDone)
+			pumpErr <- pump(ctx, sub, out)
+		}()
 		return nil
 	}
 	type frame struct {
@@ -156,13 +169,24 @@ func pump(ctx context.Context, sub *kernel.Subscription, out *streamWriter) erro
 // (inline errors) and the pump (envelopes).
 type streamWriter struct {
 	mu     sync.Mutex
+	closed bool
 	stream *connect.BidiStream[macpv1.StreamSessionRequest, macpv1.StreamSessionResponse]
 }
 
 func (w *streamWriter) send(r *macpv1.StreamSessionResponse) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return context.Canceled
+	}
 	return w.stream.Send(r)
+}
+
+// close refuses every later send; it waits for a send in progress.
+func (w *streamWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
 }
 
 func (w *streamWriter) error(e *macperr.Error, sessionID, messageID string) error {

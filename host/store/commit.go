@@ -40,35 +40,64 @@ const perKeyOverhead = 64
 // ctx.Err() and the write may still land. Commit does not keep snap or
 // entries: they are encoded before it queues the write.
 func (s *Store) Commit(ctx context.Context, snap *storev1.Session, entries ...*storev1.Entry) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	req, err := newRequest(snap, entries)
+	p, err := s.Enqueue(ctx, snap, entries...)
 	if err != nil {
 		return err
 	}
+	return p.Wait(ctx)
+}
+
+// Pending is a Commit that is queued and not yet known to be durable.
+type Pending struct {
+	s   *Store
+	req *request
+}
+
+// Enqueue queues a Commit (see Commit for the rules) and returns without
+// waiting for it to be durable. Commits are written in the order they are
+// queued, so a caller that enqueues a session's commits one after the other
+// may process the next one before the previous is durable, and must only
+// report a commit as done once its Wait returned nil. After a failed write
+// the store refuses every later Commit, so nothing queued after a failure
+// becomes durable.
+func (s *Store) Enqueue(ctx context.Context, snap *storev1.Session, entries ...*storev1.Entry) (*Pending, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	req, err := newRequest(snap, entries)
+	if err != nil {
+		return nil, err
+	}
 	if err := s.usable(); err != nil {
-		return fmt.Errorf("store: commit %.64q: %w", req.id, err)
+		return nil, fmt.Errorf("store: commit %.64q: %w", req.id, err)
 	}
 	select {
 	case s.queue <- req:
 	case <-s.closing:
-		return fmt.Errorf("store: commit %.64q: %w", req.id, ErrClosed)
+		return nil, fmt.Errorf("store: commit %.64q: %w", req.id, ErrClosed)
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
+	return &Pending{s: s, req: req}, nil
+}
+
+// Wait returns once the commit is durable, with nil, or with why it is not.
+// If ctx ends first it returns ctx.Err() and the write may still land.
+func (p *Pending) Wait(ctx context.Context) error {
 	select {
-	case err := <-req.done:
+	case err := <-p.req.done:
+		p.req.done <- err // keep the outcome for another Wait
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-s.stopped:
+	case <-p.s.stopped:
 		// Queued after the committer's final drain (a Commit racing Close).
 		select {
-		case err := <-req.done:
+		case err := <-p.req.done:
+			p.req.done <- err
 			return err
 		default:
-			return fmt.Errorf("store: commit %.64q: %w", req.id, ErrClosed)
+			return fmt.Errorf("store: commit %.64q: %w", p.req.id, ErrClosed)
 		}
 	}
 }
