@@ -73,36 +73,12 @@ func DecodeCommitment(b []byte) (Commitment, error) {
 // malformed field or error from fn.
 func EachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, n uint64) error) error {
 	for len(b) > 0 {
-		num, typ, tagLen := protowire.ConsumeTag(b)
-		if tagLen < 0 {
-			return fmt.Errorf("malformed field tag: %w", protowire.ParseError(tagLen))
+		f, rest, err := nextField(b)
+		if err != nil {
+			return err
 		}
-		b = b[tagLen:]
-		var (
-			v   []byte
-			n   uint64
-			vl  int
-			err error
-		)
-		switch typ {
-		case protowire.VarintType:
-			n, vl = protowire.ConsumeVarint(b)
-		case protowire.BytesType:
-			v, vl = protowire.ConsumeBytes(b)
-		case protowire.Fixed32Type:
-			var x uint32
-			x, vl = protowire.ConsumeFixed32(b)
-			n = uint64(x)
-		case protowire.Fixed64Type:
-			n, vl = protowire.ConsumeFixed64(b)
-		default:
-			vl = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if vl < 0 {
-			return fmt.Errorf("malformed field %d: %w", num, protowire.ParseError(vl))
-		}
-		b = b[vl:]
-		if err = fn(num, typ, v, n); err != nil {
+		b = rest
+		if err := fn(f.num, f.typ, f.v, f.n); err != nil {
 			return err
 		}
 	}

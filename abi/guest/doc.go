@@ -1,0 +1,29 @@
+// Package guest is the Go SDK for writing a Concord coordination mode that
+// runs as a WebAssembly module.
+//
+// A mode implements the Mode interface and registers itself from the init
+// function of its main package:
+//
+//	package main
+//
+//	import "github.com/concord-macp/concord/abi/guest"
+//
+//	func init() { guest.Serve(counter{}) }
+//
+//	func main() {}
+//
+// and is built as a WASI reactor:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o mode.wasm .
+//
+// Importing this package links in the ABI exports described in abi/README.md
+// (concord_abi_version, concord_alloc, concord_describe, concord_step,
+// concord_view). Their wire codec is written with protowire alone, so a
+// guest does not link the reflection-based protobuf runtime and stays small.
+// Panics in Step and View are recovered and reported as INTERNAL_ERROR, so
+// ordinary bad input never traps the instance.
+//
+// On platforms other than wasip1 the package only provides the types, the
+// helpers and a Serve that records the mode, so mode packages build, vet and
+// test natively.
+package guest
