@@ -36,6 +36,9 @@ type Options struct {
 	Done <-chan struct{}
 }
 
+// compressMinBytes is the smallest response worth compressing.
+const compressMinBytes = 4096
+
 // requestOverhead is the room left for the envelope around its payload.
 const requestOverhead = 64 << 10
 
@@ -47,11 +50,14 @@ func NewHandler(opts Options) http.Handler {
 	path, h := macpv1connect.NewMACPRuntimeServiceHandler(svc,
 		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
 		connect.WithReadMaxBytes(opts.MaxPayloadBytes+requestOverhead),
+		// Compressing small messages costs more CPU than it saves bytes.
+		connect.WithCompressMinBytes(compressMinBytes),
 	)
 	mux.Handle(path, h)
 	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes},
 		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
-		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead)))
+		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead),
+		connect.WithCompressMinBytes(compressMinBytes)))
 	checker := grpchealth.NewStaticChecker(macpv1connect.MACPRuntimeServiceName)
 	mux.Handle(grpchealth.NewHandler(checker))
 	reflector := grpcreflect.NewStaticReflector(macpv1connect.MACPRuntimeServiceName, adminv1connect.AdminServiceName, grpchealth.HealthV1ServiceName)

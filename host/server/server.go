@@ -179,6 +179,9 @@ func (s *Server) tlsEnabled() bool { return s.cfg.TLSCert != "" && s.cfg.TLSKey 
 // Handler returns the server's API handler.
 func (s *Server) Handler() http.Handler { return s.http.Handler }
 
+// StoreStats returns the store's commit counters.
+func (s *Server) StoreStats() store.Stats { return s.store.Stats() }
+
 // Kernel returns the server's kernel.
 func (s *Server) Kernel() *kernel.Kernel { return s.kernel }
 
