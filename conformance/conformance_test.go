@@ -20,7 +20,6 @@ import (
 
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/internal/servertest"
-	"github.com/concord-macp/concord/policy"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 
 	// Payload types the fixtures name, registered for lookup by name.
@@ -109,9 +108,6 @@ func TestFixtures(t *testing.T) {
 	for _, name := range names {
 		fx := fixtures[name]
 		t.Run(name, func(t *testing.T) {
-			if len(fx.Policy) > 0 || (fx.PolicyVersion != "" && fx.PolicyVersion != policy.DefaultID) {
-				t.Skipf("needs the registered policy %s: waits for the policy registry (issue 4)", fx.PolicyVersion)
-			}
 			if !served[fx.Mode] {
 				t.Skipf("mode %s is not served by this build yet", fx.Mode)
 			}
@@ -120,8 +116,56 @@ func TestFixtures(t *testing.T) {
 	}
 }
 
+// registerPolicy registers a fixture's inline policy, without its "_"
+// annotations, through RegisterPolicy.
+func registerPolicy(t *testing.T, srv *servertest.Server, raw json.RawMessage) {
+	t.Helper()
+	var p struct {
+		PolicyID      string         `json:"policy_id"`
+		Mode          string         `json:"mode"`
+		Description   string         `json:"description"`
+		Rules         map[string]any `json:"rules"`
+		SchemaVersion uint32         `json:"schema_version"`
+	}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		t.Fatalf("inline policy: %v", err)
+	}
+	rules, _ := json.Marshal(stripAnnotations(p.Rules))
+	res, err := srv.Client(servertest.GRPC, "operator").RegisterPolicy(context.Background(), connect.NewRequest(&macpv1.RegisterPolicyRequest{
+		PolicyDescriptor: &macpv1.PolicyDescriptor{PolicyId: p.PolicyID, Mode: p.Mode, Description: p.Description, Rules: string(rules), SchemaVersion: p.SchemaVersion},
+	}))
+	if err != nil {
+		t.Fatalf("RegisterPolicy: %v", err)
+	}
+	if !res.Msg.GetOk() && !strings.Contains(res.Msg.GetError(), "already registered") {
+		t.Fatalf("RegisterPolicy %s refused: %s", p.PolicyID, res.Msg.GetError())
+	}
+}
+
+// stripAnnotations drops keys beginning with "_" at every level.
+func stripAnnotations(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := map[string]any{}
+		for k, e := range x {
+			if !strings.HasPrefix(k, "_") {
+				out[k] = stripAnnotations(e)
+			}
+		}
+		return out
+	case []any:
+		for i := range x {
+			x[i] = stripAnnotations(x[i])
+		}
+	}
+	return v
+}
+
 func runFixture(t *testing.T, srv *servertest.Server, fx fixture) {
 	ctx := context.Background()
+	if len(fx.Policy) > 0 {
+		registerPolicy(t, srv, fx.Policy)
+	}
 	sid := servertest.NewSessionID()
 	start := servertest.Envelope(fx.Mode, "SessionStart", "m0", sid, &macpv1.SessionStartPayload{
 		Intent: "conformance", Participants: fx.Participants, ModeVersion: fx.ModeVersion,

@@ -3,6 +3,14 @@
 // SessionStart; every decision is a pure function of that descriptor, the
 // session's bound context and its accepted history (through the mode's state
 // view).
+//
+// Registry holds the descriptors (RFC-MACP-0012: admission with the per-mode
+// rule schemas, binding, the standard profiles, change notification,
+// persistence through Persister). Engine is the Governor: it evaluates every
+// policy with OPA, the declarative rule sets as input to the built-in Rego
+// modules under rego/ (one per mode, plus commitment authority), and
+// operator-uploaded Rego (RegisterCustom). Default is the Rego-free stand-in
+// that knows only policy.default.
 package policy
 
 import (

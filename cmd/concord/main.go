@@ -25,6 +25,7 @@ const usage = `concord — a MACP runtime whose modes are WebAssembly modules.
 Usage:
   concord serve [flags]   run the server (concord serve -h lists the flags)
   concord mode ...        push, list and remove mode modules (concord mode for help)
+  concord policy ...      push, test and list Rego policies (concord policy for help)
   concord replay ...      replay a session's log and report divergences
   concord version         print the version
 
@@ -41,6 +42,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return serve(ctx, args[1:], stderr)
 	case "mode":
 		return mode(ctx, args[1:], stdout, stderr)
+	case "policy":
+		return policyCmd(ctx, args[1:], stdout, stderr)
 	case "replay":
 		return replay(ctx, args[1:], stdout, stderr)
 	case "version":

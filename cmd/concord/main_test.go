@@ -147,3 +147,55 @@ func TestModeCommands(t *testing.T) {
 		t.Fatalf("pushing a missing file exited %d", code)
 	}
 }
+
+const opsRota = `package concord.custom
+
+mode := "macp.mode.decision.v1"
+
+govern := {"allow": true, "reasons": []}
+
+authorize := {"allow": true, "reasons": []} if input.sender in {"ops", input.session.initiator}
+else := {"allow": false, "reasons": [sprintf("%s is not on the ops rota", [input.sender])]}
+
+test_ops_may_commit if {
+	authorize.allow with input as {"sender": "ops", "session": {"initiator": "boss"}}
+}
+`
+
+func TestPolicyCommands(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ops.rego", opsRota)
+	write("ops.json", `{"policy_id":"policy.acme.ops","mode":"macp.mode.decision.v1","description":"ops rota","schema_version":3,"rules":{}}`)
+	ctx := context.Background()
+	var out, errs bytes.Buffer
+	if code := run(ctx, []string{"policy", "test", dir}, &out, &errs); code != 0 || !strings.Contains(out.String(), "ok ") {
+		t.Fatalf("policy test exited %d:\n%s%s", code, out.String(), errs.String())
+	}
+	// A failing shipped test makes both test and push fail.
+	bad := t.TempDir()
+	_ = os.WriteFile(filepath.Join(bad, "ops.rego"), []byte(opsRota+"\ntest_broken if { false }\n"), 0o600)
+	_ = os.WriteFile(filepath.Join(bad, "ops.json"), []byte(`{"policy_id":"policy.acme.bad","mode":"macp.mode.decision.v1","description":"x","schema_version":3}`), 0o600)
+	if code := run(ctx, []string{"policy", "test", bad}, io.Discard, io.Discard); code != 1 {
+		t.Fatalf("policy test of a failing policy exited %d", code)
+	}
+	srv := servertest.Start(t, server.Config{Memory: true})
+	if code := run(ctx, []string{"policy", "push", "--server", srv.URL, "--as", "operator", filepath.Join(bad, "ops.rego")}, io.Discard, &errs); code != 1 {
+		t.Fatalf("pushing a failing policy exited %d", code)
+	}
+	out.Reset()
+	if code := run(ctx, []string{"policy", "push", "--server", srv.URL, "--as", "operator", filepath.Join(dir, "ops.rego")}, &out, &errs); code != 0 {
+		t.Fatalf("policy push exited %d: %s", code, errs.String())
+	}
+	out.Reset()
+	if code := run(ctx, []string{"policy", "ls", "--server", srv.URL, "--as", "operator"}, &out, &errs); code != 0 {
+		t.Fatalf("policy ls exited %d: %s", code, errs.String())
+	}
+	if !strings.Contains(out.String(), "policy.acme.ops") || strings.Contains(out.String(), "policy.acme.bad") || !strings.Contains(out.String(), "policy.default") {
+		t.Fatalf("policy ls:\n%s", out.String())
+	}
+}

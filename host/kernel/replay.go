@@ -95,6 +95,13 @@ func Replay(ctx context.Context, recorded *storev1.Session, entries []*storev1.E
 					env.GetMessageType(), env.GetMessageId(), env.GetSender(), ack.GetError().GetCode(), ack.GetError().GetMessage())
 			}
 		}
+		if e.GetGovernance() != nil {
+			var got *storev1.Entry
+			_ = st.Entries(ctx, md.GetSessionId(), e.GetSequence()-1, func(x *storev1.Entry) error { got = x; return store.ErrStop })
+			if !proto.Equal(got.GetGovernance(), e.GetGovernance()) {
+				diverge("entry %d: the policy decided %v on replay, recorded %v", e.GetSequence(), got.GetGovernance(), e.GetGovernance())
+			}
+		}
 		s, ok := k.lookup(md.GetSessionId())
 		if ok && s.rec.GetLastSequence() != e.GetSequence() {
 			diverge("entry %d: the replay is at sequence %d", e.GetSequence(), s.rec.GetLastSequence())

@@ -2,7 +2,10 @@ package kernel
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -260,8 +263,9 @@ func (k *Kernel) applyChecked(ctx context.Context, s *session, md *macpv1.Sessio
 	if len(res.GetState()) > maxModeStateBytes {
 		return nil, nil, macperr.New(macperr.InternalError, "the mode's state would grow to %d bytes, over the limit of %d", len(res.GetState()), maxModeStateBytes)
 	}
+	var governance *storev1.Governance
 	if commitment != nil {
-		if err := k.govern(ctx, s, env, commitment, res.GetState(), now); err != nil {
+		if governance, err = k.govern(ctx, s, env, commitment, now); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -281,6 +285,7 @@ func (k *Kernel) applyChecked(ctx context.Context, s *session, md *macpv1.Sessio
 		Origin:           storev1.Origin_ORIGIN_AGENT,
 		StateAfter:       next.Metadata.State,
 	}
+	entry.Governance = governance
 	if commitment != nil {
 		// A payload with fields the hash label does not cover has no hash.
 		if h, err := cmthash.Hash(commitment); err == nil {
@@ -384,8 +389,9 @@ func outcomeOfAction(action string) (positive, ok bool) {
 	return false, false
 }
 
-// govern asks the bound policy about a commitment the mode found eligible.
-func (k *Kernel) govern(ctx context.Context, s *session, env *macpv1.Envelope, c *macpv1.CommitmentPayload, state []byte, now int64) error {
+// govern asks the bound policy about a commitment the mode found eligible
+// and returns the decision to record with it.
+func (k *Kernel) govern(ctx context.Context, s *session, env *macpv1.Envelope, c *macpv1.CommitmentPayload, now int64) (*storev1.Governance, error) {
 	in := &policy.Input{
 		Policy: s.rec.GetPolicy(), Session: s.rec.GetMetadata(), Sender: env.Sender,
 		Commitment: c, NowUnixMs: now,
@@ -399,12 +405,24 @@ func (k *Kernel) govern(ctx context.Context, s *session, env *macpv1.Envelope, c
 	}
 	d, err := k.governor.Govern(ctx, in)
 	if err != nil {
-		return macperr.Wrap(macperr.InternalError, err, "the policy could not be evaluated")
+		return nil, macperr.Wrap(macperr.InternalError, err, "the policy could not be evaluated")
 	}
 	if !d.Allow {
-		return policyDenied(d.Reasons)
+		k.log.Info("policy denied a commitment", "session_id", s.id(), "policy", s.rec.GetPolicy().GetPolicyId(), "reasons", d.Reasons)
+		return nil, policyDenied(d.Reasons)
 	}
-	return nil
+	return &storev1.Governance{
+		PolicyId: s.rec.GetPolicy().GetPolicyId(), PolicyDigest: policyDigest(s.rec.GetPolicy()),
+		Allow: true, Reasons: d.Reasons,
+	}, nil
+}
+
+// policyDigest identifies a bound policy by content: id, schema version and
+// rules (RFC-MACP-0012's policy identity).
+func policyDigest(d *macpv1.PolicyDescriptor) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00%s", d.GetPolicyId(), d.GetSchemaVersion(), d.GetRules())
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // abiSession projects a session snapshot to the context a mode sees.

@@ -65,6 +65,9 @@ func (r *Registry) EnableUploads(ctx context.Context, u Uploads) error {
 		return fmt.Errorf("modes: list stored modules: %w", err)
 	}
 	for _, digest := range names {
+		if strings.Contains(digest, ":") {
+			continue // another kind of blob (e.g. "rego:…" policy sources)
+		}
 		b, err := u.Store.Blob(ctx, digest)
 		if err != nil {
 			return fmt.Errorf("modes: read module %s: %w", digest, err)

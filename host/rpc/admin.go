@@ -9,14 +9,16 @@ import (
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/macperr"
 	"github.com/concord-macp/concord/host/modes"
+	"github.com/concord-macp/concord/policy"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	"github.com/concord-macp/concord/proto/concord/admin/v1/adminv1connect"
 )
 
 // admin implements Concord's own operator API.
 type admin struct {
-	kernel *kernel.Kernel
-	modes  *modes.Registry
+	kernel       *kernel.Kernel
+	modes        *modes.Registry
+	policyEngine *policy.Engine
 }
 
 var _ adminv1connect.AdminServiceHandler = (*admin)(nil)

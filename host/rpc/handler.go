@@ -13,6 +13,7 @@ import (
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/modes"
+	"github.com/concord-macp/concord/policy"
 	"github.com/concord-macp/concord/proto/concord/admin/v1/adminv1connect"
 	"github.com/concord-macp/concord/proto/macp/v1/macpv1connect"
 )
@@ -21,6 +22,8 @@ import (
 type Options struct {
 	Kernel        *kernel.Kernel
 	Modes         *modes.Registry
+	Policies      *policy.Registry
+	PolicyEngine  *policy.Engine
 	Authenticator auth.Authenticator
 	Logger        *slog.Logger
 	// Version is reported in Initialize and the manifest.
@@ -45,7 +48,7 @@ const requestOverhead = 64 << 10
 // NewHandler returns the http.Handler serving the MACP API, gRPC health and
 // reflection on one mux, wrapped in CORS.
 func NewHandler(opts Options) http.Handler {
-	svc := &service{kernel: opts.Kernel, modes: opts.Modes, version: opts.Version, done: opts.Done}
+	svc := &service{kernel: opts.Kernel, modes: opts.Modes, policies: opts.Policies, version: opts.Version, done: opts.Done}
 	mux := http.NewServeMux()
 	path, h := macpv1connect.NewMACPRuntimeServiceHandler(svc,
 		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
@@ -54,7 +57,7 @@ func NewHandler(opts Options) http.Handler {
 		connect.WithCompressMinBytes(compressMinBytes),
 	)
 	mux.Handle(path, h)
-	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes},
+	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine},
 		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
 		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead),
 		connect.WithCompressMinBytes(compressMinBytes)))

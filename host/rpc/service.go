@@ -14,6 +14,7 @@ import (
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/macperr"
 	"github.com/concord-macp/concord/host/modes"
+	"github.com/concord-macp/concord/policy"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 	"github.com/concord-macp/concord/proto/macp/v1/macpv1connect"
 )
@@ -29,9 +30,10 @@ const EnvelopeContentType = "application/macp-envelope+proto"
 // handler.
 type service struct {
 	macpv1connect.UnimplementedMACPRuntimeServiceHandler
-	kernel  *kernel.Kernel
-	modes   *modes.Registry
-	version string
+	kernel   *kernel.Kernel
+	modes    *modes.Registry
+	policies *policy.Registry
+	version  string
 	// done closes when the server shuts down: long-lived streams end then,
 	// so that shutdown does not wait for clients to hang up.
 	done <-chan struct{}
@@ -74,7 +76,7 @@ func (s *service) capabilities() *macpv1.Capabilities {
 		Manifest:       &macpv1.ManifestCapability{GetManifest: true},
 		ModeRegistry:   &macpv1.ModeRegistryCapability{ListModes: true, ListChanged: true},
 		Roots:          &macpv1.RootsCapability{ListRoots: true, ListChanged: true},
-		PolicyRegistry: &macpv1.PolicyRegistryCapability{},
+		PolicyRegistry: &macpv1.PolicyRegistryCapability{RegisterPolicy: true, ListPolicies: true, ListChanged: true},
 	}
 }
 

@@ -130,10 +130,18 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	policies, err := policy.NewRegistry(ctx, policy.RegistryOptions{Persister: policyStore{s.store}, Now: cfg.Now, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("server: policy registry: %w", err)
+	}
+	engine, err := policy.NewEngine(ctx, policy.EngineOptions{Registry: policies, Sources: policyStore{s.store}, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("server: policy engine: %w", err)
+	}
 	s.kernel, err = kernel.New(ctx, kernel.Options{
 		Store:           s.store,
 		Catalog:         registry,
-		Governor:        policy.Default{},
+		Governor:        engine,
 		Logger:          cfg.Logger,
 		Now:             cfg.Now,
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
@@ -151,6 +159,8 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	handler := rpc.NewHandler(rpc.Options{
 		Kernel:          s.kernel,
 		Modes:           registry,
+		Policies:        policies,
+		PolicyEngine:    engine,
 		Authenticator:   authn,
 		Logger:          cfg.Logger,
 		Version:         cfg.Version,

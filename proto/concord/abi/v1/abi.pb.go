@@ -397,8 +397,11 @@ func (x *ViewRequest) GetSession() *Session {
 // ViewResponse carries the state as a JSON object (the spec's mode-state
 // projection, e.g. {"phase":"Voting","votes":{...}}).
 type ViewResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Json          string                 `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Json  string                 `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	// Set when the mode could not render its state.
+	ErrorCode     string `protobuf:"bytes,2,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage  string `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -440,6 +443,20 @@ func (x *ViewResponse) GetJson() string {
 	return ""
 }
 
+func (x *ViewResponse) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *ViewResponse) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
 var File_concord_abi_v1_abi_proto protoreflect.FileDescriptor
 
 const file_concord_abi_v1_abi_proto_rawDesc = "" +
@@ -471,9 +488,12 @@ const file_concord_abi_v1_abi_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\fR\x05state\"V\n" +
 	"\vViewRequest\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\fR\x05state\x121\n" +
-	"\asession\x18\x02 \x01(\v2\x17.concord.abi.v1.SessionR\asession\"\"\n" +
+	"\asession\x18\x02 \x01(\v2\x17.concord.abi.v1.SessionR\asession\"f\n" +
 	"\fViewResponse\x12\x12\n" +
-	"\x04json\x18\x01 \x01(\tR\x04json*J\n" +
+	"\x04json\x18\x01 \x01(\tR\x04json\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x02 \x01(\tR\terrorCode\x12#\n" +
+	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage*J\n" +
 	"\aVerdict\x12\x17\n" +
 	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eVERDICT_ACCEPT\x10\x01\x12\x12\n" +

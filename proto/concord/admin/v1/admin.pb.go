@@ -623,11 +623,111 @@ func (*RemoveModeResponse) Descriptor() ([]byte, []int) {
 	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
+type PushPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The descriptor: policy_id, mode, description, schema_version, and rules
+	// (a JSON object of parameters the Rego may read).
+	PolicyDescriptor *v1.PolicyDescriptor `protobuf:"bytes,1,opt,name=policy_descriptor,json=policyDescriptor,proto3" json:"policy_descriptor,omitempty"`
+	// Rego source of package concord.custom, with its test_ rules.
+	Rego          string `protobuf:"bytes,2,opt,name=rego,proto3" json:"rego,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushPolicyRequest) Reset() {
+	*x = PushPolicyRequest{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushPolicyRequest) ProtoMessage() {}
+
+func (x *PushPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushPolicyRequest.ProtoReflect.Descriptor instead.
+func (*PushPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PushPolicyRequest) GetPolicyDescriptor() *v1.PolicyDescriptor {
+	if x != nil {
+		return x.PolicyDescriptor
+	}
+	return nil
+}
+
+func (x *PushPolicyRequest) GetRego() string {
+	if x != nil {
+		return x.Rego
+	}
+	return ""
+}
+
+type PushPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The descriptor as registered (its rules name the source's digest).
+	PolicyDescriptor *v1.PolicyDescriptor `protobuf:"bytes,1,opt,name=policy_descriptor,json=policyDescriptor,proto3" json:"policy_descriptor,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PushPolicyResponse) Reset() {
+	*x = PushPolicyResponse{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushPolicyResponse) ProtoMessage() {}
+
+func (x *PushPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushPolicyResponse.ProtoReflect.Descriptor instead.
+func (*PushPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PushPolicyResponse) GetPolicyDescriptor() *v1.PolicyDescriptor {
+	if x != nil {
+		return x.PolicyDescriptor
+	}
+	return nil
+}
+
 var File_concord_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1cconcord/admin/v1/admin.proto\x12\x10concord.admin.v1\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\"6\n" +
+	"\x1cconcord/admin/v1/admin.proto\x12\x10concord.admin.v1\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\x1a\x14macp/v1/policy.proto\"6\n" +
 	"\x15InspectSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"\x9f\x02\n" +
@@ -668,7 +768,12 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\amodules\x18\x01 \x03(\v2\x18.concord.admin.v1.ModuleR\amodules\"'\n" +
 	"\x11RemoveModeRequest\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\"\x14\n" +
-	"\x12RemoveModeResponse2\xe3\x03\n" +
+	"\x12RemoveModeResponse\"o\n" +
+	"\x11PushPolicyRequest\x12F\n" +
+	"\x11policy_descriptor\x18\x01 \x01(\v2\x19.macp.v1.PolicyDescriptorR\x10policyDescriptor\x12\x12\n" +
+	"\x04rego\x18\x02 \x01(\tR\x04rego\"\\\n" +
+	"\x12PushPolicyResponse\x12F\n" +
+	"\x11policy_descriptor\x18\x01 \x01(\v2\x19.macp.v1.PolicyDescriptorR\x10policyDescriptor2\xbc\x04\n" +
 	"\fAdminService\x12c\n" +
 	"\x0eInspectSession\x12'.concord.admin.v1.InspectSessionRequest\x1a(.concord.admin.v1.InspectSessionResponse\x12`\n" +
 	"\rReplaySession\x12&.concord.admin.v1.ReplaySessionRequest\x1a'.concord.admin.v1.ReplaySessionResponse\x12W\n" +
@@ -676,7 +781,9 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"UploadMode\x12#.concord.admin.v1.UploadModeRequest\x1a$.concord.admin.v1.UploadModeResponse\x12Z\n" +
 	"\vListModules\x12$.concord.admin.v1.ListModulesRequest\x1a%.concord.admin.v1.ListModulesResponse\x12W\n" +
 	"\n" +
-	"RemoveMode\x12#.concord.admin.v1.RemoveModeRequest\x1a$.concord.admin.v1.RemoveModeResponseB@Z>github.com/concord-macp/concord/proto/concord/admin/v1;adminv1b\x06proto3"
+	"RemoveMode\x12#.concord.admin.v1.RemoveModeRequest\x1a$.concord.admin.v1.RemoveModeResponse\x12W\n" +
+	"\n" +
+	"PushPolicy\x12#.concord.admin.v1.PushPolicyRequest\x1a$.concord.admin.v1.PushPolicyResponseB@Z>github.com/concord-macp/concord/proto/concord/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_concord_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -690,7 +797,7 @@ func file_concord_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_concord_admin_v1_admin_proto_rawDescData
 }
 
-var file_concord_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_concord_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_concord_admin_v1_admin_proto_goTypes = []any{
 	(*InspectSessionRequest)(nil),  // 0: concord.admin.v1.InspectSessionRequest
 	(*InspectSessionResponse)(nil), // 1: concord.admin.v1.InspectSessionResponse
@@ -703,34 +810,41 @@ var file_concord_admin_v1_admin_proto_goTypes = []any{
 	(*ListModulesResponse)(nil),    // 8: concord.admin.v1.ListModulesResponse
 	(*RemoveModeRequest)(nil),      // 9: concord.admin.v1.RemoveModeRequest
 	(*RemoveModeResponse)(nil),     // 10: concord.admin.v1.RemoveModeResponse
-	(*v1.SessionMetadata)(nil),     // 11: macp.v1.SessionMetadata
-	(*v1.CommitmentPayload)(nil),   // 12: macp.v1.CommitmentPayload
-	(v1.SessionState)(0),           // 13: macp.v1.SessionState
-	(*v1.ModeDescriptor)(nil),      // 14: macp.v1.ModeDescriptor
+	(*PushPolicyRequest)(nil),      // 11: concord.admin.v1.PushPolicyRequest
+	(*PushPolicyResponse)(nil),     // 12: concord.admin.v1.PushPolicyResponse
+	(*v1.SessionMetadata)(nil),     // 13: macp.v1.SessionMetadata
+	(*v1.CommitmentPayload)(nil),   // 14: macp.v1.CommitmentPayload
+	(v1.SessionState)(0),           // 15: macp.v1.SessionState
+	(*v1.ModeDescriptor)(nil),      // 16: macp.v1.ModeDescriptor
+	(*v1.PolicyDescriptor)(nil),    // 17: macp.v1.PolicyDescriptor
 }
 var file_concord_admin_v1_admin_proto_depIdxs = []int32{
-	11, // 0: concord.admin.v1.InspectSessionResponse.metadata:type_name -> macp.v1.SessionMetadata
-	12, // 1: concord.admin.v1.InspectSessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
-	13, // 2: concord.admin.v1.ReplaySessionResponse.state:type_name -> macp.v1.SessionState
-	12, // 3: concord.admin.v1.ReplaySessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
-	14, // 4: concord.admin.v1.Module.mode_descriptor:type_name -> macp.v1.ModeDescriptor
+	13, // 0: concord.admin.v1.InspectSessionResponse.metadata:type_name -> macp.v1.SessionMetadata
+	14, // 1: concord.admin.v1.InspectSessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
+	15, // 2: concord.admin.v1.ReplaySessionResponse.state:type_name -> macp.v1.SessionState
+	14, // 3: concord.admin.v1.ReplaySessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
+	16, // 4: concord.admin.v1.Module.mode_descriptor:type_name -> macp.v1.ModeDescriptor
 	4,  // 5: concord.admin.v1.UploadModeResponse.module:type_name -> concord.admin.v1.Module
 	4,  // 6: concord.admin.v1.ListModulesResponse.modules:type_name -> concord.admin.v1.Module
-	0,  // 7: concord.admin.v1.AdminService.InspectSession:input_type -> concord.admin.v1.InspectSessionRequest
-	2,  // 8: concord.admin.v1.AdminService.ReplaySession:input_type -> concord.admin.v1.ReplaySessionRequest
-	5,  // 9: concord.admin.v1.AdminService.UploadMode:input_type -> concord.admin.v1.UploadModeRequest
-	7,  // 10: concord.admin.v1.AdminService.ListModules:input_type -> concord.admin.v1.ListModulesRequest
-	9,  // 11: concord.admin.v1.AdminService.RemoveMode:input_type -> concord.admin.v1.RemoveModeRequest
-	1,  // 12: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
-	3,  // 13: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
-	6,  // 14: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
-	8,  // 15: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
-	10, // 16: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	17, // 7: concord.admin.v1.PushPolicyRequest.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
+	17, // 8: concord.admin.v1.PushPolicyResponse.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
+	0,  // 9: concord.admin.v1.AdminService.InspectSession:input_type -> concord.admin.v1.InspectSessionRequest
+	2,  // 10: concord.admin.v1.AdminService.ReplaySession:input_type -> concord.admin.v1.ReplaySessionRequest
+	5,  // 11: concord.admin.v1.AdminService.UploadMode:input_type -> concord.admin.v1.UploadModeRequest
+	7,  // 12: concord.admin.v1.AdminService.ListModules:input_type -> concord.admin.v1.ListModulesRequest
+	9,  // 13: concord.admin.v1.AdminService.RemoveMode:input_type -> concord.admin.v1.RemoveModeRequest
+	11, // 14: concord.admin.v1.AdminService.PushPolicy:input_type -> concord.admin.v1.PushPolicyRequest
+	1,  // 15: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
+	3,  // 16: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
+	6,  // 17: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
+	8,  // 18: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
+	10, // 19: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
+	12, // 20: concord.admin.v1.AdminService.PushPolicy:output_type -> concord.admin.v1.PushPolicyResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_concord_admin_v1_admin_proto_init() }
@@ -744,7 +858,7 @@ func file_concord_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_admin_v1_admin_proto_rawDesc), len(file_concord_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -91,8 +91,10 @@ type Entry struct {
 	// For an accepted Commitment: its RFC-MACP-0013 hash ("sha256:…"), or
 	// empty when the payload carries fields the hash label does not cover.
 	CommitmentHash string `protobuf:"bytes,6,opt,name=commitment_hash,json=commitmentHash,proto3" json:"commitment_hash,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// For an accepted Commitment: the governance decision that allowed it.
+	Governance    *Governance `protobuf:"bytes,7,opt,name=governance,proto3" json:"governance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Entry) Reset() {
@@ -167,6 +169,83 @@ func (x *Entry) GetCommitmentHash() string {
 	return ""
 }
 
+func (x *Entry) GetGovernance() *Governance {
+	if x != nil {
+		return x.Governance
+	}
+	return nil
+}
+
+// Governance records one policy decision on a Commitment.
+type Governance struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PolicyId string                 `protobuf:"bytes,1,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	// sha256 (hex) of the bound descriptor's id, schema_version and rules.
+	PolicyDigest  string   `protobuf:"bytes,2,opt,name=policy_digest,json=policyDigest,proto3" json:"policy_digest,omitempty"`
+	Allow         bool     `protobuf:"varint,3,opt,name=allow,proto3" json:"allow,omitempty"`
+	Reasons       []string `protobuf:"bytes,4,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Governance) Reset() {
+	*x = Governance{}
+	mi := &file_concord_store_v1_store_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Governance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Governance) ProtoMessage() {}
+
+func (x *Governance) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_store_v1_store_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Governance.ProtoReflect.Descriptor instead.
+func (*Governance) Descriptor() ([]byte, []int) {
+	return file_concord_store_v1_store_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Governance) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *Governance) GetPolicyDigest() string {
+	if x != nil {
+		return x.PolicyDigest
+	}
+	return ""
+}
+
+func (x *Governance) GetAllow() bool {
+	if x != nil {
+		return x.Allow
+	}
+	return false
+}
+
+func (x *Governance) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
 // Session is the durable snapshot of a session after its latest entry: what
 // a restart needs to serve the session without replaying its log.
 type Session struct {
@@ -201,7 +280,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_concord_store_v1_store_proto_msgTypes[1]
+	mi := &file_concord_store_v1_store_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -213,7 +292,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_store_v1_store_proto_msgTypes[1]
+	mi := &file_concord_store_v1_store_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -226,7 +305,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_concord_store_v1_store_proto_rawDescGZIP(), []int{1}
+	return file_concord_store_v1_store_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Session) GetMetadata() *v1.SessionMetadata {
@@ -338,7 +417,7 @@ type ModeBinding struct {
 
 func (x *ModeBinding) Reset() {
 	*x = ModeBinding{}
-	mi := &file_concord_store_v1_store_proto_msgTypes[2]
+	mi := &file_concord_store_v1_store_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -350,7 +429,7 @@ func (x *ModeBinding) String() string {
 func (*ModeBinding) ProtoMessage() {}
 
 func (x *ModeBinding) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_store_v1_store_proto_msgTypes[2]
+	mi := &file_concord_store_v1_store_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -363,7 +442,7 @@ func (x *ModeBinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModeBinding.ProtoReflect.Descriptor instead.
 func (*ModeBinding) Descriptor() ([]byte, []int) {
-	return file_concord_store_v1_store_proto_rawDescGZIP(), []int{2}
+	return file_concord_store_v1_store_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ModeBinding) GetMode() string {
@@ -405,7 +484,7 @@ var File_concord_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_concord_store_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x1cconcord/store/v1/store.proto\x12\x10concord.store.v1\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\x1a\x14macp/v1/policy.proto\"\x94\x02\n" +
+	"\x1cconcord/store/v1/store.proto\x12\x10concord.store.v1\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\x1a\x14macp/v1/policy.proto\"\xd2\x02\n" +
 	"\x05Entry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12-\n" +
 	"\benvelope\x18\x02 \x01(\v2\x11.macp.v1.EnvelopeR\benvelope\x12-\n" +
@@ -413,7 +492,16 @@ const file_concord_store_v1_store_proto_rawDesc = "" +
 	"\x06origin\x18\x04 \x01(\x0e2\x18.concord.store.v1.OriginR\x06origin\x126\n" +
 	"\vstate_after\x18\x05 \x01(\x0e2\x15.macp.v1.SessionStateR\n" +
 	"stateAfter\x12'\n" +
-	"\x0fcommitment_hash\x18\x06 \x01(\tR\x0ecommitmentHash\"\xac\x04\n" +
+	"\x0fcommitment_hash\x18\x06 \x01(\tR\x0ecommitmentHash\x12<\n" +
+	"\n" +
+	"governance\x18\a \x01(\v2\x1c.concord.store.v1.GovernanceR\n" +
+	"governance\"~\n" +
+	"\n" +
+	"Governance\x12\x1b\n" +
+	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12#\n" +
+	"\rpolicy_digest\x18\x02 \x01(\tR\fpolicyDigest\x12\x14\n" +
+	"\x05allow\x18\x03 \x01(\bR\x05allow\x12\x18\n" +
+	"\areasons\x18\x04 \x03(\tR\areasons\"\xac\x04\n" +
 	"\aSession\x124\n" +
 	"\bmetadata\x18\x01 \x01(\v2\x18.macp.v1.SessionMetadataR\bmetadata\x12\x1d\n" +
 	"\n" +
@@ -456,30 +544,32 @@ func file_concord_store_v1_store_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_store_v1_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_concord_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_concord_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_concord_store_v1_store_proto_goTypes = []any{
 	(Origin)(0),                  // 0: concord.store.v1.Origin
 	(*Entry)(nil),                // 1: concord.store.v1.Entry
-	(*Session)(nil),              // 2: concord.store.v1.Session
-	(*ModeBinding)(nil),          // 3: concord.store.v1.ModeBinding
-	(*v1.Envelope)(nil),          // 4: macp.v1.Envelope
-	(v1.SessionState)(0),         // 5: macp.v1.SessionState
-	(*v1.SessionMetadata)(nil),   // 6: macp.v1.SessionMetadata
-	(*v1.PolicyDescriptor)(nil),  // 7: macp.v1.PolicyDescriptor
-	(*v1.CommitmentPayload)(nil), // 8: macp.v1.CommitmentPayload
+	(*Governance)(nil),           // 2: concord.store.v1.Governance
+	(*Session)(nil),              // 3: concord.store.v1.Session
+	(*ModeBinding)(nil),          // 4: concord.store.v1.ModeBinding
+	(*v1.Envelope)(nil),          // 5: macp.v1.Envelope
+	(v1.SessionState)(0),         // 6: macp.v1.SessionState
+	(*v1.SessionMetadata)(nil),   // 7: macp.v1.SessionMetadata
+	(*v1.PolicyDescriptor)(nil),  // 8: macp.v1.PolicyDescriptor
+	(*v1.CommitmentPayload)(nil), // 9: macp.v1.CommitmentPayload
 }
 var file_concord_store_v1_store_proto_depIdxs = []int32{
-	4, // 0: concord.store.v1.Entry.envelope:type_name -> macp.v1.Envelope
+	5, // 0: concord.store.v1.Entry.envelope:type_name -> macp.v1.Envelope
 	0, // 1: concord.store.v1.Entry.origin:type_name -> concord.store.v1.Origin
-	5, // 2: concord.store.v1.Entry.state_after:type_name -> macp.v1.SessionState
-	6, // 3: concord.store.v1.Session.metadata:type_name -> macp.v1.SessionMetadata
-	7, // 4: concord.store.v1.Session.policy:type_name -> macp.v1.PolicyDescriptor
-	8, // 5: concord.store.v1.Session.resolution:type_name -> macp.v1.CommitmentPayload
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6, // 2: concord.store.v1.Entry.state_after:type_name -> macp.v1.SessionState
+	2, // 3: concord.store.v1.Entry.governance:type_name -> concord.store.v1.Governance
+	7, // 4: concord.store.v1.Session.metadata:type_name -> macp.v1.SessionMetadata
+	8, // 5: concord.store.v1.Session.policy:type_name -> macp.v1.PolicyDescriptor
+	9, // 6: concord.store.v1.Session.resolution:type_name -> macp.v1.CommitmentPayload
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_concord_store_v1_store_proto_init() }
@@ -493,7 +583,7 @@ func file_concord_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_store_v1_store_proto_rawDesc), len(file_concord_store_v1_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

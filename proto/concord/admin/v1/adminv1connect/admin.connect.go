@@ -49,6 +49,8 @@ const (
 	AdminServiceListModulesProcedure = "/concord.admin.v1.AdminService/ListModules"
 	// AdminServiceRemoveModeProcedure is the fully-qualified name of the AdminService's RemoveMode RPC.
 	AdminServiceRemoveModeProcedure = "/concord.admin.v1.AdminService/RemoveMode"
+	// AdminServicePushPolicyProcedure is the fully-qualified name of the AdminService's PushPolicy RPC.
+	AdminServicePushPolicyProcedure = "/concord.admin.v1.AdminService/PushPolicy"
 )
 
 // AdminServiceClient is a client for the concord.admin.v1.AdminService service.
@@ -60,6 +62,9 @@ type AdminServiceClient interface {
 	ListModules(context.Context, *connect.Request[v1.ListModulesRequest]) (*connect.Response[v1.ListModulesResponse], error)
 	// RemoveMode stops a mode from serving new sessions.
 	RemoveMode(context.Context, *connect.Request[v1.RemoveModeRequest]) (*connect.Response[v1.RemoveModeResponse], error)
+	// PushPolicy registers a custom Rego policy once it compiles and its
+	// shipped tests pass.
+	PushPolicy(context.Context, *connect.Request[v1.PushPolicyRequest]) (*connect.Response[v1.PushPolicyResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the concord.admin.v1.AdminService service. By
@@ -103,6 +108,12 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("RemoveMode")),
 			connect.WithClientOptions(opts...),
 		),
+		pushPolicy: connect.NewClient[v1.PushPolicyRequest, v1.PushPolicyResponse](
+			httpClient,
+			baseURL+AdminServicePushPolicyProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("PushPolicy")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -113,6 +124,7 @@ type adminServiceClient struct {
 	uploadMode     *connect.Client[v1.UploadModeRequest, v1.UploadModeResponse]
 	listModules    *connect.Client[v1.ListModulesRequest, v1.ListModulesResponse]
 	removeMode     *connect.Client[v1.RemoveModeRequest, v1.RemoveModeResponse]
+	pushPolicy     *connect.Client[v1.PushPolicyRequest, v1.PushPolicyResponse]
 }
 
 // InspectSession calls concord.admin.v1.AdminService.InspectSession.
@@ -140,6 +152,11 @@ func (c *adminServiceClient) RemoveMode(ctx context.Context, req *connect.Reques
 	return c.removeMode.CallUnary(ctx, req)
 }
 
+// PushPolicy calls concord.admin.v1.AdminService.PushPolicy.
+func (c *adminServiceClient) PushPolicy(ctx context.Context, req *connect.Request[v1.PushPolicyRequest]) (*connect.Response[v1.PushPolicyResponse], error) {
+	return c.pushPolicy.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the concord.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	InspectSession(context.Context, *connect.Request[v1.InspectSessionRequest]) (*connect.Response[v1.InspectSessionResponse], error)
@@ -149,6 +166,9 @@ type AdminServiceHandler interface {
 	ListModules(context.Context, *connect.Request[v1.ListModulesRequest]) (*connect.Response[v1.ListModulesResponse], error)
 	// RemoveMode stops a mode from serving new sessions.
 	RemoveMode(context.Context, *connect.Request[v1.RemoveModeRequest]) (*connect.Response[v1.RemoveModeResponse], error)
+	// PushPolicy registers a custom Rego policy once it compiles and its
+	// shipped tests pass.
+	PushPolicy(context.Context, *connect.Request[v1.PushPolicyRequest]) (*connect.Response[v1.PushPolicyResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -188,6 +208,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("RemoveMode")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServicePushPolicyHandler := connect.NewUnaryHandler(
+		AdminServicePushPolicyProcedure,
+		svc.PushPolicy,
+		connect.WithSchema(adminServiceMethods.ByName("PushPolicy")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/concord.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceInspectSessionProcedure:
@@ -200,6 +226,8 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceListModulesHandler.ServeHTTP(w, r)
 		case AdminServiceRemoveModeProcedure:
 			adminServiceRemoveModeHandler.ServeHTTP(w, r)
+		case AdminServicePushPolicyProcedure:
+			adminServicePushPolicyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -227,4 +255,8 @@ func (UnimplementedAdminServiceHandler) ListModules(context.Context, *connect.Re
 
 func (UnimplementedAdminServiceHandler) RemoveMode(context.Context, *connect.Request[v1.RemoveModeRequest]) (*connect.Response[v1.RemoveModeResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.RemoveMode is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) PushPolicy(context.Context, *connect.Request[v1.PushPolicyRequest]) (*connect.Response[v1.PushPolicyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.PushPolicy is not implemented"))
 }
