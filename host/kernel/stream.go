@@ -64,16 +64,15 @@ func (k *Kernel) Subscribe(ctx context.Context, identity string, observer bool, 
 // subscription has caught up. It fails with ctx's error when ctx ends and
 // with ErrStreamLagging when the reader fell behind.
 func (sub *Subscription) Next(ctx context.Context) (*storev1.Entry, error) {
-	for sub.cursor < sub.catch {
-		if len(sub.page) == 0 {
-			if err := sub.fill(ctx); err != nil {
-				return nil, err
-			}
-			if len(sub.page) == 0 {
-				sub.cursor = sub.catch // nothing more stored; go live
-				break
-			}
+	if sub.cursor < sub.catch && len(sub.page) == 0 {
+		if err := sub.fill(ctx); err != nil {
+			return nil, err
 		}
+		if len(sub.page) == 0 {
+			sub.cursor = sub.catch // nothing more stored; go live
+		}
+	}
+	if len(sub.page) > 0 {
 		e := sub.page[0]
 		sub.page = sub.page[1:]
 		sub.cursor = e.GetSequence()
