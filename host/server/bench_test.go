@@ -153,6 +153,7 @@ func BenchmarkNeighbourOfLoopingModule(b *testing.B) {
 				hsid := servertest.NewSessionID()
 				srv.Send(b, "coordinator", servertest.Envelope("ext.test.hostile.v1", "SessionStart", "m0", hsid, &macpv1.SessionStartPayload{
 					Participants: []string{"alice"}, ModeVersion: "1.0.0", ConfigurationVersion: "c", TtlMs: 3_600_000}))
+				looper := srv.Client(servertest.GRPC, "alice")
 				wg.Go(func() {
 					for i := 0; ; i++ {
 						select {
@@ -160,7 +161,7 @@ func BenchmarkNeighbourOfLoopingModule(b *testing.B) {
 							return
 						default:
 						}
-						srv.Send(b, "alice", servertest.Envelope("ext.test.hostile.v1", "Loop", fmt.Sprintf("l%d", i), hsid, nil))
+						_, _ = looper.Send(ctx, connect.NewRequest(&macpv1.SendRequest{Envelope: servertest.Envelope("ext.test.hostile.v1", "Loop", fmt.Sprintf("l%d", i), hsid, nil)}))
 						loops.Add(1)
 					}
 				})
@@ -171,9 +172,13 @@ func BenchmarkNeighbourOfLoopingModule(b *testing.B) {
 			srv.Send(b, "alice", servertest.Envelope(decisionMode, "Proposal", "p", sid, &decisionv1.ProposalPayload{ProposalId: "p1", Option: "x"}))
 			b.ResetTimer()
 			began := time.Now()
+			alice := srv.Client(servertest.GRPC, "alice")
 			for i := 0; i < b.N; i++ {
-				srv.Send(b, "alice", servertest.Envelope(decisionMode, "Evaluation", fmt.Sprintf("e%d", i), sid,
-					&decisionv1.EvaluationPayload{ProposalId: "p1", Recommendation: "REVIEW", Confidence: 0.5}))
+				env := servertest.Envelope(decisionMode, "Evaluation", fmt.Sprintf("e%d", i), sid,
+					&decisionv1.EvaluationPayload{ProposalId: "p1", Recommendation: "REVIEW", Confidence: 0.5})
+				if res, err := alice.Send(ctx, connect.NewRequest(&macpv1.SendRequest{Envelope: env})); err != nil || !res.Msg.GetAck().GetOk() {
+					b.Fatalf("send: %v %v", err, res)
+				}
 			}
 			elapsed := time.Since(began)
 			b.StopTimer()
@@ -194,4 +199,52 @@ func moduleB(b *testing.B, name string) []byte {
 		b.Fatal(err)
 	}
 	return mods[name]
+}
+
+// BenchmarkPolicyBoundSessions measures whole Decision sessions governed by
+// a Rego policy (policy.std.majority): each of 32 agents runs sessions of
+// SessionStart, Proposal, Vote and a governed Commitment, back to back.
+// One op is one session (four durable Sends, one policy decision).
+func BenchmarkPolicyBoundSessions(b *testing.B) {
+	srv := servertest.Start(b, server.Config{})
+	ctx := context.Background()
+	var next, failed atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	began := time.Now()
+	for a := range 32 {
+		name := fmt.Sprintf("agent-%d", a)
+		client := srv.Client(servertest.GRPC, name)
+		wg.Go(func() {
+			for {
+				if next.Add(1) > int64(b.N) {
+					return
+				}
+				sid := servertest.NewSessionID()
+				c := commitment(true)
+				c.PolicyVersion = "policy.std.majority"
+				for _, env := range []*macpv1.Envelope{
+					servertest.Envelope(decisionMode, "SessionStart", "m0", sid, &macpv1.SessionStartPayload{
+						Participants: []string{name}, ModeVersion: "1.0.0", ConfigurationVersion: "cfg-1", TtlMs: 60_000, PolicyVersion: "policy.std.majority"}),
+					servertest.Envelope(decisionMode, "Proposal", "m1", sid, &decisionv1.ProposalPayload{ProposalId: "p1", Option: "x"}),
+					servertest.Envelope(decisionMode, "Vote", "m2", sid, &decisionv1.VotePayload{ProposalId: "p1", Vote: "APPROVE"}),
+					servertest.Envelope(decisionMode, "Commitment", "m3", sid, c),
+				} {
+					res, err := client.Send(ctx, connect.NewRequest(&macpv1.SendRequest{Envelope: env}))
+					if err != nil || !res.Msg.GetAck().GetOk() {
+						failed.Add(1)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(began)
+	b.StopTimer()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d sessions failed", f)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "sessions/s")
+	b.ReportMetric(float64(4*b.N)/elapsed.Seconds(), "sends/s")
 }
