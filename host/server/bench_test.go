@@ -9,12 +9,19 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/internal/servertest"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	decisionv1 "github.com/concord-macp/concord/proto/macp/modes/decision/v1"
+	handoffv1 "github.com/concord-macp/concord/proto/macp/modes/handoff/v1"
+	multiroundv1 "github.com/concord-macp/concord/proto/macp/modes/multi_round/v1"
+	proposalv1 "github.com/concord-macp/concord/proto/macp/modes/proposal/v1"
+	quorumv1 "github.com/concord-macp/concord/proto/macp/modes/quorum/v1"
+	taskv1 "github.com/concord-macp/concord/proto/macp/modes/task/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
+	"github.com/concord-macp/concord/proto/macp/v1/macpv1connect"
 )
 
 // BenchmarkSendLoad measures durable Sends per second against one real
@@ -247,4 +254,130 @@ func BenchmarkPolicyBoundSessions(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "sessions/s")
 	b.ReportMetric(float64(4*b.N)/elapsed.Seconds(), "sends/s")
+}
+
+// BenchmarkSendPerMode measures durable Sends per second for each built-in
+// mode under 32 concurrent agents, each with its own session and its own
+// connection, repeating a message the mode accepts any number of times.
+// (Quorum ballots cannot repeat: there one op is a whole session of
+// SessionStart, ApprovalRequest and Approve, and sends/s counts all three.)
+//
+//	go test -run '^$' -bench SendPerMode -benchtime 3000x ./host/server/
+func BenchmarkSendPerMode(b *testing.B) {
+	type plan struct {
+		mode         string
+		participants func(agent string) []string
+		setup        func(agent string) []step
+		repeat       func(agent string, i int64) step
+		perOp        int
+	}
+	sp := func(sender, typ string, p proto.Message) step { return step{sender: sender, typ: typ, payload: p} }
+	plans := []plan{
+		{"macp.mode.decision.v1", func(a string) []string { return []string{a} },
+			func(a string) []step {
+				return []step{sp(a, "Proposal", &decisionv1.ProposalPayload{ProposalId: "p1", Option: "x"})}
+			},
+			func(a string, i int64) step {
+				return sp(a, "Evaluation", &decisionv1.EvaluationPayload{ProposalId: "p1", Recommendation: "REVIEW", Confidence: 0.5})
+			}, 1},
+		{"macp.mode.proposal.v1", func(a string) []string { return []string{a, "seller"} }, nil,
+			func(a string, i int64) step {
+				return sp(a, "Proposal", &proposalv1.ProposalPayload{ProposalId: fmt.Sprintf("p%d", i), Title: "offer"})
+			}, 1},
+		{"macp.mode.task.v1", func(a string) []string { return []string{a} },
+			func(a string) []step {
+				return []step{
+					sp(a, "TaskRequest", &taskv1.TaskRequestPayload{TaskId: "t1", Title: "work", RequestedAssignee: a}),
+					sp(a, "TaskAccept", &taskv1.TaskAcceptPayload{TaskId: "t1", Assignee: a}),
+				}
+			},
+			func(a string, i int64) step {
+				return sp(a, "TaskUpdate", &taskv1.TaskUpdatePayload{TaskId: "t1", Status: "working", Progress: 0.5})
+			}, 1},
+		{"macp.mode.handoff.v1", func(a string) []string { return []string{a, "target"} },
+			func(a string) []step {
+				return []step{sp(a, "HandoffOffer", &handoffv1.HandoffOfferPayload{HandoffId: "h1", TargetParticipant: "target", Scope: "all"})}
+			},
+			func(a string, i int64) step {
+				return sp(a, "HandoffContext", &handoffv1.HandoffContextPayload{HandoffId: "h1", ContentType: "text/plain", Context: []byte("notes")})
+			}, 1},
+		{"ext.multi_round.v1", func(a string) []string { return []string{a, "other"} }, nil,
+			func(a string, i int64) step {
+				return sp(a, "Contribute", &multiroundv1.ContributePayload{Value: fmt.Sprintf("v%d", i%2)})
+			}, 1},
+		{"macp.mode.quorum.v1", nil, nil, nil, 3},
+	}
+	for _, pl := range plans {
+		b.Run(pl.mode, func(b *testing.B) {
+			srv := servertest.Start(b, server.Config{})
+			ctx := context.Background()
+			var next, failed atomic.Int64
+			var wg sync.WaitGroup
+			send := func(c macpv1connect.MACPRuntimeServiceClient, mode, sid, id string, st step) bool {
+				env := servertest.Envelope(mode, st.typ, id, sid, st.payload)
+				res, err := c.Send(ctx, connect.NewRequest(&macpv1.SendRequest{Envelope: env}))
+				if err != nil || !res.Msg.GetAck().GetOk() {
+					if failed.Add(1) == 1 {
+						b.Logf("%s %s: %v %v", mode, st.typ, err, res.Msg.GetAck().GetError())
+					}
+					return false
+				}
+				return true
+			}
+			start := func(c macpv1connect.MACPRuntimeServiceClient, mode, sid string, participants []string) bool {
+				return send(c, mode, sid, "m0", sp("", "SessionStart", &macpv1.SessionStartPayload{
+					Participants: participants, ModeVersion: "1.0.0", ConfigurationVersion: "bench", TtlMs: 3_600_000}))
+			}
+			type agent struct {
+				name, sid string
+				c         macpv1connect.MACPRuntimeServiceClient
+			}
+			agents := make([]agent, 32)
+			for i := range agents {
+				name := fmt.Sprintf("agent-%d", i)
+				agents[i] = agent{name, servertest.NewSessionID(), srv.Client(servertest.GRPC, name)}
+				if pl.repeat == nil {
+					continue
+				}
+				if !start(agents[i].c, pl.mode, agents[i].sid, pl.participants(name)) {
+					b.Fatal("start failed")
+				}
+				if pl.setup != nil {
+					for j, st := range pl.setup(name) {
+						if !send(agents[i].c, pl.mode, agents[i].sid, fmt.Sprintf("s%d", j), st) {
+							b.Fatal("setup failed")
+						}
+					}
+				}
+			}
+			b.ResetTimer()
+			began := time.Now()
+			for _, a := range agents {
+				wg.Go(func() {
+					for {
+						n := next.Add(1)
+						if n > int64(b.N) || failed.Load() > 0 {
+							return
+						}
+						if pl.repeat != nil {
+							send(a.c, pl.mode, a.sid, fmt.Sprintf("r%d", n), pl.repeat(a.name, n))
+							continue
+						}
+						// Quorum: a whole session per op.
+						sid := servertest.NewSessionID()
+						_ = start(a.c, pl.mode, sid, []string{a.name}) &&
+							send(a.c, pl.mode, sid, "m1", sp("", "ApprovalRequest", &quorumv1.ApprovalRequestPayload{RequestId: "r1", Action: "deploy", RequiredApprovals: 1})) &&
+							send(a.c, pl.mode, sid, "m2", sp("", "Approve", &quorumv1.ApprovePayload{RequestId: "r1"}))
+					}
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(began)
+			b.StopTimer()
+			if f := failed.Load(); f > 0 {
+				b.Fatalf("%d sends failed", f)
+			}
+			b.ReportMetric(float64(pl.perOp*b.N)/elapsed.Seconds(), "sends/s")
+		})
+	}
 }
