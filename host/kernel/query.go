@@ -2,10 +2,12 @@ package kernel
 
 import (
 	"context"
+	"sort"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/host/store"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -143,4 +145,36 @@ func (k *Kernel) view(ctx context.Context, rec *storev1.Session) ([]byte, error)
 // Replay) through its pinned module.
 func (k *Kernel) ViewOf(ctx context.Context, rec *storev1.Session) ([]byte, error) {
 	return k.view(ctx, rec)
+}
+
+// Governance returns every policy decision on session id's Commitments in
+// the order they were made: denials from the audit trail, the allow from
+// the log. Access rules are those of Inspect.
+func (k *Kernel) Governance(ctx context.Context, identity string, observer bool, id string) ([]*storev1.Governance, error) {
+	if _, err := k.Inspect(ctx, identity, observer, id); err != nil {
+		return nil, err
+	}
+	var out []*storev1.Governance
+	err := k.store.EachPrefix(ctx, store.Audit, id+"\x00", func(_ string, v []byte) error {
+		g := &storev1.Governance{}
+		if err := proto.Unmarshal(v, g); err != nil {
+			return err
+		}
+		out = append(out, g)
+		return nil
+	})
+	if err != nil {
+		return nil, macperr.Wrap(macperr.InternalError, err, "could not read the audit trail")
+	}
+	err = k.store.Entries(ctx, id, 0, func(e *storev1.Entry) error {
+		if g := e.GetGovernance(); g != nil {
+			out = append(out, g)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, macperr.Wrap(macperr.InternalError, err, "could not read the log")
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].GetDecidedAtUnixMs() < out[j].GetDecidedAtUnixMs() })
+	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/concord-macp/concord/host/cmthash"
 	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/host/store"
 	"github.com/concord-macp/concord/policy"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
@@ -407,14 +408,23 @@ func (k *Kernel) govern(ctx context.Context, s *session, env *macpv1.Envelope, c
 	if err != nil {
 		return nil, macperr.Wrap(macperr.InternalError, err, "the policy could not be evaluated")
 	}
+	g := &storev1.Governance{
+		PolicyId: s.rec.GetPolicy().GetPolicyId(), PolicyDigest: policyDigest(s.rec.GetPolicy()),
+		Allow: d.Allow, Reasons: d.Reasons, MessageId: env.MessageId, Sender: env.Sender, DecidedAtUnixMs: now,
+	}
 	if !d.Allow {
-		k.log.Info("policy denied a commitment", "session_id", s.id(), "policy", s.rec.GetPolicy().GetPolicyId(), "reasons", d.Reasons)
+		k.log.Info("policy denied a commitment", "session_id", s.id(), "policy", g.PolicyId, "reasons", d.Reasons)
+		// A denied Commitment never enters the log; its decision goes to the
+		// session's audit trail.
+		if b, err := proto.Marshal(g); err == nil {
+			key := fmt.Sprintf("%s\x00%016x%s", s.id(), now, env.MessageId)
+			if err := k.store.Put(ctx, store.Audit, key, b); err != nil {
+				k.log.Error("could not record a policy denial in the audit trail", "session_id", s.id(), "err", err)
+			}
+		}
 		return nil, policyDenied(d.Reasons)
 	}
-	return &storev1.Governance{
-		PolicyId: s.rec.GetPolicy().GetPolicyId(), PolicyDigest: policyDigest(s.rec.GetPolicy()),
-		Allow: true, Reasons: d.Reasons,
-	}, nil
+	return g, nil
 }
 
 // policyDigest identifies a bound policy by content: id, schema version and

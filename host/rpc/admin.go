@@ -38,7 +38,19 @@ func (a *admin) InspectSession(ctx context.Context, req *connect.Request[adminv1
 		return nil, statusError(err)
 	}
 	rec := in.Session
+	decisions, err := a.kernel.Governance(ctx, id.Sender, id.Observer, req.Msg.GetSessionId())
+	if err != nil {
+		return nil, statusError(err)
+	}
+	var gov []*adminv1.GovernanceDecision
+	for _, g := range decisions {
+		gov = append(gov, &adminv1.GovernanceDecision{
+			MessageId: g.GetMessageId(), Sender: g.GetSender(), PolicyId: g.GetPolicyId(), PolicyDigest: g.GetPolicyDigest(),
+			Allow: g.GetAllow(), Reasons: g.GetReasons(), DecidedAtUnixMs: g.GetDecidedAtUnixMs(),
+		})
+	}
 	return connect.NewResponse(&adminv1.InspectSessionResponse{
+		Governance:     gov,
 		Metadata:       rec.GetMetadata(),
 		ModeStateJson:  string(in.ModeState),
 		Resolution:     rec.GetResolution(),

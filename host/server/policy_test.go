@@ -106,4 +106,13 @@ func TestPolicyRegistryAndGovernance(t *testing.T) {
 		t.Fatalf("policy lost across restart: %v", err)
 	}
 	expectExactReplay(t, srv, "coordinator", sid, 4)
+
+	// The audit: the denial (from the audit trail) and the allow (from the
+	// log), both naming the bound policy by content digest.
+	gov := inspect(t, srv, sid).GetGovernance()
+	if len(gov) != 2 || gov[0].GetAllow() || len(gov[0].GetReasons()) == 0 || gov[0].GetMessageId() != "m2" ||
+		!gov[1].GetAllow() || gov[1].GetMessageId() != "m4" || gov[0].GetPolicyDigest() != gov[1].GetPolicyDigest() ||
+		gov[0].GetPolicyId() != "policy.team.majority" {
+		t.Fatalf("governance audit = %v", gov)
+	}
 }

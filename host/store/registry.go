@@ -20,6 +20,8 @@ const (
 	Policies Registry = Registry(kindPolicy)
 	// ModeBindings holds which module serves which mode name.
 	ModeBindings Registry = 0x05
+	// Audit holds per-session audit records under "<session id>\x00<key>".
+	Audit Registry = 0x07
 )
 
 // kindBlob holds content-addressed blobs (module bytes) in chunks:
@@ -62,10 +64,16 @@ func (s *Store) Delete(ctx context.Context, r Registry, key string) error {
 
 // Each calls fn for every record of registry r in ascending key order.
 func (s *Store) Each(ctx context.Context, r Registry, fn func(key string, value []byte) error) error {
+	return s.EachPrefix(ctx, r, "", fn)
+}
+
+// EachPrefix calls fn for every record of registry r whose key starts with
+// prefix, in ascending key order.
+func (s *Store) EachPrefix(ctx context.Context, r Registry, keyPrefix string, fn func(key string, value []byte) error) error {
 	if err := s.usable(); err != nil {
 		return fmt.Errorf("store: registry: %w", err)
 	}
-	prefix := []byte{byte(r)}
+	prefix := append([]byte{byte(r)}, keyPrefix...)
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefix})
 		defer it.Close()

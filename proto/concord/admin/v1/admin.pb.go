@@ -83,7 +83,11 @@ type InspectSessionResponse struct {
 	// sha256 of the Wasm module the session is pinned to.
 	ModuleDigest string `protobuf:"bytes,5,opt,name=module_digest,json=moduleDigest,proto3" json:"module_digest,omitempty"`
 	// Number of entries in the session's log.
-	LogLength     uint64 `protobuf:"varint,6,opt,name=log_length,json=logLength,proto3" json:"log_length,omitempty"`
+	LogLength uint64 `protobuf:"varint,6,opt,name=log_length,json=logLength,proto3" json:"log_length,omitempty"`
+	// Every governance decision on a Commitment of the session, in order:
+	// denials (kept in the audit trail, since a refused message never enters
+	// the log) and the allow that resolved it (kept in its log entry).
+	Governance    []*GovernanceDecision `protobuf:"bytes,7,rep,name=governance,proto3" json:"governance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -160,6 +164,106 @@ func (x *InspectSessionResponse) GetLogLength() uint64 {
 	return 0
 }
 
+func (x *InspectSessionResponse) GetGovernance() []*GovernanceDecision {
+	if x != nil {
+		return x.Governance
+	}
+	return nil
+}
+
+type GovernanceDecision struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	MessageId string                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Sender    string                 `protobuf:"bytes,2,opt,name=sender,proto3" json:"sender,omitempty"`
+	PolicyId  string                 `protobuf:"bytes,3,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	// sha256 of the bound descriptor (id, schema_version, rules).
+	PolicyDigest    string   `protobuf:"bytes,4,opt,name=policy_digest,json=policyDigest,proto3" json:"policy_digest,omitempty"`
+	Allow           bool     `protobuf:"varint,5,opt,name=allow,proto3" json:"allow,omitempty"`
+	Reasons         []string `protobuf:"bytes,6,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	DecidedAtUnixMs int64    `protobuf:"varint,7,opt,name=decided_at_unix_ms,json=decidedAtUnixMs,proto3" json:"decided_at_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *GovernanceDecision) Reset() {
+	*x = GovernanceDecision{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GovernanceDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GovernanceDecision) ProtoMessage() {}
+
+func (x *GovernanceDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GovernanceDecision.ProtoReflect.Descriptor instead.
+func (*GovernanceDecision) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GovernanceDecision) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *GovernanceDecision) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
+}
+
+func (x *GovernanceDecision) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *GovernanceDecision) GetPolicyDigest() string {
+	if x != nil {
+		return x.PolicyDigest
+	}
+	return ""
+}
+
+func (x *GovernanceDecision) GetAllow() bool {
+	if x != nil {
+		return x.Allow
+	}
+	return false
+}
+
+func (x *GovernanceDecision) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *GovernanceDecision) GetDecidedAtUnixMs() int64 {
+	if x != nil {
+		return x.DecidedAtUnixMs
+	}
+	return 0
+}
+
 type ReplaySessionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -169,7 +273,7 @@ type ReplaySessionRequest struct {
 
 func (x *ReplaySessionRequest) Reset() {
 	*x = ReplaySessionRequest{}
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -181,7 +285,7 @@ func (x *ReplaySessionRequest) String() string {
 func (*ReplaySessionRequest) ProtoMessage() {}
 
 func (x *ReplaySessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -194,7 +298,7 @@ func (x *ReplaySessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaySessionRequest.ProtoReflect.Descriptor instead.
 func (*ReplaySessionRequest) Descriptor() ([]byte, []int) {
-	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReplaySessionRequest) GetSessionId() string {
@@ -221,7 +325,7 @@ type ReplaySessionResponse struct {
 
 func (x *ReplaySessionResponse) Reset() {
 	*x = ReplaySessionResponse{}
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -233,7 +337,7 @@ func (x *ReplaySessionResponse) String() string {
 func (*ReplaySessionResponse) ProtoMessage() {}
 
 func (x *ReplaySessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -246,7 +350,7 @@ func (x *ReplaySessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaySessionResponse.ProtoReflect.Descriptor instead.
 func (*ReplaySessionResponse) Descriptor() ([]byte, []int) {
-	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReplaySessionResponse) GetEntries() uint64 {
@@ -310,7 +414,7 @@ type Module struct {
 
 func (x *Module) Reset() {
 	*x = Module{}
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +426,7 @@ func (x *Module) String() string {
 func (*Module) ProtoMessage() {}
 
 func (x *Module) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +439,7 @@ func (x *Module) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Module.ProtoReflect.Descriptor instead.
 func (*Module) Descriptor() ([]byte, []int) {
-	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Module) GetMode() string {
@@ -383,7 +487,7 @@ type UploadModeRequest struct {
 
 func (x *UploadModeRequest) Reset() {
 	*x = UploadModeRequest{}
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +499,7 @@ func (x *UploadModeRequest) String() string {
 func (*UploadModeRequest) ProtoMessage() {}
 
 func (x *UploadModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +512,7 @@ func (x *UploadModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadModeRequest.ProtoReflect.Descriptor instead.
 func (*UploadModeRequest) Descriptor() ([]byte, []int) {
-	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UploadModeRequest) GetWasm() []byte {
@@ -427,7 +531,7 @@ type UploadModeResponse struct {
 
 func (x *UploadModeResponse) Reset() {
 	*x = UploadModeResponse{}
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +543,7 @@ func (x *UploadModeResponse) String() string {
 func (*UploadModeResponse) ProtoMessage() {}
 
 func (x *UploadModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +556,7 @@ func (x *UploadModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadModeResponse.ProtoReflect.Descriptor instead.
 func (*UploadModeResponse) Descriptor() ([]byte, []int) {
-	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UploadModeResponse) GetModule() *Module {
@@ -470,7 +574,7 @@ type ListModulesRequest struct {
 
 func (x *ListModulesRequest) Reset() {
 	*x = ListModulesRequest{}
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +586,7 @@ func (x *ListModulesRequest) String() string {
 func (*ListModulesRequest) ProtoMessage() {}
 
 func (x *ListModulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +599,7 @@ func (x *ListModulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModulesRequest.ProtoReflect.Descriptor instead.
 func (*ListModulesRequest) Descriptor() ([]byte, []int) {
-	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 type ListModulesResponse struct {
@@ -508,7 +612,7 @@ type ListModulesResponse struct {
 
 func (x *ListModulesResponse) Reset() {
 	*x = ListModulesResponse{}
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +624,7 @@ func (x *ListModulesResponse) String() string {
 func (*ListModulesResponse) ProtoMessage() {}
 
 func (x *ListModulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +637,7 @@ func (x *ListModulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModulesResponse.ProtoReflect.Descriptor instead.
 func (*ListModulesResponse) Descriptor() ([]byte, []int) {
-	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListModulesResponse) GetModules() []*Module {
@@ -552,7 +656,7 @@ type RemoveModeRequest struct {
 
 func (x *RemoveModeRequest) Reset() {
 	*x = RemoveModeRequest{}
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +668,7 @@ func (x *RemoveModeRequest) String() string {
 func (*RemoveModeRequest) ProtoMessage() {}
 
 func (x *RemoveModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +681,7 @@ func (x *RemoveModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveModeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveModeRequest) Descriptor() ([]byte, []int) {
-	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RemoveModeRequest) GetMode() string {
@@ -595,7 +699,7 @@ type RemoveModeResponse struct {
 
 func (x *RemoveModeResponse) Reset() {
 	*x = RemoveModeResponse{}
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +711,7 @@ func (x *RemoveModeResponse) String() string {
 func (*RemoveModeResponse) ProtoMessage() {}
 
 func (x *RemoveModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +724,7 @@ func (x *RemoveModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveModeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveModeResponse) Descriptor() ([]byte, []int) {
-	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 type PushPolicyRequest struct {
@@ -636,7 +740,7 @@ type PushPolicyRequest struct {
 
 func (x *PushPolicyRequest) Reset() {
 	*x = PushPolicyRequest{}
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +752,7 @@ func (x *PushPolicyRequest) String() string {
 func (*PushPolicyRequest) ProtoMessage() {}
 
 func (x *PushPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +765,7 @@ func (x *PushPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushPolicyRequest.ProtoReflect.Descriptor instead.
 func (*PushPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PushPolicyRequest) GetPolicyDescriptor() *v1.PolicyDescriptor {
@@ -688,7 +792,7 @@ type PushPolicyResponse struct {
 
 func (x *PushPolicyResponse) Reset() {
 	*x = PushPolicyResponse{}
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +804,7 @@ func (x *PushPolicyResponse) String() string {
 func (*PushPolicyResponse) ProtoMessage() {}
 
 func (x *PushPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +817,7 @@ func (x *PushPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushPolicyResponse.ProtoReflect.Descriptor instead.
 func (*PushPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PushPolicyResponse) GetPolicyDescriptor() *v1.PolicyDescriptor {
@@ -730,7 +834,7 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\x1cconcord/admin/v1/admin.proto\x12\x10concord.admin.v1\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\x1a\x14macp/v1/policy.proto\"6\n" +
 	"\x15InspectSessionRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\x9f\x02\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xe5\x02\n" +
 	"\x16InspectSessionResponse\x124\n" +
 	"\bmetadata\x18\x01 \x01(\v2\x18.macp.v1.SessionMetadataR\bmetadata\x12&\n" +
 	"\x0fmode_state_json\x18\x02 \x01(\tR\rmodeStateJson\x12:\n" +
@@ -740,7 +844,19 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fresolution_hash\x18\x04 \x01(\tR\x0eresolutionHash\x12#\n" +
 	"\rmodule_digest\x18\x05 \x01(\tR\fmoduleDigest\x12\x1d\n" +
 	"\n" +
-	"log_length\x18\x06 \x01(\x04R\tlogLength\"5\n" +
+	"log_length\x18\x06 \x01(\x04R\tlogLength\x12D\n" +
+	"\n" +
+	"governance\x18\a \x03(\v2$.concord.admin.v1.GovernanceDecisionR\n" +
+	"governance\"\xea\x01\n" +
+	"\x12GovernanceDecision\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x16\n" +
+	"\x06sender\x18\x02 \x01(\tR\x06sender\x12\x1b\n" +
+	"\tpolicy_id\x18\x03 \x01(\tR\bpolicyId\x12#\n" +
+	"\rpolicy_digest\x18\x04 \x01(\tR\fpolicyDigest\x12\x14\n" +
+	"\x05allow\x18\x05 \x01(\bR\x05allow\x12\x18\n" +
+	"\areasons\x18\x06 \x03(\tR\areasons\x12+\n" +
+	"\x12decided_at_unix_ms\x18\a \x01(\x03R\x0fdecidedAtUnixMs\"5\n" +
 	"\x14ReplaySessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"\xfa\x01\n" +
@@ -797,54 +913,56 @@ func file_concord_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_concord_admin_v1_admin_proto_rawDescData
 }
 
-var file_concord_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_concord_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_concord_admin_v1_admin_proto_goTypes = []any{
 	(*InspectSessionRequest)(nil),  // 0: concord.admin.v1.InspectSessionRequest
 	(*InspectSessionResponse)(nil), // 1: concord.admin.v1.InspectSessionResponse
-	(*ReplaySessionRequest)(nil),   // 2: concord.admin.v1.ReplaySessionRequest
-	(*ReplaySessionResponse)(nil),  // 3: concord.admin.v1.ReplaySessionResponse
-	(*Module)(nil),                 // 4: concord.admin.v1.Module
-	(*UploadModeRequest)(nil),      // 5: concord.admin.v1.UploadModeRequest
-	(*UploadModeResponse)(nil),     // 6: concord.admin.v1.UploadModeResponse
-	(*ListModulesRequest)(nil),     // 7: concord.admin.v1.ListModulesRequest
-	(*ListModulesResponse)(nil),    // 8: concord.admin.v1.ListModulesResponse
-	(*RemoveModeRequest)(nil),      // 9: concord.admin.v1.RemoveModeRequest
-	(*RemoveModeResponse)(nil),     // 10: concord.admin.v1.RemoveModeResponse
-	(*PushPolicyRequest)(nil),      // 11: concord.admin.v1.PushPolicyRequest
-	(*PushPolicyResponse)(nil),     // 12: concord.admin.v1.PushPolicyResponse
-	(*v1.SessionMetadata)(nil),     // 13: macp.v1.SessionMetadata
-	(*v1.CommitmentPayload)(nil),   // 14: macp.v1.CommitmentPayload
-	(v1.SessionState)(0),           // 15: macp.v1.SessionState
-	(*v1.ModeDescriptor)(nil),      // 16: macp.v1.ModeDescriptor
-	(*v1.PolicyDescriptor)(nil),    // 17: macp.v1.PolicyDescriptor
+	(*GovernanceDecision)(nil),     // 2: concord.admin.v1.GovernanceDecision
+	(*ReplaySessionRequest)(nil),   // 3: concord.admin.v1.ReplaySessionRequest
+	(*ReplaySessionResponse)(nil),  // 4: concord.admin.v1.ReplaySessionResponse
+	(*Module)(nil),                 // 5: concord.admin.v1.Module
+	(*UploadModeRequest)(nil),      // 6: concord.admin.v1.UploadModeRequest
+	(*UploadModeResponse)(nil),     // 7: concord.admin.v1.UploadModeResponse
+	(*ListModulesRequest)(nil),     // 8: concord.admin.v1.ListModulesRequest
+	(*ListModulesResponse)(nil),    // 9: concord.admin.v1.ListModulesResponse
+	(*RemoveModeRequest)(nil),      // 10: concord.admin.v1.RemoveModeRequest
+	(*RemoveModeResponse)(nil),     // 11: concord.admin.v1.RemoveModeResponse
+	(*PushPolicyRequest)(nil),      // 12: concord.admin.v1.PushPolicyRequest
+	(*PushPolicyResponse)(nil),     // 13: concord.admin.v1.PushPolicyResponse
+	(*v1.SessionMetadata)(nil),     // 14: macp.v1.SessionMetadata
+	(*v1.CommitmentPayload)(nil),   // 15: macp.v1.CommitmentPayload
+	(v1.SessionState)(0),           // 16: macp.v1.SessionState
+	(*v1.ModeDescriptor)(nil),      // 17: macp.v1.ModeDescriptor
+	(*v1.PolicyDescriptor)(nil),    // 18: macp.v1.PolicyDescriptor
 }
 var file_concord_admin_v1_admin_proto_depIdxs = []int32{
-	13, // 0: concord.admin.v1.InspectSessionResponse.metadata:type_name -> macp.v1.SessionMetadata
-	14, // 1: concord.admin.v1.InspectSessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
-	15, // 2: concord.admin.v1.ReplaySessionResponse.state:type_name -> macp.v1.SessionState
-	14, // 3: concord.admin.v1.ReplaySessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
-	16, // 4: concord.admin.v1.Module.mode_descriptor:type_name -> macp.v1.ModeDescriptor
-	4,  // 5: concord.admin.v1.UploadModeResponse.module:type_name -> concord.admin.v1.Module
-	4,  // 6: concord.admin.v1.ListModulesResponse.modules:type_name -> concord.admin.v1.Module
-	17, // 7: concord.admin.v1.PushPolicyRequest.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
-	17, // 8: concord.admin.v1.PushPolicyResponse.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
-	0,  // 9: concord.admin.v1.AdminService.InspectSession:input_type -> concord.admin.v1.InspectSessionRequest
-	2,  // 10: concord.admin.v1.AdminService.ReplaySession:input_type -> concord.admin.v1.ReplaySessionRequest
-	5,  // 11: concord.admin.v1.AdminService.UploadMode:input_type -> concord.admin.v1.UploadModeRequest
-	7,  // 12: concord.admin.v1.AdminService.ListModules:input_type -> concord.admin.v1.ListModulesRequest
-	9,  // 13: concord.admin.v1.AdminService.RemoveMode:input_type -> concord.admin.v1.RemoveModeRequest
-	11, // 14: concord.admin.v1.AdminService.PushPolicy:input_type -> concord.admin.v1.PushPolicyRequest
-	1,  // 15: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
-	3,  // 16: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
-	6,  // 17: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
-	8,  // 18: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
-	10, // 19: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
-	12, // 20: concord.admin.v1.AdminService.PushPolicy:output_type -> concord.admin.v1.PushPolicyResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	14, // 0: concord.admin.v1.InspectSessionResponse.metadata:type_name -> macp.v1.SessionMetadata
+	15, // 1: concord.admin.v1.InspectSessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
+	2,  // 2: concord.admin.v1.InspectSessionResponse.governance:type_name -> concord.admin.v1.GovernanceDecision
+	16, // 3: concord.admin.v1.ReplaySessionResponse.state:type_name -> macp.v1.SessionState
+	15, // 4: concord.admin.v1.ReplaySessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
+	17, // 5: concord.admin.v1.Module.mode_descriptor:type_name -> macp.v1.ModeDescriptor
+	5,  // 6: concord.admin.v1.UploadModeResponse.module:type_name -> concord.admin.v1.Module
+	5,  // 7: concord.admin.v1.ListModulesResponse.modules:type_name -> concord.admin.v1.Module
+	18, // 8: concord.admin.v1.PushPolicyRequest.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
+	18, // 9: concord.admin.v1.PushPolicyResponse.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
+	0,  // 10: concord.admin.v1.AdminService.InspectSession:input_type -> concord.admin.v1.InspectSessionRequest
+	3,  // 11: concord.admin.v1.AdminService.ReplaySession:input_type -> concord.admin.v1.ReplaySessionRequest
+	6,  // 12: concord.admin.v1.AdminService.UploadMode:input_type -> concord.admin.v1.UploadModeRequest
+	8,  // 13: concord.admin.v1.AdminService.ListModules:input_type -> concord.admin.v1.ListModulesRequest
+	10, // 14: concord.admin.v1.AdminService.RemoveMode:input_type -> concord.admin.v1.RemoveModeRequest
+	12, // 15: concord.admin.v1.AdminService.PushPolicy:input_type -> concord.admin.v1.PushPolicyRequest
+	1,  // 16: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
+	4,  // 17: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
+	7,  // 18: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
+	9,  // 19: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
+	11, // 20: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
+	13, // 21: concord.admin.v1.AdminService.PushPolicy:output_type -> concord.admin.v1.PushPolicyResponse
+	16, // [16:22] is the sub-list for method output_type
+	10, // [10:16] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_concord_admin_v1_admin_proto_init() }
@@ -858,7 +976,7 @@ func file_concord_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_admin_v1_admin_proto_rawDesc), len(file_concord_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

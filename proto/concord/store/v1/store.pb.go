@@ -181,11 +181,15 @@ type Governance struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	PolicyId string                 `protobuf:"bytes,1,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
 	// sha256 (hex) of the bound descriptor's id, schema_version and rules.
-	PolicyDigest  string   `protobuf:"bytes,2,opt,name=policy_digest,json=policyDigest,proto3" json:"policy_digest,omitempty"`
-	Allow         bool     `protobuf:"varint,3,opt,name=allow,proto3" json:"allow,omitempty"`
-	Reasons       []string `protobuf:"bytes,4,rep,name=reasons,proto3" json:"reasons,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PolicyDigest string   `protobuf:"bytes,2,opt,name=policy_digest,json=policyDigest,proto3" json:"policy_digest,omitempty"`
+	Allow        bool     `protobuf:"varint,3,opt,name=allow,proto3" json:"allow,omitempty"`
+	Reasons      []string `protobuf:"bytes,4,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// The Commitment decided on, its sender and when.
+	MessageId       string `protobuf:"bytes,5,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Sender          string `protobuf:"bytes,6,opt,name=sender,proto3" json:"sender,omitempty"`
+	DecidedAtUnixMs int64  `protobuf:"varint,7,opt,name=decided_at_unix_ms,json=decidedAtUnixMs,proto3" json:"decided_at_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Governance) Reset() {
@@ -244,6 +248,27 @@ func (x *Governance) GetReasons() []string {
 		return x.Reasons
 	}
 	return nil
+}
+
+func (x *Governance) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *Governance) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
+}
+
+func (x *Governance) GetDecidedAtUnixMs() int64 {
+	if x != nil {
+		return x.DecidedAtUnixMs
+	}
+	return 0
 }
 
 // Session is the durable snapshot of a session after its latest entry: what
@@ -495,13 +520,17 @@ const file_concord_store_v1_store_proto_rawDesc = "" +
 	"\x0fcommitment_hash\x18\x06 \x01(\tR\x0ecommitmentHash\x12<\n" +
 	"\n" +
 	"governance\x18\a \x01(\v2\x1c.concord.store.v1.GovernanceR\n" +
-	"governance\"~\n" +
+	"governance\"\xe2\x01\n" +
 	"\n" +
 	"Governance\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12#\n" +
 	"\rpolicy_digest\x18\x02 \x01(\tR\fpolicyDigest\x12\x14\n" +
 	"\x05allow\x18\x03 \x01(\bR\x05allow\x12\x18\n" +
-	"\areasons\x18\x04 \x03(\tR\areasons\"\xac\x04\n" +
+	"\areasons\x18\x04 \x03(\tR\areasons\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x05 \x01(\tR\tmessageId\x12\x16\n" +
+	"\x06sender\x18\x06 \x01(\tR\x06sender\x12+\n" +
+	"\x12decided_at_unix_ms\x18\a \x01(\x03R\x0fdecidedAtUnixMs\"\xac\x04\n" +
 	"\aSession\x124\n" +
 	"\bmetadata\x18\x01 \x01(\v2\x18.macp.v1.SessionMetadataR\bmetadata\x12\x1d\n" +
 	"\n" +
