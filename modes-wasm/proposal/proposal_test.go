@@ -11,6 +11,7 @@ import (
 
 	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/internal/fixturetest"
 	proposalv1 "github.com/concord-macp/concord/proto/macp/modes/proposal/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -603,7 +604,7 @@ func TestSubset(t *testing.T) {
 		{map[string]any{"z": 1.0}, false},
 		{map[string]any{"a": []any{1.0, 2.0, 3.0}}, false},
 	} {
-		if _, ok := subset(c.want, got, "$"); ok != c.ok {
+		if ok := fixturetest.Subset(c.want, got, "$") == nil; ok != c.ok {
 			t.Fatalf("subset(%v) = %v", c.want, ok)
 		}
 	}
