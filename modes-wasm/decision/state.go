@@ -118,19 +118,19 @@ const fieldSender protowire.Number = 15
 func (s *State) Marshal() []byte {
 	b := initialState()
 	for i := range s.Proposals {
-		b = appendRecord(b, fieldProposal, s.Proposals[i].appendTo(nil))
+		b = guest.AppendRecord(b, fieldProposal, s.Proposals[i].appendTo(nil))
 	}
 	for i := range s.Evaluations {
-		b = appendRecord(b, fieldEvaluation, s.Evaluations[i].appendTo(nil))
+		b = guest.AppendRecord(b, fieldEvaluation, s.Evaluations[i].appendTo(nil))
 	}
 	for i := range s.Objections {
-		b = appendRecord(b, fieldObjection, s.Objections[i].appendTo(nil))
+		b = guest.AppendRecord(b, fieldObjection, s.Objections[i].appendTo(nil))
 	}
 	for i := range s.Votes {
-		b = appendRecord(b, fieldVote, s.Votes[i].appendTo(nil))
+		b = guest.AppendRecord(b, fieldVote, s.Votes[i].appendTo(nil))
 	}
 	if s.Commitment != nil {
-		b = appendRecord(b, fieldCommitment, s.Commitment.appendTo(nil))
+		b = guest.AppendRecord(b, fieldCommitment, s.Commitment.appendTo(nil))
 	}
 	return b
 }
@@ -212,71 +212,56 @@ func walkState(b []byte, fn func(num protowire.Number, rec []byte, off int) erro
 	return nil
 }
 
-// appendRecord appends rec as the length-delimited field num.
-func appendRecord(b []byte, num protowire.Number, rec []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, rec)
-}
-
 // insertRecord returns a new state: state with rec inserted as field num at
 // offset at. The input is never modified or aliased.
 func insertRecord(state []byte, at int, num protowire.Number, rec []byte) []byte {
 	out := make([]byte, 0, len(state)+protowire.SizeTag(num)+protowire.SizeBytes(len(rec)))
 	out = append(out, state[:at]...)
-	out = appendRecord(out, num, rec)
+	out = guest.AppendRecord(out, num, rec)
 	return append(out, state[at:]...)
 }
 
-// appendString appends a string field, omitting it when empty as proto3 does.
-func appendString(b []byte, num protowire.Number, s string) []byte {
-	if s == "" {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
 func (p *Proposal) appendTo(b []byte) []byte {
-	b = appendString(b, 1, p.ProposalID)
-	b = appendString(b, 2, p.Option)
-	b = appendString(b, 3, p.Rationale)
-	return appendString(b, fieldSender, p.Sender)
+	b = guest.AppendString(b, 1, p.ProposalID)
+	b = guest.AppendString(b, 2, p.Option)
+	b = guest.AppendString(b, 3, p.Rationale)
+	return guest.AppendString(b, fieldSender, p.Sender)
 }
 
 func (e *Evaluation) appendTo(b []byte) []byte {
-	b = appendString(b, 1, e.ProposalID)
-	b = appendString(b, 2, e.Recommendation)
+	b = guest.AppendString(b, 1, e.ProposalID)
+	b = guest.AppendString(b, 2, e.Recommendation)
 	if e.Confidence != 0 { // also drops -0, which decodes as 0
 		b = protowire.AppendTag(b, 3, protowire.Fixed64Type)
 		b = protowire.AppendFixed64(b, math.Float64bits(e.Confidence))
 	}
-	b = appendString(b, 4, e.Reason)
-	return appendString(b, fieldSender, e.Sender)
+	b = guest.AppendString(b, 4, e.Reason)
+	return guest.AppendString(b, fieldSender, e.Sender)
 }
 
 func (o *Objection) appendTo(b []byte) []byte {
-	b = appendString(b, 1, o.ProposalID)
-	b = appendString(b, 2, o.Reason)
-	b = appendString(b, 3, o.Severity)
-	return appendString(b, fieldSender, o.Sender)
+	b = guest.AppendString(b, 1, o.ProposalID)
+	b = guest.AppendString(b, 2, o.Reason)
+	b = guest.AppendString(b, 3, o.Severity)
+	return guest.AppendString(b, fieldSender, o.Sender)
 }
 
 func (v *Vote) appendTo(b []byte) []byte {
-	b = appendString(b, 1, v.ProposalID)
-	b = appendString(b, 2, v.Vote)
-	b = appendString(b, 3, v.Reason)
-	return appendString(b, fieldSender, v.Voter)
+	b = guest.AppendString(b, 1, v.ProposalID)
+	b = guest.AppendString(b, 2, v.Vote)
+	b = guest.AppendString(b, 3, v.Reason)
+	return guest.AppendString(b, fieldSender, v.Voter)
 }
 
 // The Commitment record uses the field numbers of macp.v1.CommitmentPayload.
 func (c *Commitment) appendTo(b []byte) []byte {
-	b = appendString(b, 1, c.CommitmentID)
-	b = appendString(b, 2, c.Action)
+	b = guest.AppendString(b, 1, c.CommitmentID)
+	b = guest.AppendString(b, 2, c.Action)
 	if c.OutcomePositive {
 		b = protowire.AppendTag(b, 8, protowire.VarintType)
 		b = protowire.AppendVarint(b, 1)
 	}
-	return appendString(b, fieldSender, c.Sender)
+	return guest.AppendString(b, fieldSender, c.Sender)
 }
 
 // decodeStrings walks a payload or record and stores each length-delimited

@@ -181,34 +181,34 @@ func (s *State) Marshal() []byte {
 	for i := range s.Offers {
 		o := &s.Offers[i]
 		var r []byte
-		r = appendString(r, 1, o.HandoffID)
-		r = appendString(r, 2, o.TargetParticipant)
-		r = appendString(r, 3, o.Scope)
-		r = appendString(r, 4, o.Reason)
-		r = appendString(r, 5, o.OfferedBy)
-		r = appendVarint(r, 6, uint64(o.OfferedAtUnixMs))
-		r = appendVarint(r, 7, uint64(o.Disposition))
-		r = appendString(r, 8, o.RespondedBy)
-		r = appendString(r, 9, o.ResponseReason)
-		r = appendVarint(r, 10, boolToUint(o.Implicit))
-		b = appendRecord(b, fieldOffer, r)
+		r = guest.AppendString(r, 1, o.HandoffID)
+		r = guest.AppendString(r, 2, o.TargetParticipant)
+		r = guest.AppendString(r, 3, o.Scope)
+		r = guest.AppendString(r, 4, o.Reason)
+		r = guest.AppendString(r, 5, o.OfferedBy)
+		r = guest.AppendVarint(r, 6, uint64(o.OfferedAtUnixMs))
+		r = guest.AppendVarint(r, 7, uint64(o.Disposition))
+		r = guest.AppendString(r, 8, o.RespondedBy)
+		r = guest.AppendString(r, 9, o.ResponseReason)
+		r = guest.AppendVarint(r, 10, boolToUint(o.Implicit))
+		b = guest.AppendRecord(b, fieldOffer, r)
 	}
 	for i := range s.Contexts {
 		c := &s.Contexts[i]
 		var r []byte
-		r = appendString(r, 1, c.HandoffID)
-		r = appendString(r, 2, c.ContentType)
-		r = appendBytes(r, 3, c.Context)
-		r = appendString(r, 4, c.Sender)
-		b = appendRecord(b, fieldContext, r)
+		r = guest.AppendString(r, 1, c.HandoffID)
+		r = guest.AppendString(r, 2, c.ContentType)
+		r = guest.AppendBytes(r, 3, c.Context)
+		r = guest.AppendString(r, 4, c.Sender)
+		b = guest.AppendRecord(b, fieldContext, r)
 	}
 	if c := s.Commitment; c != nil {
 		var r []byte
-		r = appendString(r, 1, c.CommitmentID)
-		r = appendString(r, 2, c.Action)
-		r = appendVarint(r, 3, boolToUint(c.OutcomePositive))
-		r = appendString(r, 4, c.Sender)
-		b = appendRecord(b, fieldCommitment, r)
+		r = guest.AppendString(r, 1, c.CommitmentID)
+		r = guest.AppendString(r, 2, c.Action)
+		r = guest.AppendVarint(r, 3, boolToUint(c.OutcomePositive))
+		r = guest.AppendString(r, 4, c.Sender)
+		b = guest.AppendRecord(b, fieldCommitment, r)
 	}
 	return b
 }
@@ -304,39 +304,6 @@ func Unmarshal(b []byte) (*State, error) {
 		return nil, errNoVersion
 	}
 	return s, nil
-}
-
-// appendRecord appends a nested record, even an empty one.
-func appendRecord(b []byte, num protowire.Number, r []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, r)
-}
-
-// appendString appends a length-delimited string field, omitting "".
-func appendString(b []byte, num protowire.Number, s string) []byte {
-	if s == "" {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
-// appendBytes appends a length-delimited field, omitting empty values.
-func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
-	if len(v) == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
-}
-
-// appendVarint appends a varint field, omitting 0.
-func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
-	if v == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
 }
 
 func boolToUint(v bool) uint64 {

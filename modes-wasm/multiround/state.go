@@ -93,25 +93,25 @@ func (s *State) value(p string) (string, bool) {
 func (s *State) Marshal() []byte {
 	b := protowire.AppendTag(nil, fieldVersion, protowire.VarintType)
 	b = protowire.AppendVarint(b, stateVersion)
-	b = appendVarint(b, fieldRound, s.Round)
+	b = guest.AppendVarint(b, fieldRound, s.Round)
 	if s.Converged {
-		b = appendVarint(b, fieldConverged, 1)
+		b = guest.AppendVarint(b, fieldConverged, 1)
 	}
 	for _, c := range s.Contributions {
 		var r []byte
-		r = appendString(r, 1, c.Participant)
-		r = appendString(r, 2, c.Value)
-		b = appendRecord(b, fieldContribution, r)
+		r = guest.AppendString(r, 1, c.Participant)
+		r = guest.AppendString(r, 2, c.Value)
+		b = guest.AppendRecord(b, fieldContribution, r)
 	}
 	if c := s.Commitment; c != nil {
 		var r []byte
-		r = appendString(r, 1, c.CommitmentID)
-		r = appendString(r, 2, c.Action)
+		r = guest.AppendString(r, 1, c.CommitmentID)
+		r = guest.AppendString(r, 2, c.Action)
 		if c.OutcomePositive {
-			r = appendVarint(r, 3, 1)
+			r = guest.AppendVarint(r, 3, 1)
 		}
-		r = appendString(r, 4, c.Sender)
-		b = appendRecord(b, fieldCommitment, r)
+		r = guest.AppendString(r, 4, c.Sender)
+		b = guest.AppendRecord(b, fieldCommitment, r)
 	}
 	return b
 }
@@ -169,28 +169,4 @@ func Unmarshal(b []byte) (*State, error) {
 		return nil, errNoVersion
 	}
 	return s, nil
-}
-
-// appendRecord appends a nested record, even an empty one.
-func appendRecord(b []byte, num protowire.Number, r []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, r)
-}
-
-// appendString appends a length-delimited string field, omitting "".
-func appendString(b []byte, num protowire.Number, s string) []byte {
-	if s == "" {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
-// appendVarint appends a varint field, omitting 0.
-func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
-	if v == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
 }

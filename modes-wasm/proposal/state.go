@@ -224,20 +224,20 @@ func (s *state) refreshPhase(sess *guest.Session) {
 
 // encode writes the state as protobuf wire bytes in a fixed field order.
 func (s *state) encode() []byte {
-	b := appendVarint(nil, fFormat, formatVersion)
-	b = appendVarint(b, fPhase, uint64(s.Phase))
-	b = appendVarint(b, fCriterion, uint64(s.Criterion))
-	b = appendVarint(b, fMaxRounds, s.MaxRounds)
+	b := guest.AppendVarint(nil, fFormat, formatVersion)
+	b = guest.AppendVarint(b, fPhase, uint64(s.Phase))
+	b = guest.AppendVarint(b, fCriterion, uint64(s.Criterion))
+	b = guest.AppendVarint(b, fMaxRounds, s.MaxRounds)
 	b = appendBool(b, fTerminalOnAnyReject, s.TerminalOnAnyReject)
 	for i := range s.Proposals {
 		p := &s.Proposals[i]
 		var m []byte
-		m = appendString(m, 1, p.ID)
-		m = appendString(m, 2, p.Proposer)
-		m = appendString(m, 3, p.Supersedes)
+		m = guest.AppendString(m, 1, p.ID)
+		m = guest.AppendString(m, 2, p.Proposer)
+		m = guest.AppendString(m, 3, p.Supersedes)
 		m = appendBool(m, 4, p.Withdrawn)
-		m = appendString(m, 5, p.Title)
-		m = appendString(m, 6, p.Summary)
+		m = guest.AppendString(m, 5, p.Title)
+		m = guest.AppendString(m, 6, p.Summary)
 		for _, t := range p.Tags {
 			m = protowire.AppendTag(m, 7, protowire.BytesType)
 			m = protowire.AppendString(m, t)
@@ -246,16 +246,16 @@ func (s *state) encode() []byte {
 	}
 	for _, a := range s.Accepts {
 		var m []byte
-		m = appendString(m, 1, a.Participant)
-		m = appendString(m, 2, a.ProposalID)
+		m = guest.AppendString(m, 1, a.Participant)
+		m = guest.AppendString(m, 2, a.ProposalID)
 		b = appendMessage(b, fAccept, m)
 	}
 	for _, r := range s.Rejections {
 		var m []byte
-		m = appendString(m, 1, r.ProposalID)
-		m = appendString(m, 2, r.Sender)
+		m = guest.AppendString(m, 1, r.ProposalID)
+		m = guest.AppendString(m, 2, r.Sender)
 		m = appendBool(m, 3, r.Terminal)
-		m = appendString(m, 4, r.Reason)
+		m = guest.AppendString(m, 4, r.Reason)
 		b = appendMessage(b, fRejection, m)
 	}
 	return b
@@ -404,29 +404,11 @@ func eachString(b []byte, fn func(num protowire.Number, s string)) error {
 	})
 }
 
-// appendString appends a non-empty string field.
-func appendString(b []byte, num protowire.Number, s string) []byte {
-	if s == "" {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
-// appendVarint appends a non-zero varint field.
-func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
-	if v == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
-}
-
 func appendBool(b []byte, num protowire.Number, v bool) []byte {
 	if !v {
 		return b
 	}
-	return appendVarint(b, num, 1)
+	return guest.AppendVarint(b, num, 1)
 }
 
 // appendMessage appends an embedded message, even an empty one, so that

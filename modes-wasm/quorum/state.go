@@ -203,39 +203,39 @@ func (s *State) ballot(voter string) *Ballot {
 func (s *State) Marshal() []byte {
 	b := protowire.AppendTag(nil, fieldVersion, protowire.VarintType)
 	b = protowire.AppendVarint(b, stateVersion)
-	b = appendVarint(b, fieldElectorate, s.Electorate)
+	b = guest.AppendVarint(b, fieldElectorate, s.Electorate)
 	if t := s.Threshold; t != nil {
 		var r []byte
-		r = appendString(r, 1, t.Type)
-		r = appendVarint(r, 2, t.Value)
-		r = appendVarint(r, 3, boolToUint(t.Applies))
-		r = appendVarint(r, 4, t.Required)
-		b = appendRecord(b, fieldThreshold, r)
+		r = guest.AppendString(r, 1, t.Type)
+		r = guest.AppendVarint(r, 2, t.Value)
+		r = guest.AppendVarint(r, 3, boolToUint(t.Applies))
+		r = guest.AppendVarint(r, 4, t.Required)
+		b = guest.AppendRecord(b, fieldThreshold, r)
 	}
 	if q := s.Request; q != nil {
 		var r []byte
-		r = appendString(r, 1, q.RequestID)
-		r = appendString(r, 2, q.Action)
-		r = appendString(r, 3, q.Summary)
-		r = appendBytes(r, 4, q.Details)
-		r = appendVarint(r, 5, uint64(q.RequiredApprovals))
-		r = appendString(r, 6, q.RequestedBy)
-		b = appendRecord(b, fieldRequest, r)
+		r = guest.AppendString(r, 1, q.RequestID)
+		r = guest.AppendString(r, 2, q.Action)
+		r = guest.AppendString(r, 3, q.Summary)
+		r = guest.AppendBytes(r, 4, q.Details)
+		r = guest.AppendVarint(r, 5, uint64(q.RequiredApprovals))
+		r = guest.AppendString(r, 6, q.RequestedBy)
+		b = guest.AppendRecord(b, fieldRequest, r)
 	}
 	for _, x := range s.Ballots {
 		var r []byte
-		r = appendString(r, 1, x.Voter)
-		r = appendVarint(r, 2, uint64(x.Choice))
-		r = appendString(r, 3, x.Reason)
-		b = appendRecord(b, fieldBallot, r)
+		r = guest.AppendString(r, 1, x.Voter)
+		r = guest.AppendVarint(r, 2, uint64(x.Choice))
+		r = guest.AppendString(r, 3, x.Reason)
+		b = guest.AppendRecord(b, fieldBallot, r)
 	}
 	if c := s.Commitment; c != nil {
 		var r []byte
-		r = appendString(r, 1, c.CommitmentID)
-		r = appendString(r, 2, c.Action)
-		r = appendVarint(r, 3, boolToUint(c.OutcomePositive))
-		r = appendString(r, 4, c.Sender)
-		b = appendRecord(b, fieldCommitment, r)
+		r = guest.AppendString(r, 1, c.CommitmentID)
+		r = guest.AppendString(r, 2, c.Action)
+		r = guest.AppendVarint(r, 3, boolToUint(c.OutcomePositive))
+		r = guest.AppendString(r, 4, c.Sender)
+		b = guest.AppendRecord(b, fieldCommitment, r)
 	}
 	return b
 }
@@ -341,39 +341,6 @@ func record(b []byte, fn func(num protowire.Number, v []byte, n uint64)) error {
 		fn(num, v, n)
 		return nil
 	})
-}
-
-// appendRecord appends a nested record, even an empty one.
-func appendRecord(b []byte, num protowire.Number, r []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, r)
-}
-
-// appendString appends a length-delimited string field, omitting "".
-func appendString(b []byte, num protowire.Number, s string) []byte {
-	if s == "" {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
-// appendBytes appends a length-delimited field, omitting empty values.
-func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
-	if len(v) == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
-}
-
-// appendVarint appends a varint field, omitting 0.
-func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
-	if v == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
 }
 
 func boolToUint(v bool) uint64 {

@@ -120,51 +120,51 @@ func (s *state) rejected(participant string) bool {
 
 // encode writes the state as protobuf wire bytes in a fixed field order.
 func (s *state) encode() []byte {
-	b := appendVarint(nil, fFormat, formatVersion)
+	b := guest.AppendVarint(nil, fFormat, formatVersion)
 	b = appendBool(b, fAllowReassignment, s.AllowReassignment)
 	if t := s.Task; t != nil {
 		var m []byte
-		m = appendString(m, 1, t.ID)
-		m = appendString(m, 2, t.Title)
-		m = appendString(m, 3, t.Requester)
-		m = appendString(m, 4, t.RequestedAssignee)
-		m = appendVarint(m, 5, uint64(t.DeadlineUnixMs))
-		m = appendVarint(m, 6, t.InputSize)
+		m = guest.AppendString(m, 1, t.ID)
+		m = guest.AppendString(m, 2, t.Title)
+		m = guest.AppendString(m, 3, t.Requester)
+		m = guest.AppendString(m, 4, t.RequestedAssignee)
+		m = guest.AppendVarint(m, 5, uint64(t.DeadlineUnixMs))
+		m = guest.AppendVarint(m, 6, t.InputSize)
 		b = appendMessage(b, fTask, m)
 	}
-	b = appendString(b, fActiveAssignee, s.ActiveAssignee)
+	b = guest.AppendString(b, fActiveAssignee, s.ActiveAssignee)
 	for _, a := range s.Assignments {
 		b = protowire.AppendTag(b, fAssignment, protowire.BytesType)
 		b = protowire.AppendString(b, a)
 	}
 	for _, r := range s.Rejections {
 		var m []byte
-		m = appendString(m, 1, r.Sender)
-		m = appendString(m, 2, r.Reason)
+		m = guest.AppendString(m, 1, r.Sender)
+		m = guest.AppendString(m, 2, r.Reason)
 		m = appendBool(m, 3, r.Released)
 		b = appendMessage(b, fRejection, m)
 	}
-	b = appendVarint(b, fUpdateCount, s.UpdateCount)
+	b = guest.AppendVarint(b, fUpdateCount, s.UpdateCount)
 	if u := s.LastUpdate; u != nil {
 		var m []byte
-		m = appendString(m, 1, u.Status)
+		m = guest.AppendString(m, 1, u.Status)
 		if u.Progress != 0 {
 			m = protowire.AppendTag(m, 2, protowire.Fixed64Type)
 			m = protowire.AppendFixed64(m, math.Float64bits(u.Progress))
 		}
-		m = appendString(m, 3, u.Message)
-		m = appendVarint(m, 4, u.PartialOutputSize)
+		m = guest.AppendString(m, 3, u.Message)
+		m = guest.AppendVarint(m, 4, u.PartialOutputSize)
 		b = appendMessage(b, fLastUpdate, m)
 	}
 	if r := s.Report; r != nil {
 		var m []byte
-		m = appendVarint(m, 1, uint64(r.Outcome))
-		m = appendString(m, 2, r.Assignee)
-		m = appendString(m, 3, r.MessageID)
-		m = appendVarint(m, 4, r.OutputSize)
-		m = appendString(m, 5, r.Summary)
-		m = appendString(m, 6, r.ErrorCode)
-		m = appendString(m, 7, r.Reason)
+		m = guest.AppendVarint(m, 1, uint64(r.Outcome))
+		m = guest.AppendString(m, 2, r.Assignee)
+		m = guest.AppendString(m, 3, r.MessageID)
+		m = guest.AppendVarint(m, 4, r.OutputSize)
+		m = guest.AppendString(m, 5, r.Summary)
+		m = guest.AppendString(m, 6, r.ErrorCode)
+		m = guest.AppendString(m, 7, r.Reason)
 		m = appendBool(m, 8, r.Retryable)
 		b = appendMessage(b, fReport, m)
 	}
@@ -332,29 +332,11 @@ func decodeReportRecord(b []byte) (*reportRecord, error) {
 	return r, err
 }
 
-// appendString appends a non-empty string field.
-func appendString(b []byte, num protowire.Number, s string) []byte {
-	if s == "" {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
-// appendVarint appends a non-zero varint field.
-func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
-	if v == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
-}
-
 func appendBool(b []byte, num protowire.Number, v bool) []byte {
 	if !v {
 		return b
 	}
-	return appendVarint(b, num, 1)
+	return guest.AppendVarint(b, num, 1)
 }
 
 // appendMessage appends an embedded message, even an empty one.
