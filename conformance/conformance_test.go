@@ -202,19 +202,16 @@ func runFixture(t *testing.T, srv *servertest.Server, fx fixture) {
 		}
 	}
 
-	k := srv.Server().Kernel()
-	md, err := k.Session(ctx, fx.Initiator, sid)
+	in, err := srv.Server().Kernel().Inspect(ctx, fx.Initiator, false, sid)
 	if err != nil {
 		t.Fatal(err)
 	}
+	md := in.Session.GetMetadata()
 	wantState := "SESSION_STATE_" + strings.ToUpper(fx.ExpectedFinalState)
 	if md.GetState().String() != wantState {
 		t.Fatalf("final state %v, want %s", md.GetState(), wantState)
 	}
-	res, err := k.Resolution(ctx, fx.Initiator, sid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := in.Session.GetResolution()
 	wantRes := fx.ExpectedFinalState == "Resolved"
 	if fx.ExpectResolutionPresent != nil {
 		wantRes = *fx.ExpectResolutionPresent
@@ -238,10 +235,7 @@ func runFixture(t *testing.T, srv *servertest.Server, fx fixture) {
 		t.Fatalf("replay of %d entries (want %d) diverges: exact=%t state=%v %v", rep.Msg.GetEntries(), len(acceptedIDs), rep.Msg.GetExact(), rep.Msg.GetState(), rep.Msg.GetDivergences())
 	}
 	if len(fx.ExpectedModeState) > 0 {
-		raw, err := k.ModeState(ctx, fx.Initiator, sid)
-		if err != nil {
-			t.Fatal(err)
-		}
+		raw := in.ModeState
 		var got any
 		if err := json.Unmarshal(raw, &got); err != nil {
 			t.Fatalf("mode state is not JSON: %v: %s", err, raw)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"net/http"
 	"os"
@@ -9,6 +8,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/proto/concord/admin/v1/adminv1connect"
 )
 
@@ -34,21 +34,9 @@ func (c *clientFlags) httpClient() *http.Client {
 }
 
 func (c *clientFlags) options() []connect.ClientOption {
-	return []connect.ClientOption{connect.WithInterceptors(bearerHeader(c.identity))}
+	return []connect.ClientOption{connect.WithInterceptors(auth.Bearer(c.identity))}
 }
 
 func (c *clientFlags) admin() adminv1connect.AdminServiceClient {
 	return adminv1connect.NewAdminServiceClient(c.httpClient(), c.server, c.options()...)
-}
-
-// bearerHeader sends "Authorization: Bearer <identity>" on unary calls.
-func bearerHeader(identity string) connect.UnaryInterceptorFunc {
-	return func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			if identity != "" {
-				req.Header().Set("Authorization", "Bearer "+identity)
-			}
-			return next(ctx, req)
-		}
-	}
 }

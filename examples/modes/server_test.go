@@ -89,7 +89,7 @@ func TestExamplesUploadedIntoARunningServer(t *testing.T) {
 					accepted++
 				}
 			}
-			md, err := srv.Server().Kernel().Session(ctx, sess.Initiator, sess.SessionID)
+			md, err := srv.Server().Kernel().Session(ctx, sess.Initiator, false, sess.SessionID)
 			if err != nil || md.GetState() != macpv1.SessionState_SESSION_STATE_RESOLVED {
 				t.Fatalf("final state %v, %v; want RESOLVED", md.GetState(), err)
 			}

@@ -125,3 +125,33 @@ func (i interceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) con
 		return next(WithResult(ctx, id, err), conn)
 	}
 }
+
+// Bearer returns a client-side interceptor that presents identity as a
+// bearer token ("Authorization: Bearer <identity>") on every unary and
+// streaming call; an empty identity presents nothing.
+func Bearer(identity string) connect.Interceptor { return bearerClient(identity) }
+
+type bearerClient string
+
+func (b bearerClient) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if b != "" && req.Spec().IsClient {
+			req.Header().Set("Authorization", "Bearer "+string(b))
+		}
+		return next(ctx, req)
+	}
+}
+
+func (b bearerClient) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		if b != "" {
+			conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		}
+		return conn
+	}
+}
+
+func (b bearerClient) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}

@@ -75,7 +75,7 @@ func Replay(ctx context.Context, recorded *storev1.Session, entries []*storev1.E
 		env := e.GetEnvelope()
 		switch {
 		case env == nil: // a runtime expiry record
-			if _, err := k.snapshot(ctx, md.GetSessionId()); err != nil {
+			if _, err := k.observe(ctx, "", true, md.GetSessionId()); err != nil {
 				return nil, fmt.Errorf("replay: entry %d: %w", e.GetSequence(), err)
 			}
 		case e.GetOrigin() == storev1.Origin_ORIGIN_RUNTIME:
@@ -212,7 +212,7 @@ func (g pinnedGovernor) Bind(context.Context, string, string) (*macpv1.PolicyDes
 
 // ReplaySession replays session id of this kernel's store (see Replay).
 func (k *Kernel) ReplaySession(ctx context.Context, id string) (*ReplayResult, error) {
-	rec, err := k.snapshot(ctx, id)
+	rec, err := k.observe(ctx, "", true, id)
 	if err != nil {
 		return nil, err
 	}

@@ -349,12 +349,12 @@ func (k *Kernel) checkCommitment(ctx context.Context, s *session, env *macpv1.En
 		return nil, macperr.New(macperr.InvalidEnvelope, "Commitment payload does not decode: %v", decodeErr)
 	}
 	md := s.rec.GetMetadata()
-	for name, v := range map[string]string{
-		"commitment_id": c.CommitmentId, "action": c.Action,
-		"authority_scope": c.AuthorityScope, "reason": c.Reason,
+	for _, f := range []struct{ name, value string }{
+		{"commitment_id", c.CommitmentId}, {"action", c.Action},
+		{"authority_scope", c.AuthorityScope}, {"reason", c.Reason},
 	} {
-		if strings.TrimSpace(v) == "" {
-			return nil, macperr.New(macperr.InvalidEnvelope, "Commitment %s must not be empty", name)
+		if strings.TrimSpace(f.value) == "" {
+			return nil, macperr.New(macperr.InvalidEnvelope, "Commitment %s must not be empty", f.name)
 		}
 	}
 	if c.ModeVersion != md.GetModeVersion() {

@@ -9,7 +9,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/concord-macp/concord/host/bus"
-	"github.com/concord-macp/concord/host/macperr"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 
@@ -54,7 +53,7 @@ func (k *Kernel) ListSessions(ctx context.Context, identity string, observer boo
 	var page []*macpv1.SessionMetadata
 	next := ""
 	for _, id := range ids {
-		md, err := k.visibleMetadata(ctx, identity, observer, id)
+		md, err := k.Session(ctx, identity, observer, id)
 		if err != nil {
 			continue // gone, dead, or not the caller's
 		}
@@ -67,18 +66,6 @@ func (k *Kernel) ListSessions(ctx context.Context, identity string, observer boo
 	return page, next, nil
 }
 
-// visibleMetadata returns the metadata of id if identity may see it.
-func (k *Kernel) visibleMetadata(ctx context.Context, identity string, observer bool, id string) (*macpv1.SessionMetadata, error) {
-	rec, err := k.snapshot(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if !observer && !mayObserve(rec.GetMetadata(), identity) {
-		return nil, macperr.New(macperr.Forbidden, "not visible")
-	}
-	return rec.GetMetadata(), nil
-}
-
 // WatchSessions returns the sessions identity may see now, as CREATED
 // events, and a subscription to every later lifecycle event. The caller
 // filters live events with MayObserve.
@@ -89,7 +76,7 @@ func (k *Kernel) WatchSessions(ctx context.Context, identity string, observer bo
 	sort.Strings(ids)
 	var initial []*macpv1.SessionLifecycleEvent
 	for _, id := range ids {
-		md, err := k.visibleMetadata(ctx, identity, observer, id)
+		md, err := k.Session(ctx, identity, observer, id)
 		if err != nil {
 			continue
 		}

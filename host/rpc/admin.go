@@ -68,7 +68,7 @@ func (a *admin) ReplaySession(ctx context.Context, req *connect.Request[adminv1.
 		return nil, err
 	}
 	sid := req.Msg.GetSessionId()
-	if _, err := a.kernel.Inspect(ctx, id.Sender, id.Observer, sid); err != nil {
+	if _, err := a.kernel.Session(ctx, id.Sender, id.Observer, sid); err != nil {
 		return nil, statusError(err)
 	}
 	res, err := a.kernel.ReplaySession(ctx, sid)

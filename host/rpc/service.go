@@ -102,12 +102,7 @@ func (s *service) GetSession(ctx context.Context, req *connect.Request[macpv1.Ge
 	if sid == "" {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("session_id is required"))
 	}
-	var md *macpv1.SessionMetadata
-	if id.Observer {
-		md, err = s.kernel.ObserveSession(ctx, sid)
-	} else {
-		md, err = s.kernel.Session(ctx, id.Sender, sid)
-	}
+	md, err := s.kernel.Session(ctx, id.Sender, id.Observer, sid)
 	if err != nil {
 		return nil, statusError(err)
 	}

@@ -69,7 +69,6 @@ func (s *service) StreamSession(ctx context.Context, stream *connect.BidiStream[
 			}
 		}
 	}()
-	clientDone := false
 	for {
 		var f frame
 		select {
@@ -81,17 +80,14 @@ func (s *service) StreamSession(ctx context.Context, stream *connect.BidiStream[
 			return nil
 		case f = <-frames:
 		}
-		if clientDone {
-			continue
-		}
 		req, err := f.req, f.err
 		if err != nil {
 			// io.EOF: the client closed its side. Keep delivering the session
-			// to a bound stream until the client hangs up.
+			// to a bound stream until the client hangs up; the receiver
+			// goroutine has stopped, so only the pump or ctx ends the loop.
 			if bound == "" {
 				return nil
 			}
-			clientDone = true
 			continue
 		}
 		env, subscribe := req.GetEnvelope(), req.GetSubscribeSessionId()

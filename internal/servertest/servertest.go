@@ -20,6 +20,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/proto/concord/admin/v1/adminv1connect"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -139,14 +140,14 @@ func (s *Server) Client(p Protocol, identity string) macpv1connect.MACPRuntimeSe
 		opts = append(opts, connect.WithGRPCWeb())
 	}
 	if identity != "" {
-		opts = append(opts, connect.WithInterceptors(bearer(identity)))
+		opts = append(opts, connect.WithInterceptors(auth.Bearer(identity)))
 	}
 	return macpv1connect.NewMACPRuntimeServiceClient(H2CClient(), s.URL, opts...)
 }
 
 // Admin returns a client of Concord's admin API speaking gRPC as identity.
 func (s *Server) Admin(identity string) adminv1connect.AdminServiceClient {
-	return adminv1connect.NewAdminServiceClient(H2CClient(), s.URL, connect.WithGRPC(), connect.WithInterceptors(bearer(identity)))
+	return adminv1connect.NewAdminServiceClient(H2CClient(), s.URL, connect.WithGRPC(), connect.WithInterceptors(auth.Bearer(identity)))
 }
 
 // H2CClient is an HTTP client that speaks HTTP/2 over plaintext.
@@ -154,31 +155,6 @@ func H2CClient() *http.Client {
 	p := new(http.Protocols)
 	p.SetUnencryptedHTTP2(true)
 	return &http.Client{Transport: &http.Transport{Protocols: p}, Timeout: 30 * time.Second}
-}
-
-// bearer adds "Authorization: Bearer <identity>" to every request, unary
-// and streaming.
-func bearer(identity string) connect.Interceptor { return bearerInterceptor(identity) }
-
-type bearerInterceptor string
-
-func (b bearerInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-
-func (b bearerInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		return conn
-	}
-}
-
-func (b bearerInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
 }
 
 // Send sends env as identity over gRPC and returns the Ack, failing the
