@@ -29,6 +29,8 @@ const (
 	stepReqEnvelope = 2
 	stepReqSession  = 3
 	stepReqNow      = 4
+	stepReqRuntime  = 5
+	stepReqClock    = 6
 )
 
 // Field numbers of concord.abi.v1.StepResponse.
@@ -37,6 +39,16 @@ const (
 	stepRespCode    = 2
 	stepRespMessage = 3
 	stepRespState   = 4
+	stepRespTimer   = 5
+)
+
+// Field numbers of concord.abi.v1.Timer.
+const (
+	timerDue     = 1
+	timerType    = 2
+	timerID      = 3
+	timerSender  = 4
+	timerPayload = 5
 )
 
 // Values of concord.abi.v1.Verdict.
@@ -81,6 +93,10 @@ func decodeStepRequest(b []byte, req *StepRequest) error {
 			}
 		case f.num == stepReqNow && f.typ == protowire.VarintType:
 			req.NowUnixMs = int64(f.n)
+		case f.num == stepReqRuntime && f.typ == protowire.VarintType:
+			req.RuntimeWritten = f.n != 0
+		case f.num == stepReqClock && f.typ == protowire.VarintType:
+			req.SessionClockMs = int64(f.n)
 		}
 	}
 	return nil
@@ -251,8 +267,23 @@ func appendStepResponse(b []byte, r *Result) []byte {
 	b = appendStringField(b, stepRespMessage, r.Message)
 	if r.Accepted {
 		b = appendBytesField(b, stepRespState, r.State)
+		for i := range r.Timers {
+			b = appendTimer(b, &r.Timers[i])
+		}
 	}
 	return b
+}
+
+// appendTimer appends t as one element of StepResponse.timers.
+func appendTimer(b []byte, t *Timer) []byte {
+	var r []byte
+	r = appendVarintField(r, timerDue, uint64(t.DueSessionClockMs))
+	r = appendStringField(r, timerType, t.MessageType)
+	r = appendStringField(r, timerID, t.MessageID)
+	r = appendStringField(r, timerSender, t.Sender)
+	r = appendBytesField(r, timerPayload, t.Payload)
+	b = protowire.AppendTag(b, stepRespTimer, protowire.BytesType)
+	return protowire.AppendBytes(b, r)
 }
 
 // appendViewResponse appends a concord.abi.v1.ViewResponse holding json, or,

@@ -42,7 +42,9 @@ func fullStepRequest() *abiv1.StepRequest {
 			PolicyRules:          `{"voting":{"algorithm":"majority"}}`,
 			PolicySchemaVersion:  math.MaxUint32,
 		},
-		NowUnixMs: 1_700_000_000_123,
+		NowUnixMs:      1_700_000_000_123,
+		RuntimeWritten: true,
+		SessionClockMs: 90_061,
 	}
 }
 
@@ -62,8 +64,10 @@ func wantStepRequest(m *abiv1.StepRequest) StepRequest {
 			TimestampUnixMs: e.GetTimestampUnixMs(),
 			Payload:         nilIfEmpty(e.GetPayload()),
 		},
-		Session:   wantSession(s),
-		NowUnixMs: m.GetNowUnixMs(),
+		Session:        wantSession(s),
+		NowUnixMs:      m.GetNowUnixMs(),
+		RuntimeWritten: m.GetRuntimeWritten(),
+		SessionClockMs: m.GetSessionClockMs(),
 	}
 }
 
@@ -181,7 +185,14 @@ func TestEncodeStepResponse(t *testing.T) {
 			&abiv1.StepResponse{Verdict: abiv1.Verdict_VERDICT_ACCEPT}},
 		{"reject", Reject("FORBIDDEN", "agent %q may not vote", "x"),
 			&abiv1.StepResponse{Verdict: abiv1.Verdict_VERDICT_REJECT, ErrorCode: "FORBIDDEN", ErrorMessage: `agent "x" may not vote`}},
-		{"reject drops state", Result{Code: "INVALID_ENVELOPE", State: []byte("x")},
+		{"accept with timers", Result{Accepted: true, State: []byte{7}, Timers: []Timer{
+			{DueSessionClockMs: 30_000, MessageType: "HandoffAccept", MessageID: "implicit-accept:h1", Sender: "agent://bob", Payload: []byte{0x0a, 2, 'h', '1'}},
+			{MessageID: "runtime:tick"},
+		}}, &abiv1.StepResponse{Verdict: abiv1.Verdict_VERDICT_ACCEPT, State: []byte{7}, Timers: []*abiv1.Timer{
+			{DueSessionClockMs: 30_000, MessageType: "HandoffAccept", MessageId: "implicit-accept:h1", Sender: "agent://bob", Payload: []byte{0x0a, 2, 'h', '1'}},
+			{MessageId: "runtime:tick"},
+		}}},
+		{"reject drops state and timers", Result{Code: "INVALID_ENVELOPE", State: []byte("x"), Timers: []Timer{{MessageID: "runtime:x"}}},
 			&abiv1.StepResponse{Verdict: abiv1.Verdict_VERDICT_REJECT, ErrorCode: "INVALID_ENVELOPE"}},
 		{"reject without code", Result{},
 			&abiv1.StepResponse{Verdict: abiv1.Verdict_VERDICT_REJECT, ErrorCode: "INTERNAL_ERROR"}},

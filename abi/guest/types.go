@@ -50,6 +50,28 @@ type StepRequest struct {
 	Envelope  Envelope
 	Session   Session
 	NowUnixMs int64
+	// RuntimeWritten is true when the runtime wrote the envelope itself
+	// because a Timer the mode set came due; false for agents' envelopes.
+	RuntimeWritten bool
+	// SessionClockMs is how long the session has been open since its TTL
+	// anchor, in milliseconds, not counting suspensions. Timers run on it.
+	SessionClockMs int64
+}
+
+// Timer asks the runtime to write an envelope into the session by itself
+// once the session clock reaches DueSessionClockMs. The runtime then offers
+// it to the mode with RuntimeWritten set, before anything that arrives
+// later; if the mode accepts it, it enters the log as a runtime record.
+//
+// MessageID must start with a prefix reserved for the runtime
+// ("implicit-accept:" or "runtime:"); agents can never send such ids.
+type Timer struct {
+	DueSessionClockMs int64
+	MessageType       string
+	MessageID         string
+	// Sender is the participant on whose behalf the runtime writes.
+	Sender  string
+	Payload []byte
 }
 
 // Result is the mode's verdict on one envelope.
@@ -60,6 +82,10 @@ type Result struct {
 	Message string
 	// State is the new mode state when the envelope is accepted.
 	State []byte
+	// Timers are all the timers the session should have pending after an
+	// accepted step. They replace the previous step's: a mode that keeps a
+	// timer returns it again on every step until it is due or withdrawn.
+	Timers []Timer
 }
 
 // Accept accepts the envelope and records state as the new mode state.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -233,26 +232,8 @@ func TestWeightedVeto(t *testing.T) {
 	wantResolved(t, s.commit(id, true))
 }
 
-// clock is a settable server clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 func TestBusinessHours(t *testing.T) {
-	clk := &clock{now: time.Date(2026, 3, 7, 10, 30, 0, 0, time.UTC)} // a Saturday
+	clk := servertest.NewClock(time.Date(2026, 3, 7, 10, 30, 0, 0, time.UTC)) // a Saturday
 	srv := servertest.Start(t, server.Config{Memory: true, Now: clk.Now, SweepInterval: -1})
 	mustPush(t, srv, businessHours, "business_hours.rego")
 	id := businessHours.PolicyId

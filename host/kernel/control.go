@@ -61,8 +61,8 @@ func (k *Kernel) Control(ctx context.Context, op Control, identity, id, reason s
 			return nil, macperr.New(macperr.Forbidden, "%q may not %s session %q", identity, opVerb(op), id)
 		}
 	}
-	if _, err := k.expireIfDue(ctx, s); err != nil {
-		return nil, macperr.Wrap(macperr.InternalError, err, "could not record the session's expiry")
+	if _, err := k.catchUp(ctx, s); err != nil {
+		return nil, err
 	}
 	notOpen := func() (*macpv1.Ack, error) {
 		return rejectedAck(id, macperr.New(macperr.SessionNotOpen, "session %q is %s", id, stateName(s.state()))), nil
@@ -90,7 +90,7 @@ func (k *Kernel) Control(ctx context.Context, op Control, identity, id, reason s
 		if s.state() != macpv1.SessionState_SESSION_STATE_SUSPENDED {
 			return notOpen()
 		}
-		// expireIfDue already ended a session whose suspension overran its
+		// catchUp already ended a session whose suspension overran its
 		// cap, so this one may resume: bank the suspended time.
 		suspended := max(now-next.SuspendedAtUnixMs, 0)
 		next.SuspendedTotalMs += suspended

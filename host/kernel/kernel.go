@@ -176,8 +176,8 @@ func (k *Kernel) restore(ctx context.Context) error {
 	return nil
 }
 
-// sweep expires sessions whose deadline passed, so that they end even when
-// nobody touches them.
+// sweep expires sessions whose deadline passed and fires mode timers that
+// came due, so that both happen even when nobody touches the session.
 func (k *Kernel) sweep(ctx context.Context, every time.Duration) {
 	defer close(k.sweepDone)
 	t := time.NewTicker(every)
@@ -192,8 +192,8 @@ func (k *Kernel) sweep(ctx context.Context, every time.Duration) {
 			s := v.(*session)
 			s.mu.Lock()
 			if !s.dead {
-				if _, err := k.expireIfDue(ctx, s); err != nil {
-					k.log.Error("sweep: expire session", "session_id", s.id(), "err", err)
+				if _, err := k.catchUp(ctx, s); err != nil {
+					k.log.Error("sweep: catch up with session", "session_id", s.id(), "err", err)
 				}
 			}
 			s.mu.Unlock()

@@ -31,8 +31,8 @@ func (k *Kernel) observe(ctx context.Context, identity string, observer bool, id
 	if !MayObserve(s.rec.GetMetadata(), identity, observer) {
 		return nil, macperr.New(macperr.Forbidden, "%q may not observe session %q", identity, id)
 	}
-	if _, err := k.expireIfDue(ctx, s); err != nil {
-		return nil, macperr.Wrap(macperr.InternalError, err, "could not record the session's expiry")
+	if _, err := k.catchUp(ctx, s); err != nil {
+		return nil, err
 	}
 	return s.rec, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/concord-macp/concord/host/macperr"
 	"github.com/concord-macp/concord/host/store"
 	"github.com/concord-macp/concord/policy"
+	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -78,6 +79,15 @@ func Replay(ctx context.Context, recorded *storev1.Session, entries []*storev1.E
 			if _, err := k.observe(ctx, "", true, md.GetSessionId()); err != nil {
 				return nil, fmt.Errorf("replay: entry %d: %w", e.GetSequence(), err)
 			}
+		case isTimerRecord(e):
+			// A mode timer: the access at its recorded time fires it again.
+			if _, err := k.observe(ctx, "", true, md.GetSessionId()); err != nil {
+				return nil, fmt.Errorf("replay: entry %d: %w", e.GetSequence(), err)
+			}
+			if got := scratchEntry(ctx, st, md.GetSessionId(), e.GetSequence()); !proto.Equal(got.GetEnvelope(), env) {
+				diverge("entry %d: the runtime wrote %s %s when recorded, the replay wrote %v", e.GetSequence(),
+					env.GetMessageType(), env.GetMessageId(), got.GetEnvelope())
+			}
 		case e.GetOrigin() == storev1.Origin_ORIGIN_RUNTIME:
 			op, by, reason, err := runtimeRecord(env)
 			if err != nil {
@@ -96,8 +106,7 @@ func Replay(ctx context.Context, recorded *storev1.Session, entries []*storev1.E
 			}
 		}
 		if e.GetGovernance() != nil {
-			var got *storev1.Entry
-			_ = st.Entries(ctx, md.GetSessionId(), e.GetSequence()-1, func(x *storev1.Entry) error { got = x; return store.ErrStop })
+			got := scratchEntry(ctx, st, md.GetSessionId(), e.GetSequence())
 			if !proto.Equal(got.GetGovernance(), e.GetGovernance()) {
 				diverge("entry %d: the policy decided %v on replay, recorded %v", e.GetSequence(), got.GetGovernance(), e.GetGovernance())
 			}
@@ -142,6 +151,22 @@ func compareSnapshots(want, got *storev1.Session, diverge func(string, ...any)) 
 	if want.GetLastSequence() != got.GetLastSequence() {
 		diverge("log length differs: recorded %d, replayed %d", want.GetLastSequence(), got.GetLastSequence())
 	}
+	if !slices.EqualFunc(want.GetTimers(), got.GetTimers(), func(a, b *abiv1.Timer) bool { return proto.Equal(a, b) }) {
+		diverge("pending timers differ: recorded %v, replayed %v", want.GetTimers(), got.GetTimers())
+	}
+}
+
+// scratchEntry reads the entry with sequence seq of session id from the
+// replay's store; nil when there is none.
+func scratchEntry(ctx context.Context, st *store.Store, id string, seq uint64) *storev1.Entry {
+	var got *storev1.Entry
+	_ = st.Entries(ctx, id, seq-1, func(x *storev1.Entry) error {
+		if x.GetSequence() == seq {
+			got = x
+		}
+		return store.ErrStop
+	})
+	return got
 }
 
 func runtimeRecord(env *macpv1.Envelope) (Control, string, string, error) {

@@ -89,6 +89,9 @@ func (k *Kernel) checkEnvelope(identity string, env *macpv1.Envelope) error {
 	if env.MessageType == "" || env.MessageId == "" {
 		return macperr.New(macperr.InvalidEnvelope, "message_type and message_id are required")
 	}
+	if reservedID(env.MessageId) {
+		return macperr.New(macperr.InvalidEnvelope, "message ids beginning with %q are reserved for records the runtime writes", env.MessageId[:strings.IndexByte(env.MessageId, ':')+1])
+	}
 	if len(env.MessageId) > maxMessageIDLen || len(env.MessageType) > maxTypeLen || len(env.Mode) > maxTypeLen || len(env.Sender) > maxSenderLen {
 		return macperr.New(macperr.InvalidEnvelope, "an envelope field exceeds its length limit")
 	}
@@ -220,9 +223,9 @@ func (k *Kernel) applyChecked(ctx context.Context, s *session, md *macpv1.Sessio
 	if env.Mode != md.GetMode() {
 		return nil, nil, macperr.New(macperr.InvalidEnvelope, "mode %q does not match the session's mode %q", env.Mode, md.GetMode())
 	}
-	expired, err := k.expireIfDue(ctx, s)
+	expired, err := k.catchUp(ctx, s)
 	if err != nil {
-		return nil, nil, macperr.Wrap(macperr.InternalError, err, "could not record the session's expiry")
+		return nil, nil, err
 	}
 	if expired || s.state() != macpv1.SessionState_SESSION_STATE_OPEN {
 		return nil, nil, macperr.New(macperr.SessionNotOpen, "session %q is %s", env.SessionId, stateName(s.state()))
@@ -249,11 +252,13 @@ func (k *Kernel) applyChecked(ctx context.Context, s *session, md *macpv1.Sessio
 		}
 	}
 	now := k.now().UnixMilli()
+	clock := sessionClock(s.rec, now)
 	res, err := s.mode.Step(ctx, &abiv1.StepRequest{
-		State:     s.rec.GetModeState(),
-		Envelope:  env,
-		Session:   abiSession(s.rec),
-		NowUnixMs: now,
+		State:          s.rec.GetModeState(),
+		Envelope:       env,
+		Session:        abiSession(s.rec),
+		NowUnixMs:      now,
+		SessionClockMs: clock,
 	})
 	if err != nil {
 		return nil, nil, macperr.Wrap(macperr.InternalError, err, "the mode module failed on this message")
@@ -264,6 +269,10 @@ func (k *Kernel) applyChecked(ctx context.Context, s *session, md *macpv1.Sessio
 	if len(res.GetState()) > maxModeStateBytes {
 		return nil, nil, macperr.New(macperr.InternalError, "the mode's state would grow to %d bytes, over the limit of %d", len(res.GetState()), maxModeStateBytes)
 	}
+	timers, err := k.pendingTimers(res, clock)
+	if err != nil {
+		return nil, nil, macperr.Wrap(macperr.InternalError, err, "the mode module answered with an unusable timer")
+	}
 	var governance *storev1.Governance
 	if commitment != nil {
 		if governance, err = k.govern(ctx, s, env, commitment, now); err != nil {
@@ -273,6 +282,7 @@ func (k *Kernel) applyChecked(ctx context.Context, s *session, md *macpv1.Sessio
 
 	next := proto.Clone(s.rec).(*storev1.Session)
 	next.ModeState = res.GetState()
+	next.Timers = timers
 	next.LastSequence++
 	recordActivity(next.Metadata, env.Sender, now)
 	if commitment != nil || isTerminal(s.mode.Descriptor(), env.MessageType) {

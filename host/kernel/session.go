@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/concord-macp/concord/host/macperr"
+
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -154,6 +156,20 @@ func (s *session) waitDurable(ctx context.Context, seq uint64) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// catchUp brings session s up to the present before it is used: it writes
+// the records of mode timers that came due, then expires the session if its
+// time ran out (see fireDueTimers and expireIfDue). It reports whether the
+// session expired now. The caller holds s.mu.
+func (k *Kernel) catchUp(ctx context.Context, s *session) (expired bool, err error) {
+	if err := k.fireDueTimers(ctx, s); err != nil {
+		return false, err
+	}
+	if expired, err = k.expireIfDue(ctx, s); err != nil {
+		return false, macperr.Wrap(macperr.InternalError, err, "could not record the session's expiry")
+	}
+	return expired, nil
 }
 
 // expireIfDue expires a session whose time ran out: an OPEN session past

@@ -128,7 +128,8 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		return nil, err
 	}
 
-	res, err := mode.Step(ctx, &abiv1.StepRequest{Envelope: env, Session: abiSession(rec), NowUnixMs: now})
+	clock := sessionClock(rec, now)
+	res, err := mode.Step(ctx, &abiv1.StepRequest{Envelope: env, Session: abiSession(rec), NowUnixMs: now, SessionClockMs: clock})
 	if err != nil {
 		return fail(macperr.Wrap(macperr.InternalError, err, "the mode module failed on SessionStart"))
 	}
@@ -136,6 +137,9 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		return fail(modeRejection(res))
 	}
 	rec.ModeState = res.GetState()
+	if rec.Timers, err = k.pendingTimers(res, clock); err != nil {
+		return fail(macperr.Wrap(macperr.InternalError, err, "the mode module answered SessionStart with an unusable timer"))
+	}
 	recordActivity(rec.Metadata, env.Sender, now)
 	entry := &storev1.Entry{
 		Sequence:         1,

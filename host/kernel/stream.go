@@ -46,8 +46,8 @@ func (k *Kernel) Subscribe(ctx context.Context, identity string, observer bool, 
 	if !observer && !mayObserve(s.rec.GetMetadata(), identity) {
 		return nil, macperr.New(macperr.Forbidden, "%q may not observe session %q", identity, id)
 	}
-	if _, err := k.expireIfDue(ctx, s); err != nil {
-		return nil, macperr.Wrap(macperr.InternalError, err, "could not record the session's expiry")
+	if _, err := k.catchUp(ctx, s); err != nil {
+		return nil, err
 	}
 	// Subscribing under the publication lock fixes the hand-over point:
 	// every entry up to catch is durable in the store, every later one is

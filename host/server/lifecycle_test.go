@@ -16,13 +16,8 @@ import (
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 
-// clock is a settable server clock.
-type clock struct{ now time.Time }
-
-func (c *clock) Now() time.Time { return c.now }
-
 func TestCancelSuspendResume(t *testing.T) {
-	clk := &clock{now: time.UnixMilli(1_800_000_000_000)}
+	clk := servertest.NewClock(time.UnixMilli(1_800_000_000_000))
 	srv := servertest.Start(t, server.Config{Memory: true, Now: clk.Now, SweepInterval: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -31,7 +26,7 @@ func TestCancelSuspendResume(t *testing.T) {
 	// listing (a connect-go client waits for the first message).
 	sid := servertest.NewSessionID()
 	st := servertest.Envelope(decisionMode, "SessionStart", "m0", sid, startWith(func(p *macpv1.SessionStartPayload) { p.TtlMs = 10_000 }))
-	st.TimestampUnixMs = clk.now.UnixMilli()
+	st.TimestampUnixMs = clk.Now().UnixMilli()
 	if ack := srv.Send(t, "coordinator", st); !ack.GetOk() {
 		t.Fatal(ack)
 	}
@@ -62,7 +57,7 @@ func TestCancelSuspendResume(t *testing.T) {
 		t.Fatalf("resume an open session: %v %v, want SESSION_NOT_OPEN in the Ack", res, err)
 	}
 
-	clk.now = clk.now.Add(4 * time.Second)
+	clk.Advance(4 * time.Second)
 	if res, err := coord.SuspendSession(ctx, connect.NewRequest(&macpv1.SuspendSessionRequest{SessionId: sid, Reason: "lunch"})); err != nil || !res.Msg.GetAck().GetOk() ||
 		res.Msg.GetAck().GetSessionState() != macpv1.SessionState_SESSION_STATE_SUSPENDED {
 		t.Fatalf("suspend: %v %v", res, err)
@@ -75,7 +70,7 @@ func TestCancelSuspendResume(t *testing.T) {
 	if ack := srv.Send(t, "alice", servertest.Envelope(decisionMode, "Proposal", "m1", sid, &decisionv1.ProposalPayload{ProposalId: "p1", Option: "x"})); ack.GetError().GetCode() != "SESSION_NOT_OPEN" {
 		t.Fatalf("message while suspended: %v", ack)
 	}
-	clk.now = clk.now.Add(30 * time.Second)
+	clk.Advance(30 * time.Second)
 	if md := getSession(t, coord, sid); md.GetState() != macpv1.SessionState_SESSION_STATE_SUSPENDED {
 		t.Fatalf("suspended session past its old deadline is %v", md.GetState())
 	}
@@ -142,20 +137,20 @@ func expectExactReplay(t *testing.T, srv *servertest.Server, identity, sid strin
 }
 
 func TestSuspensionCapExpires(t *testing.T) {
-	clk := &clock{now: time.UnixMilli(1_800_000_000_000)}
+	clk := servertest.NewClock(time.UnixMilli(1_800_000_000_000))
 	srv := servertest.Start(t, server.Config{Memory: true, Now: clk.Now, SweepInterval: -1})
 	ctx := context.Background()
 	coord := srv.Client(servertest.GRPC, "coordinator")
 	sid := servertest.NewSessionID()
 	st := servertest.Envelope(decisionMode, "SessionStart", "m0", sid, startWith(func(p *macpv1.SessionStartPayload) { p.MaxSuspendMs = 5_000 }))
-	st.TimestampUnixMs = clk.now.UnixMilli()
+	st.TimestampUnixMs = clk.Now().UnixMilli()
 	if ack := srv.Send(t, "coordinator", st); !ack.GetOk() {
 		t.Fatal(ack)
 	}
 	if _, err := coord.SuspendSession(ctx, connect.NewRequest(&macpv1.SuspendSessionRequest{SessionId: sid, Reason: "wait"})); err != nil {
 		t.Fatal(err)
 	}
-	clk.now = clk.now.Add(6 * time.Second)
+	clk.Advance(6 * time.Second)
 	res, err := coord.ResumeSession(ctx, connect.NewRequest(&macpv1.ResumeSessionRequest{SessionId: sid, Reason: "late"}))
 	if err != nil || res.Msg.GetAck().GetOk() || res.Msg.GetAck().GetError().GetCode() != "SESSION_NOT_OPEN" {
 		t.Fatalf("resume past the suspension cap: %v %v, want SESSION_NOT_OPEN", res, err)

@@ -12,25 +12,20 @@
 // # Implicit accept
 //
 // The bound policy's acceptance.implicit_accept_timeout_ms is read once at
-// SessionStart and kept in the state, and every offer records the host time
-// at which it was accepted (StepRequest.NowUnixMs; the host must pass the
-// recorded acceptance time again on replay). The host, which owns the
-// session clock and the suspension accounting, decides when the timer has
-// elapsed and appends the synthetic HandoffAccept: implicit=true, sender and
-// accepted_by = the offer's target, message_id = "implicit-accept:" +
-// handoff_id. A client-sent HandoffAccept with implicit=true is refused with
-// INVALID_ENVELOPE.
+// SessionStart and kept in the state, and every offer records the session
+// clock at which it was accepted (StepRequest.SessionClockMs: open time
+// since the TTL anchor, suspensions excluded). While an offer is pending and
+// the timeout is set, every accepted step returns a guest.Timer due at that
+// clock plus the timeout, asking the runtime for the synthetic HandoffAccept:
+// implicit=true, sender and accepted_by = the offer's target, message_id =
+// "implicit-accept:" + handoff_id. Once the offer is answered the timer is no
+// longer returned, which withdraws it.
 //
-// The mode must therefore know whether an envelope was written by the
-// runtime. The ABI does not carry that yet, so the package exposes
-// Mode.StepRuntimeWritten next to Step. Once concord.abi.v1.StepRequest
-// gains an origin (for example "bool runtime_written = 5", set for log
-// entries with concord.store.v1.ORIGIN_RUNTIME, live and on replay) and
-// guest.StepRequest a matching RuntimeWritten field, Step passes that field
-// instead of false and StepRuntimeWritten can go. For a runtime-written
-// HandoffAccept the mode checks implicit=true, a non-zero policy timeout, the
+// The runtime offers the synthetic accept with StepRequest.RuntimeWritten
+// set. The mode checks implicit=true, a non-zero policy timeout, the
 // message_id above, and the usual target and still-Offered rules, so a late
-// synthetic accept that loses a race to a real answer is refused.
+// synthetic accept that loses a race to a real answer is refused. A
+// client-sent HandoffAccept with implicit=true is INVALID_ENVELOPE.
 //
 // Checks done by the host before Step (envelope, session, Commitment
 // authority and common payload checks) are not repeated here.
@@ -96,16 +91,7 @@ func Descriptor() guest.Descriptor {
 }
 
 // Step decides on one envelope sent by a client.
-func (Mode) Step(req *guest.StepRequest) guest.Result { return step(req, false) }
-
-// StepRuntimeWritten decides on one envelope the runtime wrote itself. The
-// only such envelope this mode knows is the synthetic implicit HandoffAccept:
-// implicit=true, sender and accepted_by = the offer's target, message_id =
-// ImplicitAcceptIDPrefix + handoff_id. The WebAssembly ABI cannot reach it
-// yet: it is the entry point the guest SDK will call once the StepRequest
-// carries the envelope's origin (see "Implicit accept" in the package
-// documentation); until then it serves native callers and tests.
-func (Mode) StepRuntimeWritten(req *guest.StepRequest) guest.Result { return step(req, true) }
+func (Mode) Step(req *guest.StepRequest) guest.Result { return step(req, req.RuntimeWritten) }
 
 func step(req *guest.StepRequest, runtimeWritten bool) guest.Result {
 	env := &req.Envelope
@@ -157,7 +143,7 @@ func start(sess *guest.Session) guest.Result {
 		return guest.Reject(abi.CodeInvalidEnvelope, "handoff: bound policy rules: %v", err)
 	}
 	s := &State{ImplicitAcceptTimeoutMs: timeout}
-	return guest.Accept(s.Marshal())
+	return s.accept()
 }
 
 // readRules returns acceptance.implicit_accept_timeout_ms from the policy's
@@ -234,9 +220,10 @@ func (s *State) onOffer(req *guest.StepRequest) guest.Result {
 		Reason:            p.Reason,
 		OfferedBy:         env.Sender,
 		OfferedAtUnixMs:   req.NowUnixMs,
+		OfferedAtClockMs:  req.SessionClockMs,
 		Disposition:       Offered,
 	})
-	return guest.Accept(s.Marshal())
+	return s.accept()
 }
 
 func (s *State) onContext(req *guest.StepRequest) guest.Result {
@@ -263,7 +250,7 @@ func (s *State) onContext(req *guest.StepRequest) guest.Result {
 		Context:     p.Context,
 		Sender:      env.Sender,
 	})
-	return guest.Accept(s.Marshal())
+	return s.accept()
 }
 
 // onAnswer handles HandoffAccept (to = Accepted) and HandoffDecline
@@ -306,7 +293,7 @@ func (s *State) onAnswer(req *guest.StepRequest, to Disposition, runtimeWritten 
 	o.RespondedBy = env.Sender
 	o.ResponseReason = p.Reason
 	o.Implicit = p.Implicit
-	return guest.Accept(s.Marshal())
+	return s.accept()
 }
 
 func (s *State) onCommitment(req *guest.StepRequest) guest.Result {
@@ -324,5 +311,34 @@ func (s *State) onCommitment(req *guest.StepRequest) guest.Result {
 		OutcomePositive: c.OutcomePositive,
 		Sender:          env.Sender,
 	}
-	return guest.Accept(s.Marshal())
+	return s.accept()
+}
+
+// accept accepts the step with s as the new state and the timers s needs.
+func (s *State) accept() guest.Result {
+	res := guest.Accept(s.Marshal())
+	if t, ok := s.implicitAcceptTimer(); ok {
+		res.Timers = []guest.Timer{t}
+	}
+	return res
+}
+
+// implicitAcceptTimer returns the timer of the pending offer's synthetic
+// accept, if the policy asks for one and an offer is pending.
+func (s *State) implicitAcceptTimer() (guest.Timer, bool) {
+	o := s.pending()
+	if o == nil || s.ImplicitAcceptTimeoutMs <= 0 || s.Commitment != nil {
+		return guest.Timer{}, false
+	}
+	var p []byte
+	p = guest.AppendString(p, 1, o.HandoffID)
+	p = guest.AppendString(p, 2, o.TargetParticipant)
+	p = guest.AppendVarint(p, 4, 1) // implicit
+	return guest.Timer{
+		DueSessionClockMs: o.OfferedAtClockMs + s.ImplicitAcceptTimeoutMs,
+		MessageType:       typeHandoffAccept,
+		MessageID:         ImplicitAcceptIDPrefix + o.HandoffID,
+		Sender:            o.TargetParticipant,
+		Payload:           p,
+	}, true
 }

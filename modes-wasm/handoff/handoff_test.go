@@ -48,7 +48,7 @@ type msg struct {
 	typ     string
 	payload any // proto.Message or []byte
 	code    string
-	runtime bool   // offered through StepRuntimeWritten
+	runtime bool   // written by the runtime (StepRequest.RuntimeWritten)
 	id      string // message_id; generated when empty
 }
 
@@ -79,17 +79,14 @@ func play(t *testing.T, sess guest.Session, state []byte, msgs []msg) []byte {
 			id = "m" + string(rune('a'+i))
 		}
 		req := &guest.StepRequest{
-			State:     state,
-			Envelope:  guest.Envelope{MACPVersion: "1.0", Mode: ModeName, MessageType: m.typ, MessageID: id, SessionID: sess.SessionID, Sender: m.sender, Payload: marshal(t, m.payload)},
-			Session:   sess,
-			NowUnixMs: int64(10_000 + i),
+			State:          state,
+			Envelope:       guest.Envelope{MACPVersion: "1.0", Mode: ModeName, MessageType: m.typ, MessageID: id, SessionID: sess.SessionID, Sender: m.sender, Payload: marshal(t, m.payload)},
+			Session:        sess,
+			NowUnixMs:      int64(10_000 + i),
+			SessionClockMs: int64(1_000 + i),
+			RuntimeWritten: m.runtime,
 		}
-		var res guest.Result
-		if m.runtime {
-			res = Mode{}.StepRuntimeWritten(req)
-		} else {
-			res = Mode{}.Step(req)
-		}
+		res := Mode{}.Step(req)
 		switch {
 		case m.code == "" && !res.Accepted:
 			t.Fatalf("step %d %s from %s: rejected %s (%s), want accept", i, m.typ, m.sender, res.Code, res.Message)
@@ -519,5 +516,57 @@ func TestDescriptor(t *testing.T) {
 	}
 	if d.SchemaURIs["protobuf"] == "" {
 		t.Fatal("no protobuf schema URI")
+	}
+}
+
+// TestImplicitAcceptTimer checks the timer the mode asks the runtime for:
+// set by an offer under a timeout policy, due at the offer's session clock
+// plus the timeout, carrying the synthetic accept, kept while the offer is
+// pending and withdrawn once it is answered. Played back as a runtime-written
+// envelope, the timer's own envelope is accepted as an implicit accept.
+func TestImplicitAcceptTimer(t *testing.T) {
+	sess := session(`{"acceptance":{"implicit_accept_timeout_ms":5000}}`)
+	step := func(state []byte, sender, typ string, payload any, clock int64, runtime bool, id string) guest.Result {
+		t.Helper()
+		return Mode{}.Step(&guest.StepRequest{State: state, Session: sess, SessionClockMs: clock, RuntimeWritten: runtime,
+			Envelope: guest.Envelope{MACPVersion: "1.0", Mode: ModeName, MessageType: typ, MessageID: id, SessionID: sess.SessionID,
+				Sender: sender, Payload: marshal(t, payload)}})
+	}
+	res := step(nil, owner, "SessionStart", nil, 0, false, "m0")
+	if !res.Accepted || len(res.Timers) != 0 {
+		t.Fatalf("SessionStart: %+v", res)
+	}
+	res = step(res.State, owner, "HandoffOffer", offer("h1", target), 1_200, false, "m1")
+	if !res.Accepted || len(res.Timers) != 1 {
+		t.Fatalf("offer: accepted %t, %d timers", res.Accepted, len(res.Timers))
+	}
+	timer := res.Timers[0]
+	if timer.DueSessionClockMs != 6_200 || timer.MessageType != "HandoffAccept" || timer.MessageID != "implicit-accept:h1" || timer.Sender != target {
+		t.Fatalf("timer %+v", timer)
+	}
+	var p handoffv1.HandoffAcceptPayload
+	if err := proto.Unmarshal(timer.Payload, &p); err != nil || p.HandoffId != "h1" || p.AcceptedBy != target || !p.Implicit {
+		t.Fatalf("timer payload %v, %v", &p, err)
+	}
+	// Context keeps the timer pending, unchanged.
+	res = step(res.State, owner, "HandoffContext", context("h1"), 3_000, false, "m2")
+	if !res.Accepted || len(res.Timers) != 1 || res.Timers[0].DueSessionClockMs != 6_200 {
+		t.Fatalf("context: %+v", res.Timers)
+	}
+	pending := res.State
+
+	fired := step(pending, timer.Sender, timer.MessageType, timer.Payload, 6_200, true, timer.MessageID)
+	if !fired.Accepted || len(fired.Timers) != 0 {
+		t.Fatalf("synthetic accept: %s %s, %d timers", fired.Code, fired.Message, len(fired.Timers))
+	}
+	if s, _ := Unmarshal(fired.State); !s.Offers[0].Implicit || s.Offers[0].Disposition != Accepted {
+		t.Fatalf("after the synthetic accept: %+v", s.Offers[0])
+	}
+	declined := step(pending, target, "HandoffDecline", decline("h1", target), 4_000, false, "m3")
+	if !declined.Accepted || len(declined.Timers) != 0 {
+		t.Fatalf("decline: %s, %d timers", declined.Code, len(declined.Timers))
+	}
+	if late := step(declined.State, timer.Sender, timer.MessageType, timer.Payload, 6_200, true, timer.MessageID); late.Accepted {
+		t.Fatal("a synthetic accept after the decline was accepted")
 	}
 }

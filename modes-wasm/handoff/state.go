@@ -85,7 +85,11 @@ type Offer struct {
 	// OfferedAtUnixMs is the host time at which the offer was accepted; the
 	// host's implicit-accept timer starts there.
 	OfferedAtUnixMs int64
-	Disposition     Disposition
+	// OfferedAtClockMs is the session clock (open time since the TTL anchor,
+	// suspensions excluded) at which the offer was accepted; the
+	// implicit-accept timer runs from there.
+	OfferedAtClockMs int64
+	Disposition      Disposition
 	// RespondedBy is the sender of the accepted HandoffAccept or
 	// HandoffDecline (always the target).
 	RespondedBy string
@@ -191,6 +195,7 @@ func (s *State) Marshal() []byte {
 		r = guest.AppendString(r, 8, o.RespondedBy)
 		r = guest.AppendString(r, 9, o.ResponseReason)
 		r = guest.AppendVarint(r, 10, boolToUint(o.Implicit))
+		r = guest.AppendVarint(r, 11, uint64(o.OfferedAtClockMs))
 		b = guest.AppendRecord(b, fieldOffer, r)
 	}
 	for i := range s.Contexts {
@@ -249,6 +254,8 @@ func Unmarshal(b []byte) (*State, error) {
 					o.ResponseReason = string(v)
 				case 10:
 					o.Implicit = n != 0
+				case 11:
+					o.OfferedAtClockMs = int64(n)
 				}
 				return nil
 			})

@@ -207,9 +207,15 @@ type StepRequest struct {
 	Envelope *v1.Envelope `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	Session  *Session     `protobuf:"bytes,3,opt,name=session,proto3" json:"session,omitempty"`
 	// Host clock in Unix milliseconds; the guest has no clock of its own.
-	NowUnixMs     int64 `protobuf:"varint,4,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NowUnixMs int64 `protobuf:"varint,4,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	// True when the runtime itself wrote the envelope: a timer the mode set
+	// came due (see Timer). False for everything an agent sent.
+	RuntimeWritten bool `protobuf:"varint,5,opt,name=runtime_written,json=runtimeWritten,proto3" json:"runtime_written,omitempty"`
+	// The session clock: milliseconds the session has been open since its
+	// TTL anchor, not counting time spent suspended. Timers run on it.
+	SessionClockMs int64 `protobuf:"varint,6,opt,name=session_clock_ms,json=sessionClockMs,proto3" json:"session_clock_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StepRequest) Reset() {
@@ -270,6 +276,106 @@ func (x *StepRequest) GetNowUnixMs() int64 {
 	return 0
 }
 
+func (x *StepRequest) GetRuntimeWritten() bool {
+	if x != nil {
+		return x.RuntimeWritten
+	}
+	return false
+}
+
+func (x *StepRequest) GetSessionClockMs() int64 {
+	if x != nil {
+		return x.SessionClockMs
+	}
+	return 0
+}
+
+// Timer asks the runtime to write an envelope into the session by itself
+// once the session clock reaches due_session_clock_ms, unless the mode's
+// later steps withdraw it. The runtime offers the envelope to the mode with
+// runtime_written set, timestamped at the moment it came due, before it
+// handles anything that arrives after that moment; if the mode accepts it,
+// it enters the log as a runtime record.
+type Timer struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	DueSessionClockMs int64                  `protobuf:"varint,1,opt,name=due_session_clock_ms,json=dueSessionClockMs,proto3" json:"due_session_clock_ms,omitempty"`
+	MessageType       string                 `protobuf:"bytes,2,opt,name=message_type,json=messageType,proto3" json:"message_type,omitempty"`
+	// Must start with a prefix reserved for the runtime ("implicit-accept:"
+	// or "runtime:"), which agents can never send, and be unique in the
+	// session.
+	MessageId string `protobuf:"bytes,3,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// The participant on whose behalf the runtime writes the envelope.
+	Sender        string `protobuf:"bytes,4,opt,name=sender,proto3" json:"sender,omitempty"`
+	Payload       []byte `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Timer) Reset() {
+	*x = Timer{}
+	mi := &file_concord_abi_v1_abi_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Timer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Timer) ProtoMessage() {}
+
+func (x *Timer) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_abi_v1_abi_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Timer.ProtoReflect.Descriptor instead.
+func (*Timer) Descriptor() ([]byte, []int) {
+	return file_concord_abi_v1_abi_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Timer) GetDueSessionClockMs() int64 {
+	if x != nil {
+		return x.DueSessionClockMs
+	}
+	return 0
+}
+
+func (x *Timer) GetMessageType() string {
+	if x != nil {
+		return x.MessageType
+	}
+	return ""
+}
+
+func (x *Timer) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *Timer) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
+}
+
+func (x *Timer) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
 // StepResponse is the outcome of one step.
 type StepResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -278,14 +384,18 @@ type StepResponse struct {
 	ErrorCode    string `protobuf:"bytes,2,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
 	ErrorMessage string `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
 	// New state bytes when accepted; the host stores them verbatim.
-	State         []byte `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	State []byte `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// When accepted: every timer the session should now have pending. They
+	// replace the previous step's timers entirely; an empty list cancels
+	// them all. Ignored on reject.
+	Timers        []*Timer `protobuf:"bytes,5,rep,name=timers,proto3" json:"timers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StepResponse) Reset() {
 	*x = StepResponse{}
-	mi := &file_concord_abi_v1_abi_proto_msgTypes[2]
+	mi := &file_concord_abi_v1_abi_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +407,7 @@ func (x *StepResponse) String() string {
 func (*StepResponse) ProtoMessage() {}
 
 func (x *StepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_abi_v1_abi_proto_msgTypes[2]
+	mi := &file_concord_abi_v1_abi_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +420,7 @@ func (x *StepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepResponse.ProtoReflect.Descriptor instead.
 func (*StepResponse) Descriptor() ([]byte, []int) {
-	return file_concord_abi_v1_abi_proto_rawDescGZIP(), []int{2}
+	return file_concord_abi_v1_abi_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StepResponse) GetVerdict() Verdict {
@@ -341,6 +451,13 @@ func (x *StepResponse) GetState() []byte {
 	return nil
 }
 
+func (x *StepResponse) GetTimers() []*Timer {
+	if x != nil {
+		return x.Timers
+	}
+	return nil
+}
+
 // ViewRequest asks the mode to render its state for people and tools.
 type ViewRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -352,7 +469,7 @@ type ViewRequest struct {
 
 func (x *ViewRequest) Reset() {
 	*x = ViewRequest{}
-	mi := &file_concord_abi_v1_abi_proto_msgTypes[3]
+	mi := &file_concord_abi_v1_abi_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -364,7 +481,7 @@ func (x *ViewRequest) String() string {
 func (*ViewRequest) ProtoMessage() {}
 
 func (x *ViewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_abi_v1_abi_proto_msgTypes[3]
+	mi := &file_concord_abi_v1_abi_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -377,7 +494,7 @@ func (x *ViewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ViewRequest.ProtoReflect.Descriptor instead.
 func (*ViewRequest) Descriptor() ([]byte, []int) {
-	return file_concord_abi_v1_abi_proto_rawDescGZIP(), []int{3}
+	return file_concord_abi_v1_abi_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ViewRequest) GetState() []byte {
@@ -408,7 +525,7 @@ type ViewResponse struct {
 
 func (x *ViewResponse) Reset() {
 	*x = ViewResponse{}
-	mi := &file_concord_abi_v1_abi_proto_msgTypes[4]
+	mi := &file_concord_abi_v1_abi_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +537,7 @@ func (x *ViewResponse) String() string {
 func (*ViewResponse) ProtoMessage() {}
 
 func (x *ViewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_abi_v1_abi_proto_msgTypes[4]
+	mi := &file_concord_abi_v1_abi_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +550,7 @@ func (x *ViewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ViewResponse.ProtoReflect.Descriptor instead.
 func (*ViewResponse) Descriptor() ([]byte, []int) {
-	return file_concord_abi_v1_abi_proto_rawDescGZIP(), []int{4}
+	return file_concord_abi_v1_abi_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ViewResponse) GetJson() string {
@@ -474,18 +591,28 @@ const file_concord_abi_v1_abi_proto_rawDesc = "" +
 	"\x12started_at_unix_ms\x18\b \x01(\x03R\x0fstartedAtUnixMs\x12!\n" +
 	"\fpolicy_rules\x18\t \x01(\tR\vpolicyRules\x122\n" +
 	"\x15policy_schema_version\x18\n" +
-	" \x01(\rR\x13policySchemaVersion\"\xa5\x01\n" +
+	" \x01(\rR\x13policySchemaVersion\"\xf8\x01\n" +
 	"\vStepRequest\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\fR\x05state\x12-\n" +
 	"\benvelope\x18\x02 \x01(\v2\x11.macp.v1.EnvelopeR\benvelope\x121\n" +
 	"\asession\x18\x03 \x01(\v2\x17.concord.abi.v1.SessionR\asession\x12\x1e\n" +
-	"\vnow_unix_ms\x18\x04 \x01(\x03R\tnowUnixMs\"\x9b\x01\n" +
+	"\vnow_unix_ms\x18\x04 \x01(\x03R\tnowUnixMs\x12'\n" +
+	"\x0fruntime_written\x18\x05 \x01(\bR\x0eruntimeWritten\x12(\n" +
+	"\x10session_clock_ms\x18\x06 \x01(\x03R\x0esessionClockMs\"\xac\x01\n" +
+	"\x05Timer\x12/\n" +
+	"\x14due_session_clock_ms\x18\x01 \x01(\x03R\x11dueSessionClockMs\x12!\n" +
+	"\fmessage_type\x18\x02 \x01(\tR\vmessageType\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x03 \x01(\tR\tmessageId\x12\x16\n" +
+	"\x06sender\x18\x04 \x01(\tR\x06sender\x12\x18\n" +
+	"\apayload\x18\x05 \x01(\fR\apayload\"\xca\x01\n" +
 	"\fStepResponse\x121\n" +
 	"\averdict\x18\x01 \x01(\x0e2\x17.concord.abi.v1.VerdictR\averdict\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x02 \x01(\tR\terrorCode\x12#\n" +
 	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage\x12\x14\n" +
-	"\x05state\x18\x04 \x01(\fR\x05state\"V\n" +
+	"\x05state\x18\x04 \x01(\fR\x05state\x12-\n" +
+	"\x06timers\x18\x05 \x03(\v2\x15.concord.abi.v1.TimerR\x06timers\"V\n" +
 	"\vViewRequest\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\fR\x05state\x121\n" +
 	"\asession\x18\x02 \x01(\v2\x17.concord.abi.v1.SessionR\asession\"f\n" +
@@ -512,26 +639,28 @@ func file_concord_abi_v1_abi_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_abi_v1_abi_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_concord_abi_v1_abi_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_concord_abi_v1_abi_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_concord_abi_v1_abi_proto_goTypes = []any{
 	(Verdict)(0),         // 0: concord.abi.v1.Verdict
 	(*Session)(nil),      // 1: concord.abi.v1.Session
 	(*StepRequest)(nil),  // 2: concord.abi.v1.StepRequest
-	(*StepResponse)(nil), // 3: concord.abi.v1.StepResponse
-	(*ViewRequest)(nil),  // 4: concord.abi.v1.ViewRequest
-	(*ViewResponse)(nil), // 5: concord.abi.v1.ViewResponse
-	(*v1.Envelope)(nil),  // 6: macp.v1.Envelope
+	(*Timer)(nil),        // 3: concord.abi.v1.Timer
+	(*StepResponse)(nil), // 4: concord.abi.v1.StepResponse
+	(*ViewRequest)(nil),  // 5: concord.abi.v1.ViewRequest
+	(*ViewResponse)(nil), // 6: concord.abi.v1.ViewResponse
+	(*v1.Envelope)(nil),  // 7: macp.v1.Envelope
 }
 var file_concord_abi_v1_abi_proto_depIdxs = []int32{
-	6, // 0: concord.abi.v1.StepRequest.envelope:type_name -> macp.v1.Envelope
+	7, // 0: concord.abi.v1.StepRequest.envelope:type_name -> macp.v1.Envelope
 	1, // 1: concord.abi.v1.StepRequest.session:type_name -> concord.abi.v1.Session
 	0, // 2: concord.abi.v1.StepResponse.verdict:type_name -> concord.abi.v1.Verdict
-	1, // 3: concord.abi.v1.ViewRequest.session:type_name -> concord.abi.v1.Session
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	3, // 3: concord.abi.v1.StepResponse.timers:type_name -> concord.abi.v1.Timer
+	1, // 4: concord.abi.v1.ViewRequest.session:type_name -> concord.abi.v1.Session
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_concord_abi_v1_abi_proto_init() }
@@ -545,7 +674,7 @@ func file_concord_abi_v1_abi_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_abi_v1_abi_proto_rawDesc), len(file_concord_abi_v1_abi_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

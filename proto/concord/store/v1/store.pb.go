@@ -10,6 +10,7 @@
 package storev1
 
 import (
+	v11 "github.com/concord-macp/concord/proto/concord/abi/v1"
 	v1 "github.com/concord-macp/concord/proto/macp/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -32,7 +33,8 @@ const (
 	Origin_ORIGIN_UNSPECIFIED Origin = 0
 	// An envelope an agent sent and the runtime accepted.
 	Origin_ORIGIN_AGENT Origin = 1
-	// A record the runtime wrote itself (cancel, suspend, resume, expiry).
+	// A record the runtime wrote itself (cancel, suspend, resume, expiry, or
+	// an envelope a mode's timer asked for).
 	Origin_ORIGIN_RUNTIME Origin = 2
 )
 
@@ -299,8 +301,10 @@ type Session struct {
 	SuspendedTotalMs int64 `protobuf:"varint,12,opt,name=suspended_total_ms,json=suspendedTotalMs,proto3" json:"suspended_total_ms,omitempty"`
 	// RFC-MACP-0013 hash of the resolution, when it has one.
 	ResolutionHash string `protobuf:"bytes,13,opt,name=resolution_hash,json=resolutionHash,proto3" json:"resolution_hash,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Timers the mode's latest accepted step left pending, earliest first.
+	Timers        []*v11.Timer `protobuf:"bytes,14,rep,name=timers,proto3" json:"timers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Session) Reset() {
@@ -424,6 +428,13 @@ func (x *Session) GetResolutionHash() string {
 	return ""
 }
 
+func (x *Session) GetTimers() []*v11.Timer {
+	if x != nil {
+		return x.Timers
+	}
+	return nil
+}
+
 // ModeBinding records which uploaded module serves a mode name.
 type ModeBinding struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -509,7 +520,7 @@ var File_concord_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_concord_store_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x1cconcord/store/v1/store.proto\x12\x10concord.store.v1\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\x1a\x14macp/v1/policy.proto\"\xd2\x02\n" +
+	"\x1cconcord/store/v1/store.proto\x12\x10concord.store.v1\x1a\x18concord/abi/v1/abi.proto\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\x1a\x14macp/v1/policy.proto\"\xd2\x02\n" +
 	"\x05Entry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12-\n" +
 	"\benvelope\x18\x02 \x01(\v2\x11.macp.v1.EnvelopeR\benvelope\x12-\n" +
@@ -530,7 +541,7 @@ const file_concord_store_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"message_id\x18\x05 \x01(\tR\tmessageId\x12\x16\n" +
 	"\x06sender\x18\x06 \x01(\tR\x06sender\x12+\n" +
-	"\x12decided_at_unix_ms\x18\a \x01(\x03R\x0fdecidedAtUnixMs\"\xac\x04\n" +
+	"\x12decided_at_unix_ms\x18\a \x01(\x03R\x0fdecidedAtUnixMs\"\xdb\x04\n" +
 	"\aSession\x124\n" +
 	"\bmetadata\x18\x01 \x01(\v2\x18.macp.v1.SessionMetadataR\bmetadata\x12\x1d\n" +
 	"\n" +
@@ -548,7 +559,8 @@ const file_concord_store_v1_store_proto_rawDesc = "" +
 	" \x01(\x03R\fanchorUnixMs\x12/\n" +
 	"\x14suspended_at_unix_ms\x18\v \x01(\x03R\x11suspendedAtUnixMs\x12,\n" +
 	"\x12suspended_total_ms\x18\f \x01(\x03R\x10suspendedTotalMs\x12'\n" +
-	"\x0fresolution_hash\x18\r \x01(\tR\x0eresolutionHash\"\xad\x01\n" +
+	"\x0fresolution_hash\x18\r \x01(\tR\x0eresolutionHash\x12-\n" +
+	"\x06timers\x18\x0e \x03(\v2\x15.concord.abi.v1.TimerR\x06timers\"\xad\x01\n" +
 	"\vModeBinding\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12#\n" +
 	"\rmodule_digest\x18\x02 \x01(\tR\fmoduleDigest\x12\x1a\n" +
@@ -585,20 +597,22 @@ var file_concord_store_v1_store_proto_goTypes = []any{
 	(*v1.SessionMetadata)(nil),   // 7: macp.v1.SessionMetadata
 	(*v1.PolicyDescriptor)(nil),  // 8: macp.v1.PolicyDescriptor
 	(*v1.CommitmentPayload)(nil), // 9: macp.v1.CommitmentPayload
+	(*v11.Timer)(nil),            // 10: concord.abi.v1.Timer
 }
 var file_concord_store_v1_store_proto_depIdxs = []int32{
-	5, // 0: concord.store.v1.Entry.envelope:type_name -> macp.v1.Envelope
-	0, // 1: concord.store.v1.Entry.origin:type_name -> concord.store.v1.Origin
-	6, // 2: concord.store.v1.Entry.state_after:type_name -> macp.v1.SessionState
-	2, // 3: concord.store.v1.Entry.governance:type_name -> concord.store.v1.Governance
-	7, // 4: concord.store.v1.Session.metadata:type_name -> macp.v1.SessionMetadata
-	8, // 5: concord.store.v1.Session.policy:type_name -> macp.v1.PolicyDescriptor
-	9, // 6: concord.store.v1.Session.resolution:type_name -> macp.v1.CommitmentPayload
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	5,  // 0: concord.store.v1.Entry.envelope:type_name -> macp.v1.Envelope
+	0,  // 1: concord.store.v1.Entry.origin:type_name -> concord.store.v1.Origin
+	6,  // 2: concord.store.v1.Entry.state_after:type_name -> macp.v1.SessionState
+	2,  // 3: concord.store.v1.Entry.governance:type_name -> concord.store.v1.Governance
+	7,  // 4: concord.store.v1.Session.metadata:type_name -> macp.v1.SessionMetadata
+	8,  // 5: concord.store.v1.Session.policy:type_name -> macp.v1.PolicyDescriptor
+	9,  // 6: concord.store.v1.Session.resolution:type_name -> macp.v1.CommitmentPayload
+	10, // 7: concord.store.v1.Session.timers:type_name -> concord.abi.v1.Timer
+	8,  // [8:8] is the sub-list for method output_type
+	8,  // [8:8] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_concord_store_v1_store_proto_init() }
