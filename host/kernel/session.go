@@ -23,6 +23,9 @@ import (
 // were queued; an accepted message is acknowledged, published to streams and
 // announced only once it is durable, in sequence order (see publish).
 type session struct {
+	// sid is the session id; it never changes, so it is read without mu.
+	sid string
+
 	mu   sync.Mutex
 	rec  *storev1.Session
 	seen map[string]uint64 // accepted message id -> its sequence (dedup memory)
@@ -30,6 +33,12 @@ type session struct {
 	// dead marks a session whose SessionStart failed after it was published
 	// in the map; whoever finds it treats it as unknown.
 	dead bool
+
+	qmu sync.Mutex
+	// queue holds agents' envelopes waiting for the drainer, in arrival
+	// order; draining is true while a drainer runs (see Kernel.drain).
+	queue    []*request
+	draining bool
 
 	pubMu sync.Mutex
 	// published is the highest sequence known durable and published.
@@ -47,11 +56,11 @@ type publication struct {
 }
 
 func newSession(rec *storev1.Session, mode Mode) *session {
-	return &session{rec: rec, seen: map[string]uint64{}, mode: mode,
+	return &session{sid: rec.GetMetadata().GetSessionId(), rec: rec, seen: map[string]uint64{}, mode: mode,
 		ready: map[uint64]publication{}, advanced: make(chan struct{})}
 }
 
-func (s *session) id() string { return s.rec.GetMetadata().GetSessionId() }
+func (s *session) id() string { return s.sid }
 
 func (s *session) state() macpv1.SessionState { return s.rec.GetMetadata().GetState() }
 

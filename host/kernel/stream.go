@@ -64,6 +64,16 @@ func (k *Kernel) Subscribe(ctx context.Context, identity string, observer bool, 
 // subscription has caught up. It fails with ctx's error when ctx ends and
 // with ErrStreamLagging when the reader fell behind.
 func (sub *Subscription) Next(ctx context.Context) (*storev1.Entry, error) {
+	return sub.next(ctx, true)
+}
+
+// TryNext is Next without the wait: it returns nil and no error when no
+// entry is ready yet.
+func (sub *Subscription) TryNext(ctx context.Context) (*storev1.Entry, error) {
+	return sub.next(ctx, false)
+}
+
+func (sub *Subscription) next(ctx context.Context, wait bool) (*storev1.Entry, error) {
 	if sub.cursor < sub.catch && len(sub.page) == 0 {
 		if err := sub.fill(ctx); err != nil {
 			return nil, err
@@ -79,22 +89,34 @@ func (sub *Subscription) Next(ctx context.Context) (*storev1.Entry, error) {
 		return e, nil
 	}
 	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case e, ok := <-sub.live.C:
-			if !ok {
-				if errors.Is(sub.live.Err(), bus.ErrLagging) {
-					return nil, ErrStreamLagging
-				}
-				return nil, context.Canceled
+		var (
+			e  *storev1.Entry
+			ok bool
+		)
+		if wait {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case e, ok = <-sub.live.C:
 			}
-			if e.GetSequence() <= sub.cursor {
-				continue
+		} else {
+			select {
+			case e, ok = <-sub.live.C:
+			default:
+				return nil, nil
 			}
-			sub.cursor = e.GetSequence()
-			return e, nil
 		}
+		if !ok {
+			if errors.Is(sub.live.Err(), bus.ErrLagging) {
+				return nil, ErrStreamLagging
+			}
+			return nil, context.Canceled
+		}
+		if e.GetSequence() <= sub.cursor {
+			continue
+		}
+		sub.cursor = e.GetSequence()
+		return e, nil
 	}
 }
 

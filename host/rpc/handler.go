@@ -66,7 +66,7 @@ func NewHandler(opts Options) http.Handler {
 	reflector := grpcreflect.NewStaticReflector(macpv1connect.MACPRuntimeServiceName, adminv1connect.AdminServiceName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	return withCORS(mux, opts.AllowedOrigins)
+	return withCORS(withFlushHolder(mux), opts.AllowedOrigins)
 }
 
 func withCORS(h http.Handler, origins []string) http.Handler {

@@ -24,7 +24,7 @@ func (s *service) StreamSession(ctx context.Context, stream *connect.BidiStream[
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := &streamWriter{stream: stream}
+	out := &streamWriter{stream: stream, flushes: heldFlushes(ctx)}
 	var (
 		bound    string
 		pumpErr  = make(chan error, 1)
@@ -142,7 +142,13 @@ func (s *service) StreamSession(ctx context.Context, stream *connect.BidiStream[
 func pump(ctx context.Context, sub *kernel.Subscription, out *streamWriter) error {
 	defer sub.Close()
 	for {
-		e, err := sub.Next(ctx)
+		// Sends are not flushed while more entries are ready: a burst
+		// leaves in one write, flushed before the pump waits for more.
+		e, err := sub.TryNext(ctx)
+		if e == nil && err == nil {
+			out.flush()
+			e, err = sub.Next(ctx)
+		}
 		if err != nil {
 			if errors.Is(err, kernel.ErrStreamLagging) {
 				return connect.NewError(connect.CodeResourceExhausted, err)
@@ -155,7 +161,7 @@ func pump(ctx context.Context, sub *kernel.Subscription, out *streamWriter) erro
 		if e.GetEnvelope() == nil {
 			continue // runtime records without an envelope (expiry)
 		}
-		if err := out.send(&macpv1.StreamSessionResponse{Response: &macpv1.StreamSessionResponse_Envelope{Envelope: e.GetEnvelope()}}); err != nil {
+		if err := out.sendHeld(&macpv1.StreamSessionResponse{Response: &macpv1.StreamSessionResponse_Envelope{Envelope: e.GetEnvelope()}}, true); err != nil {
 			return err
 		}
 	}
@@ -167,15 +173,35 @@ type streamWriter struct {
 	mu     sync.Mutex
 	closed bool
 	stream *connect.BidiStream[macpv1.StreamSessionRequest, macpv1.StreamSessionResponse]
+	// flushes, when not nil, can hold back the flush after a message.
+	flushes *flushHolder
 }
 
-func (w *streamWriter) send(r *macpv1.StreamSessionResponse) error {
+// send sends r and flushes it, with anything held before it.
+func (w *streamWriter) send(r *macpv1.StreamSessionResponse) error { return w.sendHeld(r, false) }
+
+// sendHeld sends r, flushing it unless hold is set; the caller must then
+// send or flush again soon.
+func (w *streamWriter) sendHeld(r *macpv1.StreamSessionResponse, hold bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return context.Canceled
 	}
+	if w.flushes != nil {
+		w.flushes.hold = hold
+		defer func() { w.flushes.hold = false }()
+	}
 	return w.stream.Send(r)
+}
+
+// flush sends whatever a held send left in the buffer.
+func (w *streamWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.flushes != nil && !w.closed {
+		w.flushes.Flush()
+	}
 }
 
 // close refuses every later send; it waits for a send in progress.

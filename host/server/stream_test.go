@@ -213,3 +213,67 @@ func TestWatchSessionsAndListSessions(t *testing.T) {
 		}
 	}
 }
+
+// TestManySendersOneSession has agents write to one session concurrently,
+// the load the session's queue batches: every message is accepted exactly
+// once, each agent's messages keep the order it sent them in, a retry gets
+// a duplicate Ack, and a subscriber sees exactly the log's order.
+func TestManySendersOneSession(t *testing.T) {
+	srv := servertest.Start(t, server.Config{})
+	const agents, each = 12, 15
+	names := make([]string, agents)
+	for i := range names {
+		names[i] = fmt.Sprintf("agent-%02d", i)
+	}
+	sid := servertest.NewSessionID()
+	if ack := srv.Send(t, "coordinator", servertest.Envelope(decisionMode, "SessionStart", "m0", sid,
+		startWith(func(p *macpv1.SessionStartPayload) { p.Participants = names }))); !ack.GetOk() {
+		t.Fatal(ack)
+	}
+	sub, _ := openStream(t, srv, "coordinator")
+	if err := sub.Send(&macpv1.StreamSessionRequest{SubscribeSessionId: sid}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Go(func() {
+			for j := range each {
+				id := fmt.Sprintf("%s/%02d", name, j)
+				env := servertest.Envelope(decisionMode, "Proposal", id, sid, &decisionv1.ProposalPayload{ProposalId: id, Option: "x"})
+				if ack := srv.Send(t, name, env); !ack.GetOk() || ack.GetDuplicate() {
+					t.Errorf("%s: %v", id, ack)
+				}
+				if j == each-1 { // a retry of the last one
+					if ack := srv.Send(t, name, env); !ack.GetOk() || !ack.GetDuplicate() {
+						t.Errorf("retry of %s: %v, want a duplicate Ack", id, ack)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	log := logOf(t, srv, sid)
+	if len(log) != 1+agents*each {
+		t.Fatalf("log has %d entries, want %d", len(log), 1+agents*each)
+	}
+	next := map[string]int{}
+	var order []string
+	for i, e := range log {
+		if e.GetSequence() != uint64(i+1) {
+			t.Fatalf("entry %d has sequence %d", i, e.GetSequence())
+		}
+		order = append(order, e.GetEnvelope().GetMessageId())
+		if i == 0 {
+			continue
+		}
+		sender, id := e.GetEnvelope().GetSender(), e.GetEnvelope().GetMessageId()
+		if want := fmt.Sprintf("%s/%02d", sender, next[sender]); id != want {
+			t.Fatalf("entry %d is %s, want %s next from %s", i, id, want, sender)
+		}
+		next[sender]++
+	}
+	if got := expectEnvelopes(t, sub, len(log)); fmt.Sprint(got) != fmt.Sprint(order) {
+		t.Fatalf("the subscriber saw another order than the log's")
+	}
+	expectExactReplay(t, srv, "coordinator", sid, uint64(len(log)))
+}
