@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/concord-macp/concord/host/limits"
 	"github.com/concord-macp/concord/host/server"
 )
 
@@ -22,23 +23,27 @@ type serveFlags struct {
 	addr, dataDir, tlsCert, tlsKey, logLevel, origins, wasmCache string
 	memory, dev, insecure                                        bool
 	maxPayload                                                   int
+	limits                                                       limits.Options
 	shutdownGrace                                                time.Duration
 }
 
 // envNames lists the environment variables of each flag, in priority order.
 var envNames = map[string][]string{
-	"addr":              {"CONCORD_ADDR", "MACP_BIND_ADDR"},
-	"data-dir":          {"CONCORD_DATA_DIR", "MACP_DATA_DIR"},
-	"memory":            {"CONCORD_MEMORY", "MACP_MEMORY_ONLY"},
-	"dev":               {"CONCORD_DEV"},
-	"insecure":          {"CONCORD_INSECURE", "MACP_ALLOW_INSECURE"},
-	"tls-cert":          {"CONCORD_TLS_CERT", "MACP_TLS_CERT_PATH"},
-	"tls-key":           {"CONCORD_TLS_KEY", "MACP_TLS_KEY_PATH"},
-	"max-payload-bytes": {"CONCORD_MAX_PAYLOAD_BYTES", "MACP_MAX_PAYLOAD_BYTES"},
-	"log-level":         {"CONCORD_LOG_LEVEL"},
-	"allowed-origins":   {"CONCORD_ALLOWED_ORIGINS"},
-	"wasm-cache-dir":    {"CONCORD_WASM_CACHE_DIR"},
-	"shutdown-grace":    {"CONCORD_SHUTDOWN_GRACE"},
+	"addr":                {"CONCORD_ADDR", "MACP_BIND_ADDR"},
+	"data-dir":            {"CONCORD_DATA_DIR", "MACP_DATA_DIR"},
+	"memory":              {"CONCORD_MEMORY", "MACP_MEMORY_ONLY"},
+	"dev":                 {"CONCORD_DEV"},
+	"insecure":            {"CONCORD_INSECURE", "MACP_ALLOW_INSECURE"},
+	"tls-cert":            {"CONCORD_TLS_CERT", "MACP_TLS_CERT_PATH"},
+	"tls-key":             {"CONCORD_TLS_KEY", "MACP_TLS_KEY_PATH"},
+	"max-payload-bytes":   {"CONCORD_MAX_PAYLOAD_BYTES", "MACP_MAX_PAYLOAD_BYTES"},
+	"log-level":           {"CONCORD_LOG_LEVEL"},
+	"allowed-origins":     {"CONCORD_ALLOWED_ORIGINS"},
+	"wasm-cache-dir":      {"CONCORD_WASM_CACHE_DIR"},
+	"shutdown-grace":      {"CONCORD_SHUTDOWN_GRACE"},
+	"starts-per-minute":   {"CONCORD_STARTS_PER_MINUTE"},
+	"messages-per-minute": {"CONCORD_MESSAGES_PER_MINUTE"},
+	"max-open-sessions":   {"CONCORD_MAX_OPEN_SESSIONS"},
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -56,6 +61,9 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.origins, "allowed-origins", "", "comma-separated browser origins allowed by CORS (empty: any)")
 	fs.StringVar(&f.wasmCache, "wasm-cache-dir", "", "Wasm compilation cache (default: DATA_DIR/wasm-cache)")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long shutdown waits for calls in flight")
+	fs.IntVar(&f.limits.StartsPerMinute, "starts-per-minute", 60, "SessionStarts one identity may send per minute (0: no limit)")
+	fs.IntVar(&f.limits.MessagesPerMinute, "messages-per-minute", 600, "other envelopes one identity may send per minute (0: no limit)")
+	fs.IntVar(&f.limits.MaxOpenSessions, "max-open-sessions", 1000, "sessions one identity may have open or suspended at once (0: no limit)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: concord serve [flags]\n\nFlags (environment variables in brackets):")
 		fs.VisitAll(func(fl *flag.Flag) {
@@ -100,6 +108,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "concord serve:", err)
 		return 2
 	}
+	if l := f.limits; l.StartsPerMinute < 0 || l.MessagesPerMinute < 0 || l.MaxOpenSessions < 0 {
+		fmt.Fprintln(stderr, "concord serve: --starts-per-minute, --messages-per-minute and --max-open-sessions must not be negative (0 means no limit)")
+		return 2
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		fmt.Fprintln(stderr, "concord serve: --log-level:", err)
@@ -116,6 +128,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		TLSKey:          f.tlsKey,
 		MaxPayloadBytes: f.maxPayload,
 		WasmCacheDir:    f.wasmCache,
+		Limits:          f.limits,
 		Logger:          logger,
 		Version:         version,
 	}

@@ -3,9 +3,9 @@
 // sessions through their pinned mode module, asks the bound policy about
 // commitments, and acknowledges only once the store made them durable.
 //
-// Messages of one session are applied one after another under that session's
-// own lock; different sessions proceed in parallel. There is no global lock on
-// the path of a message.
+// Messages of one session are applied one after another, in batches, by
+// whichever caller finds the session's queue idle; different sessions proceed
+// in parallel. There is no global lock on the path of a message.
 package kernel
 
 import (
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/concord-macp/concord/host/bus"
+	"github.com/concord-macp/concord/host/limits"
 	"github.com/concord-macp/concord/host/store"
 	"github.com/concord-macp/concord/policy"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
@@ -63,6 +64,9 @@ type Options struct {
 	// DefaultMaxSuspendMs is the suspension cap when SessionStart sends 0
 	// (default 7 days).
 	DefaultMaxSuspendMs int64
+	// Limits rate-limits each identity's envelopes and caps its open
+	// sessions; nil sets no limits.
+	Limits *limits.Limiter
 }
 
 // Kernel runs sessions.
@@ -154,6 +158,9 @@ func (k *Kernel) restore(ctx context.Context) error {
 		if !ok {
 			k.log.Warn("session's pinned module is not available; its messages will be refused",
 				"session_id", rec.GetMetadata().GetSessionId(), "digest", rec.GetModuleDigest())
+		}
+		if isLive(rec.GetMetadata().GetState()) {
+			k.opts.Limits.Restore(rec.GetMetadata().GetInitiator())
 		}
 		if err := k.store.Entries(ctx, rec.GetMetadata().GetSessionId(), 0, func(e *storev1.Entry) error {
 			if id := e.GetEnvelope().GetMessageId(); id != "" && e.GetOrigin() == storev1.Origin_ORIGIN_AGENT {

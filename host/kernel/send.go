@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/concord-macp/concord/host/cmthash"
+	"github.com/concord-macp/concord/host/limits"
 	"github.com/concord-macp/concord/host/macperr"
 	"github.com/concord-macp/concord/host/store"
 	"github.com/concord-macp/concord/policy"
@@ -68,6 +69,13 @@ func (k *Kernel) Send(ctx context.Context, identity string, env *macpv1.Envelope
 func (k *Kernel) send(ctx context.Context, identity string, env *macpv1.Envelope) (*macpv1.Ack, error) {
 	if err := k.checkEnvelope(identity, env); err != nil {
 		return nil, err
+	}
+	kind := limits.Message
+	if env.MessageType == typeSessionStart {
+		kind = limits.Start
+	}
+	if !k.opts.Limits.Allow(env.Sender, kind, k.now()) {
+		return nil, macperr.New(macperr.RateLimited, "%s is sending faster than this server allows; retry later", env.Sender)
 	}
 	switch env.MessageType {
 	case typeSignal, typeProgress:

@@ -82,6 +82,9 @@ func (k *Kernel) enqueue(ctx context.Context, s *session, next *storev1.Session,
 	if err != nil {
 		return nil, fmt.Errorf("queue commit of session %s: %w", next.GetMetadata().GetSessionId(), err)
 	}
+	if isLive(prev) && !isLive(next.GetMetadata().GetState()) {
+		k.opts.Limits.Close(next.GetMetadata().GetInitiator()) // its open-session slot
+	}
 	s.rec = next
 	for _, e := range entries {
 		if e.GetOrigin() == storev1.Origin_ORIGIN_AGENT {
@@ -244,6 +247,11 @@ func mayObserve(md *macpv1.SessionMetadata, identity string) bool {
 		}
 	}
 	return false
+}
+
+// isLive reports whether a session in state st holds an open-session slot.
+func isLive(st macpv1.SessionState) bool {
+	return st == macpv1.SessionState_SESSION_STATE_OPEN || st == macpv1.SessionState_SESSION_STATE_SUSPENDED
 }
 
 // lifecycleEvent names the transition from prev to next, if it is one.

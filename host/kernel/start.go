@@ -67,6 +67,15 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 	if existing, ok := k.lookup(env.SessionId); ok {
 		return k.restart(existing, env)
 	}
+	if !k.opts.Limits.Open(env.Sender) {
+		return nil, macperr.New(macperr.RateLimited, "%s already has as many open sessions as this server allows", env.Sender)
+	}
+	started := false
+	defer func() {
+		if !started {
+			k.opts.Limits.Close(env.Sender)
+		}
+	}()
 	pol, err := k.governor.Bind(ctx, env.Mode, p.PolicyVersion)
 	if err != nil {
 		return nil, err
@@ -151,6 +160,7 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 	if err := k.commit(ctx, s, rec, entry); err != nil {
 		return fail(macperr.Wrap(macperr.InternalError, err, "the session could not be made durable"))
 	}
+	started = true
 	k.log.Debug("session started", "session_id", env.SessionId, "mode", env.Mode, "initiator", env.Sender)
 	return &macpv1.Ack{Ok: true, MessageId: env.MessageId, SessionId: env.SessionId,
 		AcceptedAtUnixMs: now, SessionState: macpv1.SessionState_SESSION_STATE_OPEN}, nil

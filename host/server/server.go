@@ -19,6 +19,7 @@ import (
 
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/kernel"
+	"github.com/concord-macp/concord/host/limits"
 	"github.com/concord-macp/concord/host/modes"
 	"github.com/concord-macp/concord/host/rpc"
 	"github.com/concord-macp/concord/host/store"
@@ -51,6 +52,9 @@ type Config struct {
 	MaxModuleBytes int
 	// SweepInterval is how often expired sessions are swept (default 1s).
 	SweepInterval time.Duration
+	// Limits rate-limits each identity and caps its open sessions
+	// (RATE_LIMITED); the zero value sets no limits.
+	Limits limits.Options
 	// Now overrides the clock (tests).
 	Now     func() time.Time
 	Logger  *slog.Logger
@@ -146,6 +150,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Now:             cfg.Now,
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
 		SweepInterval:   cfg.SweepInterval,
+		Limits:          limits.New(cfg.Limits),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
