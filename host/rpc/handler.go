@@ -57,6 +57,7 @@ func NewHandler(opts Options) http.Handler {
 		connect.WithCompressMinBytes(compressMinBytes),
 	)
 	mux.Handle(path, h)
+	mux.HandleFunc(ManifestPath, svc.serveManifest)
 	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine},
 		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
 		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead),

@@ -6,9 +6,11 @@ package rpc
 import (
 	"context"
 	"errors"
+	"net/http"
 	"slices"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/kernel"
@@ -114,7 +116,12 @@ func (s *service) GetManifest(_ context.Context, req *connect.Request[macpv1.Get
 	if a := req.Msg.GetAgentId(); a != "" && a != RuntimeID {
 		return nil, connect.NewError(connect.CodeNotFound, errors.New("no manifest for agent "+a+"; this runtime is "+RuntimeID))
 	}
-	return connect.NewResponse(&macpv1.GetManifestResponse{Manifest: &macpv1.AgentManifest{
+	return connect.NewResponse(&macpv1.GetManifestResponse{Manifest: s.manifest()}), nil
+}
+
+// manifest is the runtime's own AgentManifest (RFC-MACP-0005 §2.3).
+func (s *service) manifest() *macpv1.AgentManifest {
+	return &macpv1.AgentManifest{
 		AgentId:            RuntimeID,
 		Title:              "Concord MACP runtime",
 		Description:        "Runs MACP coordination sessions; every mode is a WebAssembly module, every accepted message is durable.",
@@ -122,7 +129,31 @@ func (s *service) GetManifest(_ context.Context, req *connect.Request[macpv1.Get
 		InputContentTypes:  []string{EnvelopeContentType},
 		OutputContentTypes: []string{EnvelopeContentType},
 		Metadata:           map[string]string{"version": s.version},
-	}}), nil
+	}
+}
+
+// ManifestPath is where the runtime publishes its manifest over plain HTTP.
+const ManifestPath = "/.well-known/macp.json"
+
+// manifestContentType is the media type of a published manifest.
+const manifestContentType = "application/macp-manifest+json"
+
+// serveManifest answers GET /.well-known/macp.json with the manifest as
+// JSON with the wire's field names. It needs no credentials.
+func (s *service) serveManifest(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(s.manifest())
+	if err != nil {
+		http.Error(w, "cannot render the manifest", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", manifestContentType)
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(b)
 }
 
 // ListModes lists the standards-track modes. It needs no credentials.

@@ -2,7 +2,10 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"slices"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -161,6 +164,32 @@ func TestDiscoveryNeedsNoCredentials(t *testing.T) {
 	_, err = c.GetManifest(ctx, connect.NewRequest(&macpv1.GetManifestRequest{AgentId: "someone-else"}))
 	if connect.CodeOf(err) != connect.CodeNotFound {
 		t.Fatalf("GetManifest of an unknown agent: got %v, want NotFound", err)
+	}
+
+	// The same manifest at the well-known HTTP address, as JSON with the
+	// wire's field names.
+	res, err := http.Get(srv.URL + "/.well-known/macp.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var man struct {
+		AgentID        string   `json:"agent_id"`
+		SupportedModes []string `json:"supported_modes"`
+		InputTypes     []string `json:"input_content_types"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&man); err != nil || res.StatusCode != http.StatusOK ||
+		res.Header.Get("Content-Type") != "application/macp-manifest+json" ||
+		man.AgentID != "concord" || !slices.Contains(man.SupportedModes, decisionMode) || len(man.InputTypes) == 0 {
+		t.Fatalf("well-known manifest: %d %s %+v %v", res.StatusCode, res.Header.Get("Content-Type"), man, err)
+	}
+	post, err := http.Post(srv.URL+"/.well-known/macp.json", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post.Body.Close()
+	if post.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("POST to the manifest: %d, want 405", post.StatusCode)
 	}
 }
 
