@@ -230,7 +230,11 @@ func (s *service) WatchSessions(ctx context.Context, _ *connect.Request[macpv1.W
 	}
 	initial, sub := s.kernel.WatchSessions(ctx, id.Sender, id.Observer)
 	defer sub.Close()
+	// A session created while the listing was taken is in the listing and
+	// also has its CREATED event waiting in the subscription: send it once.
+	listed := make(map[string]bool, len(initial))
 	for _, ev := range initial {
+		listed[ev.GetSession().GetSessionId()] = true
 		if err := stream.Send(&macpv1.WatchSessionsResponse{Event: ev}); err != nil {
 			return err
 		}
@@ -246,6 +250,9 @@ func (s *service) WatchSessions(ctx context.Context, _ *connect.Request[macpv1.W
 				return connect.NewError(connect.CodeResourceExhausted, sub.Err())
 			}
 			if !kernel.MayObserve(ev.GetSession(), id.Sender, id.Observer) {
+				continue
+			}
+			if ev.GetEventType() == macpv1.SessionLifecycleEvent_EVENT_TYPE_CREATED && listed[ev.GetSession().GetSessionId()] {
 				continue
 			}
 			if err := stream.Send(&macpv1.WatchSessionsResponse{Event: ev}); err != nil {
