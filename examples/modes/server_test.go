@@ -106,16 +106,18 @@ func TestExamplesUploadedIntoARunningServer(t *testing.T) {
 // (uploaded, so sandboxed); each agent follows the session on its own
 // StreamSession and runs announce intent → commit operation (with the
 // watermark it has seen) → withdraw on its own path. Every step is durable
-// before it is acknowledged and is streamed to all N agents.
+// before it is acknowledged and is streamed to all N agents. The last case
+// spreads the 32 agents over 8 sessions of 4, to show how sessions scale
+// next to each other: one session's steps are applied one at a time.
 //
 //	go test -run '^$' -bench MPACCycleServer -benchtime 2000x ./examples/modes/
 func BenchmarkMPACCycleServer(b *testing.B) {
-	for _, agents := range []int{1, 32} {
-		b.Run(fmt.Sprintf("agents=%d", agents), func(b *testing.B) { benchMPAC(b, agents) })
+	for _, c := range []struct{ agents, sessions int }{{1, 1}, {32, 1}, {32, 8}} {
+		b.Run(fmt.Sprintf("agents=%d/sessions=%d", c.agents, c.sessions), func(b *testing.B) { benchMPAC(b, c.agents, c.sessions) })
 	}
 }
 
-func benchMPAC(b *testing.B, agents int) {
+func benchMPAC(b *testing.B, agents, sessions int) {
 	srv := servertest.Start(b, server.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -127,11 +129,19 @@ func benchMPAC(b *testing.B, agents int) {
 	for i := range names {
 		names[i] = fmt.Sprintf("agent-%d", i)
 	}
-	sid := servertest.NewSessionID()
-	start := servertest.Envelope(mode, "SessionStart", "m0", sid, &macpv1.SessionStartPayload{
-		Participants: names, ModeVersion: "1.0.0", ConfigurationVersion: "bench", TtlMs: 3_600_000})
-	if ack := srv.Send(b, "coordinator", start); !ack.GetOk() {
-		b.Fatal(ack.GetError())
+	// Agent i takes part in session i % sessions.
+	sids := make([]string, sessions)
+	for g := range sids {
+		var members []string
+		for i := g; i < agents; i += sessions {
+			members = append(members, names[i])
+		}
+		sids[g] = servertest.NewSessionID()
+		start := servertest.Envelope(mode, "SessionStart", "m0", sids[g], &macpv1.SessionStartPayload{
+			Participants: members, ModeVersion: "1.0.0", ConfigurationVersion: "bench", TtlMs: 3_600_000})
+		if ack := srv.Send(b, "coordinator", start); !ack.GetOk() {
+			b.Fatal(ack.GetError())
+		}
 	}
 	type agentState struct {
 		ops      atomic.Int64  // CommitOperations seen on the stream
@@ -143,7 +153,7 @@ func benchMPAC(b *testing.B, agents int) {
 		st := &agentState{seenOwn: make(chan struct{}, 1)}
 		states[i] = st
 		stream := srv.Client(servertest.GRPC, name).StreamSession(ctx)
-		if err := stream.Send(&macpv1.StreamSessionRequest{SubscribeSessionId: sid}); err != nil {
+		if err := stream.Send(&macpv1.StreamSessionRequest{SubscribeSessionId: sids[i%sessions]}); err != nil {
 			b.Fatal(err)
 		}
 		go func() {
@@ -170,7 +180,7 @@ func benchMPAC(b *testing.B, agents int) {
 	b.ResetTimer()
 	began := time.Now()
 	for i, name := range names {
-		st := states[i]
+		st, sid := states[i], sids[i%sessions]
 		wg.Go(func() {
 			client := srv.Client(servertest.GRPC, name)
 			send := func(typ, id, payload string) bool {

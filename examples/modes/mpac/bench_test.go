@@ -99,3 +99,35 @@ func TestStateStaysCompact(t *testing.T) {
 		t.Fatalf("after 10,000 cycles: ops %d, counters %+v, %d live intents", s.Ops, s.Counters, len(s.Intents))
 	}
 }
+
+// raceEnabled is set by race_test.go.
+var raceEnabled bool
+
+// TestStepAllocations checks what keeps a step cheap inside a WebAssembly
+// guest: once the decoding buffers are warm, each step of the cycle
+// allocates its new state and nothing else.
+func TestStepAllocations(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("measures allocations")
+	}
+	c := newCycler()
+	state := c.history(t, 10)
+	op := []byte(`{"intent_id":"cycle","watermark":10}`)
+	announced := c.step(t, state, kt.Alice, MsgAnnounceIntent, c.announce)
+	operated := c.step(t, announced, kt.Alice, MsgCommitOperation, op)
+	for _, tc := range []struct {
+		name, typ string
+		state     []byte
+		payload   []byte
+	}{
+		{"announce", MsgAnnounceIntent, state, c.announce},
+		{"operation", MsgCommitOperation, announced, op},
+		{"withdraw", MsgWithdraw, operated, c.withdraw},
+	} {
+		req := &guest.StepRequest{State: tc.state, Session: c.sess,
+			Envelope: guest.Envelope{MessageType: tc.typ, Sender: kt.Alice, Payload: tc.payload}}
+		if n := testing.AllocsPerRun(100, func() { Mode{}.Step(req) }); n != 1 {
+			t.Errorf("%s: %v allocations per step, want 1 (the new state)", tc.name, n)
+		}
+	}
+}

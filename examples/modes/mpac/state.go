@@ -3,6 +3,7 @@ package mpac
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -48,6 +49,40 @@ type State struct {
 	Conflicts []Conflict
 	// Commitment is the accepted Commitment, nil while the session is open.
 	Commitment *kit.Commitment
+
+	// buf holds the slices of a state decoded by Step, nil otherwise.
+	buf *buffers
+}
+
+// buffers hold the slices a state and a payload are decoded into. Step
+// takes them from bufferPool and gives them back once the new state is
+// encoded, so that after the first steps decoding allocates nothing: inside
+// a WebAssembly guest an allocation costs more than decoding a record.
+// Nothing decoded outlives a step (the new state is a fresh encoding), and
+// reuse clears the buffers, so they carry no information from one step to
+// the next.
+type buffers struct {
+	intents   []Intent
+	conflicts []Conflict
+	// strs holds the scopes of the intents and the arrays of the payload.
+	strs []string
+}
+
+var bufferPool = sync.Pool{New: func() any { return new(buffers) }}
+
+// reuse takes back the slices of s, grown or not, for the next step, and
+// clears them so that they keep nothing of this one.
+func (b *buffers) reuse(s *State) {
+	b.intents = clearAll(s.Intents)
+	b.conflicts = clearAll(s.Conflicts)
+	b.strs = clearAll(b.strs)
+}
+
+// clearAll zeroes all of s's capacity and returns it emptied.
+func clearAll[T any](s []T) []T {
+	s = s[:cap(s)]
+	clear(s)
+	return s[:0]
 }
 
 // Counters sum up the history the state no longer holds.
@@ -183,43 +218,78 @@ func (s *State) Phase() string {
 	return PhaseIdle
 }
 
-// Marshal returns the canonical encoding of s.
+// Marshal returns the canonical encoding of s. It writes into one buffer
+// sized for s up front, nested records in place, so that a step allocates
+// once for its new state (allocations are dear inside a WebAssembly guest).
 func (s *State) Marshal() []byte {
-	b := make([]byte, 0, 64+48*len(s.Intents)+24*len(s.Conflicts))
+	b := make([]byte, 0, s.sizeBound())
 	b = kit.AppendVarint(b, fieldVersion, stateVersion)
 	b = kit.AppendString(b, fieldArbiter, s.Arbiter)
 	b = kit.AppendVarint(b, fieldOps, s.Ops)
 	c := &s.Counters
-	var r []byte
-	for i, v := range []uint64{c.Announced, c.Withdrawn, c.Revoked, c.Claimed, c.ConflictsOpened, c.ConflictsResolved, c.ConflictsDissolved, c.Escalated} {
-		r = kit.AppendVarint(r, protowire.Number(i+1), v)
-	}
-	b = kit.AppendRecord(b, fieldCounters, r)
+	b, mark := kit.OpenRecord(b, fieldCounters)
+	b = kit.AppendVarint(b, 1, c.Announced)
+	b = kit.AppendVarint(b, 2, c.Withdrawn)
+	b = kit.AppendVarint(b, 3, c.Revoked)
+	b = kit.AppendVarint(b, 4, c.Claimed)
+	b = kit.AppendVarint(b, 5, c.ConflictsOpened)
+	b = kit.AppendVarint(b, 6, c.ConflictsResolved)
+	b = kit.AppendVarint(b, 7, c.ConflictsDissolved)
+	b = kit.AppendVarint(b, 8, c.Escalated)
+	b = kit.CloseRecord(b, mark)
 	b = kit.AppendStrings(b, fieldCrashed, s.Crashed)
-	for _, in := range s.Intents {
-		r = r[:0]
-		r = kit.AppendString(r, 1, in.ID)
-		r = kit.AppendVarint(r, 2, in.Serial)
-		r = kit.AppendString(r, 3, in.Owner)
-		r = kit.AppendStrings(r, 4, in.Scope)
-		r = kit.AppendString(r, 5, in.Description)
-		r = kit.AppendVarint(r, 6, in.Required)
-		r = kit.AppendVarint(r, 7, in.Ops)
-		r = kit.AppendString(r, 8, in.ClaimedFrom)
-		b = kit.AppendRecord(b, fieldIntent, r)
+	for i := range s.Intents {
+		in := &s.Intents[i]
+		b, mark = kit.OpenRecord(b, fieldIntent)
+		b = kit.AppendString(b, 1, in.ID)
+		b = kit.AppendVarint(b, 2, in.Serial)
+		b = kit.AppendString(b, 3, in.Owner)
+		b = kit.AppendStrings(b, 4, in.Scope)
+		b = kit.AppendString(b, 5, in.Description)
+		b = kit.AppendVarint(b, 6, in.Required)
+		b = kit.AppendVarint(b, 7, in.Ops)
+		b = kit.AppendString(b, 8, in.ClaimedFrom)
+		b = kit.CloseRecord(b, mark)
 	}
-	for _, cf := range s.Conflicts {
-		r = r[:0]
-		r = kit.AppendVarint(r, 1, cf.ID)
-		r = kit.AppendStrings(r, 2, cf.Intents[:])
-		r = kit.AppendBool(r, 3, cf.Escalated)
-		r = kit.AppendString(r, 4, cf.Reason)
-		b = kit.AppendRecord(b, fieldConflict, r)
+	for i := range s.Conflicts {
+		cf := &s.Conflicts[i]
+		b, mark = kit.OpenRecord(b, fieldConflict)
+		b = kit.AppendVarint(b, 1, cf.ID)
+		b = kit.AppendStrings(b, 2, cf.Intents[:])
+		b = kit.AppendBool(b, 3, cf.Escalated)
+		b = kit.AppendString(b, 4, cf.Reason)
+		b = kit.CloseRecord(b, mark)
 	}
 	if s.Commitment != nil {
 		b = s.Commitment.Append(b, fieldCommitment)
 	}
 	return b
+}
+
+// sizeBound returns a capacity that holds s's encoding, counting a tag and
+// a length of up to 1 + 4 bytes for each string or record and 1 + 10 bytes
+// for each varint. (It is only a hint: append would grow a short buffer.)
+func (s *State) sizeBound() int {
+	const str, num = 5, 11
+	n := 2 + str + len(s.Arbiter) + num + str + 8*num
+	for _, p := range s.Crashed {
+		n += str + len(p)
+	}
+	for i := range s.Intents {
+		in := &s.Intents[i]
+		n += str + 5*str + 3*num + len(in.ID) + len(in.Owner) + len(in.Description) + len(in.ClaimedFrom)
+		for _, p := range in.Scope {
+			n += str + len(p)
+		}
+	}
+	for i := range s.Conflicts {
+		c := &s.Conflicts[i]
+		n += str + 2*num + 3*str + len(c.Intents[0]) + len(c.Intents[1]) + len(c.Reason)
+	}
+	if c := s.Commitment; c != nil {
+		n += 5*str + num + len(c.CommitmentID) + len(c.Action) + len(c.Sender)
+	}
+	return n
 }
 
 var (
@@ -228,90 +298,159 @@ var (
 )
 
 // Unmarshal decodes a state written by Marshal.
+//
+// It copies b into one string and takes every string of the state as a
+// substring of it, and walks the fields with loops rather than callbacks:
+// inside a WebAssembly guest each allocation and each call is dear. (Step
+// goes further: it decodes a view of the request, without the copy, into
+// reused buffers.)
 func Unmarshal(b []byte) (*State, error) {
 	s := &State{}
-	var version uint64
-	err := kit.Fields(b, func(num protowire.Number, v []byte, n uint64) error {
-		switch num {
-		case fieldVersion:
-			version = n
-		case fieldArbiter:
-			s.Arbiter = string(v)
-		case fieldOps:
-			s.Ops = n
-		case fieldCounters:
-			c := &s.Counters
-			dst := []*uint64{&c.Announced, &c.Withdrawn, &c.Revoked, &c.Claimed, &c.ConflictsOpened, &c.ConflictsResolved, &c.ConflictsDissolved, &c.Escalated}
-			return kit.Fields(v, func(num protowire.Number, _ []byte, n uint64) error {
-				if num >= 1 && int(num) <= len(dst) {
-					*dst[num-1] = n
-				}
-				return nil
-			})
-		case fieldCrashed:
-			s.Crashed = append(s.Crashed, string(v))
-		case fieldIntent:
-			var in Intent
-			err := kit.Fields(v, func(num protowire.Number, v []byte, n uint64) error {
-				switch num {
-				case 1:
-					in.ID = string(v)
-				case 2:
-					in.Serial = n
-				case 3:
-					in.Owner = string(v)
-				case 4:
-					in.Scope = append(in.Scope, string(v))
-				case 5:
-					in.Description = string(v)
-				case 6:
-					in.Required = n
-				case 7:
-					in.Ops = n
-				case 8:
-					in.ClaimedFrom = string(v)
-				}
-				return nil
-			})
-			s.Intents = append(s.Intents, in)
-			return err
-		case fieldConflict:
-			var c Conflict
-			members := 0
-			err := kit.Fields(v, func(num protowire.Number, v []byte, n uint64) error {
-				switch num {
-				case 1:
-					c.ID = n
-				case 2:
-					if members == 2 {
-						return errConflict
-					}
-					c.Intents[members] = string(v)
-					members++
-				case 3:
-					c.Escalated = n != 0
-				case 4:
-					c.Reason = string(v)
-				}
-				return nil
-			})
-			if err == nil && members != 2 {
-				err = errConflict
-			}
-			s.Conflicts = append(s.Conflicts, c)
-			return err
-		case fieldCommitment:
-			c, err := kit.DecodeCommitmentRecord(v)
-			s.Commitment = c
-			return err
-		}
-		return nil
-	})
-	if err == nil && version != stateVersion {
-		err = errVersion
+	if err := s.unmarshal(string(b), &buffers{}); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%s state: %w", ModeName, err)
-	}
+	s.buf = nil
 	return s, nil
+}
+
+// unmarshal decodes src into s, which must be zero, appending its records
+// to the emptied slices of buf. The strings of s are substrings of src.
+func (s *State) unmarshal(src string, buf *buffers) error {
+	s.buf = buf
+	if err := s.decode(src); err != nil {
+		return fmt.Errorf("%s state: %w", ModeName, err)
+	}
+	return nil
+}
+
+func (s *State) decode(src string) error {
+	b := s.buf
+	s.Intents, s.Conflicts = b.intents[:0], b.conflicts[:0]
+	var version uint64
+	r := kit.FieldReader{Rest: src}
+	for r.Next() {
+		switch r.Num {
+		case fieldVersion:
+			version = r.N
+		case fieldArbiter:
+			s.Arbiter = r.S
+		case fieldOps:
+			s.Ops = r.N
+		case fieldCounters:
+			if err := s.Counters.decode(r.S); err != nil {
+				return err
+			}
+		case fieldCrashed:
+			s.Crashed = append(s.Crashed, r.S)
+		case fieldIntent:
+			s.Intents = append(s.Intents, Intent{})
+			if err := s.Intents[len(s.Intents)-1].decode(r.S, &b.strs); err != nil {
+				return err
+			}
+		case fieldConflict:
+			s.Conflicts = append(s.Conflicts, Conflict{})
+			if err := s.Conflicts[len(s.Conflicts)-1].decode(r.S); err != nil {
+				return err
+			}
+		case fieldCommitment:
+			c, err := kit.DecodeCommitmentRecord([]byte(r.S))
+			if err != nil {
+				return err
+			}
+			s.Commitment = c
+		}
+	}
+	if err := r.Err(); err != nil {
+		return err
+	}
+	if version != stateVersion {
+		return errVersion
+	}
+	return nil
+}
+
+func (c *Counters) decode(rec string) error {
+	r := kit.FieldReader{Rest: rec}
+	for r.Next() {
+		switch r.Num {
+		case 1:
+			c.Announced = r.N
+		case 2:
+			c.Withdrawn = r.N
+		case 3:
+			c.Revoked = r.N
+		case 4:
+			c.Claimed = r.N
+		case 5:
+			c.ConflictsOpened = r.N
+		case 6:
+			c.ConflictsResolved = r.N
+		case 7:
+			c.ConflictsDissolved = r.N
+		case 8:
+			c.Escalated = r.N
+		}
+	}
+	return r.Err()
+}
+
+// decode decodes an intent record into in, which must be zero, appending
+// its scope to *paths; in.Scope is the capacity-limited part of *paths that
+// holds it, so appending to one scope never writes into another.
+func (in *Intent) decode(rec string, paths *[]string) error {
+	start := len(*paths)
+	r := kit.FieldReader{Rest: rec}
+	for r.Next() {
+		switch r.Num {
+		case 1:
+			in.ID = r.S
+		case 2:
+			in.Serial = r.N
+		case 3:
+			in.Owner = r.S
+		case 4:
+			*paths = append(*paths, r.S)
+		case 5:
+			in.Description = r.S
+		case 6:
+			in.Required = r.N
+		case 7:
+			in.Ops = r.N
+		case 8:
+			in.ClaimedFrom = r.S
+		}
+	}
+	if end := len(*paths); end > start {
+		in.Scope = (*paths)[start:end:end]
+	}
+	return r.Err()
+}
+
+// decode decodes a conflict record into c, which must be zero.
+func (c *Conflict) decode(rec string) error {
+	members := 0
+	r := kit.FieldReader{Rest: rec}
+	for r.Next() {
+		switch r.Num {
+		case 1:
+			c.ID = r.N
+		case 2:
+			if members == 2 {
+				return errConflict
+			}
+			c.Intents[members] = r.S
+			members++
+		case 3:
+			c.Escalated = r.N != 0
+		case 4:
+			c.Reason = r.S
+		}
+	}
+	if err := r.Err(); err != nil {
+		return err
+	}
+	if members != 2 {
+		return errConflict
+	}
+	return nil
 }

@@ -4,6 +4,16 @@
 // keeps, the eligibility check of a Commitment, and a deterministic JSON
 // encoder for views.
 //
+// Payloads decode two ways with the same result: DecodePayload, with
+// encoding/json into any struct, and Object, a hand-written decoder for flat
+// objects of strings, unsigned integers, booleans and arrays of strings
+// that is many times cheaper inside a WebAssembly guest (no reflection,
+// next to no allocation). Likewise for state: Fields walks a record with a
+// callback, FieldReader in a loop over one copy of the state, and the
+// appenders and OpenRecord/CloseRecord write records without calls into
+// protowire in the common case. A mode on a hot path uses the cheaper ones;
+// the MPAC mode does.
+//
 // It depends only on encoding/json and protowire, never on the reflection
 // based protobuf runtime, so the WebAssembly modules stay small. It is short
 // on purpose: an author starting a mode in another repository copies what
