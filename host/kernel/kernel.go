@@ -79,6 +79,7 @@ type Kernel struct {
 	opts     Options
 
 	sessions sync.Map // session id -> *session
+	index    sessionIndex
 
 	// feed carries each session's accepted entries to its subscriptions
 	// (topic = session id); lifecycle carries lifecycle events and signals
@@ -171,6 +172,7 @@ func (k *Kernel) restore(ctx context.Context) error {
 			return fmt.Errorf("rebuild dedup memory of %s: %w", rec.GetMetadata().GetSessionId(), err)
 		}
 		k.sessions.Store(rec.GetMetadata().GetSessionId(), s)
+		k.index.add(rec.GetMetadata().GetSessionId())
 		n++
 		return nil
 	})

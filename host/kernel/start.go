@@ -131,9 +131,12 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		return k.restart(v.(*session), env)
 	}
 	defer s.mu.Unlock()
+	k.index.add(env.SessionId)
 	fail := func(err error) (*macpv1.Ack, error) {
 		s.dead = true
-		k.sessions.CompareAndDelete(env.SessionId, s)
+		if k.sessions.CompareAndDelete(env.SessionId, s) {
+			k.index.remove(env.SessionId)
+		}
 		return nil, err
 	}
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"sort"
 
 	"google.golang.org/protobuf/proto"
 
@@ -42,28 +41,25 @@ func (k *Kernel) ListSessions(ctx context.Context, identity string, observer boo
 		}
 		after = string(b)
 	}
-	var ids []string
-	k.sessions.Range(func(key, _ any) bool {
-		if id := key.(string); id > after {
-			ids = append(ids, id)
-		}
-		return true
-	})
-	sort.Strings(ids)
 	var page []*macpv1.SessionMetadata
-	next := ""
-	for _, id := range ids {
-		md, err := k.Session(ctx, identity, observer, id)
-		if err != nil {
-			continue // gone, dead, or not the caller's
+	// Read ids in chunks: the caller may see only some of them.
+	for cursor := after; ; {
+		ids := k.index.after(cursor, int(pageSize)+1)
+		if len(ids) == 0 {
+			return page, "", nil
 		}
-		if len(page) == int(pageSize) {
-			next = base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1].GetSessionId()))
-			break
+		for _, id := range ids {
+			md, err := k.Session(ctx, identity, observer, id)
+			if err != nil {
+				continue // gone, dead, or not the caller's
+			}
+			if len(page) == int(pageSize) {
+				return page, base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1].GetSessionId())), nil
+			}
+			page = append(page, md)
 		}
-		page = append(page, md)
+		cursor = ids[len(ids)-1]
 	}
-	return page, next, nil
 }
 
 // WatchSessions returns the sessions identity may see now, as CREATED
@@ -71,9 +67,7 @@ func (k *Kernel) ListSessions(ctx context.Context, identity string, observer boo
 // filters live events with MayObserve.
 func (k *Kernel) WatchSessions(ctx context.Context, identity string, observer bool) ([]*macpv1.SessionLifecycleEvent, *bus.Subscription[*macpv1.SessionLifecycleEvent]) {
 	sub := k.lifecycle.Subscribe("", bus.DefaultBuffer)
-	var ids []string
-	k.sessions.Range(func(key, _ any) bool { ids = append(ids, key.(string)); return true })
-	sort.Strings(ids)
+	ids := k.index.all()
 	var initial []*macpv1.SessionLifecycleEvent
 	for _, id := range ids {
 		md, err := k.Session(ctx, identity, observer, id)

@@ -180,6 +180,15 @@ func TestWatchSessionsAndListSessions(t *testing.T) {
 	for range 5 {
 		send(t, client, servertest.NewSessionID(), decisionScript()[0])
 	}
+	// Sessions alice may not see, interleaved by id with hers: pages are
+	// still full and complete.
+	for range 6 {
+		st := servertest.Envelope(decisionMode, "SessionStart", "m0", servertest.NewSessionID(),
+			startWith(func(p *macpv1.SessionStartPayload) { p.Participants = []string{"mallory"} }))
+		if ack := srv.Send(t, "mallory", st); !ack.GetOk() {
+			t.Fatal(ack)
+		}
+	}
 	var ids []string
 	token := ""
 	pages := 0
@@ -204,8 +213,11 @@ func TestWatchSessionsAndListSessions(t *testing.T) {
 			t.Fatalf("ids not ascending: %v", ids)
 		}
 	}
-	if res, err := srv.Client(servertest.GRPC, "mallory").ListSessions(ctx, connect.NewRequest(&macpv1.ListSessionsRequest{})); err != nil || len(res.Msg.GetSessions()) != 0 {
+	if res, err := srv.Client(servertest.GRPC, "eve").ListSessions(ctx, connect.NewRequest(&macpv1.ListSessionsRequest{})); err != nil || len(res.Msg.GetSessions()) != 0 {
 		t.Fatalf("outsider lists %v, %v; want none", res, err)
+	}
+	if res, err := srv.Client(servertest.GRPC, "mallory").ListSessions(ctx, connect.NewRequest(&macpv1.ListSessionsRequest{PageSize: 4})); err != nil || len(res.Msg.GetSessions()) != 4 || res.Msg.GetNextPageToken() == "" {
+		t.Fatalf("mallory's first page: %v, %v; want 4 of her 6 and a token", res, err)
 	}
 	for _, bad := range []*macpv1.ListSessionsRequest{{PageSize: -1}, {PageToken: "%%%"}} {
 		if _, err := srv.Client(servertest.GRPC, "alice").ListSessions(ctx, connect.NewRequest(bad)); connect.CodeOf(err) != connect.CodeInvalidArgument {
