@@ -180,8 +180,11 @@ func play(t *testing.T, ctx context.Context, mod *wasm.Module, ex example) {
 
 // BenchmarkMPACCycleWasm is mpac's BenchmarkCycle inside the host's engine:
 // one announce → commit operation → withdraw cycle through the WebAssembly
-// module, on a session with 10 and with 10,000 past cycles. The history is
-// built natively (the state bytes are the same, as the test above checks).
+// module, on a session of 3 participants with 10 and with 10,000 past
+// cycles, and on the state BenchmarkMPACCycleServer's one shared session
+// reaches: 32 participants, 30 other live intents of one path each. The
+// history is built natively (the state bytes are the same, as the test
+// above checks).
 //
 //	go test -run '^$' -bench MPACCycleWasm ./examples/modes/
 func BenchmarkMPACCycleWasm(b *testing.B) {
@@ -192,42 +195,65 @@ func BenchmarkMPACCycleWasm(b *testing.B) {
 	}
 	defer engine.Close(ctx)
 	mod := build(b, ctx, engine, b.TempDir(), "mpac")
-	ex := kt.Session(mpac.ModeName, "", kt.Alice, kt.Bob, kt.Carol)
-	sess := &abiv1.Session{SessionId: ex.SessionID, Mode: ex.Mode, ModeVersion: ex.ModeVersion,
-		ConfigurationVersion: ex.ConfigurationVersion, PolicyVersion: ex.PolicyVersion,
-		Initiator: ex.Initiator, Participants: ex.Participants, PolicyRules: ex.PolicyRules, PolicySchemaVersion: 3}
-	type stepper func(state []byte, sender, typ, payload string) []byte
-	native := func(state []byte, sender, typ, payload string) []byte {
-		res := mpac.Mode{}.Step(&guest.StepRequest{State: state, Session: ex,
-			Envelope: guest.Envelope{Mode: ex.Mode, MessageType: typ, Sender: sender, Payload: []byte(payload)}})
-		if !res.Accepted {
-			b.Fatalf("%s: %s %s", typ, res.Code, res.Message)
+	agents := make([]string, 32)
+	for i := range agents {
+		agents[i] = fmt.Sprintf("agent-%d", i)
+	}
+	for _, c := range []struct {
+		name         string
+		participants []string
+		past, others int
+	}{
+		{"past=10", []string{kt.Alice, kt.Bob, kt.Carol}, 10, 1},
+		{"past=10000", []string{kt.Alice, kt.Bob, kt.Carol}, 10_000, 1},
+		{"agents=32/others=30", agents, 10, 30},
+	} {
+		ex := kt.Session(mpac.ModeName, "", c.participants...)
+		sess := &abiv1.Session{SessionId: ex.SessionID, Mode: ex.Mode, ModeVersion: ex.ModeVersion,
+			ConfigurationVersion: ex.ConfigurationVersion, PolicyVersion: ex.PolicyVersion,
+			Initiator: ex.Initiator, Participants: ex.Participants, PolicyRules: ex.PolicyRules, PolicySchemaVersion: 3}
+		type stepper func(state []byte, sender, typ, payload string) []byte
+		native := func(state []byte, sender, typ, payload string) []byte {
+			res := mpac.Mode{}.Step(&guest.StepRequest{State: state, Session: ex,
+				Envelope: guest.Envelope{Mode: ex.Mode, MessageType: typ, Sender: sender, Payload: []byte(payload)}})
+			if !res.Accepted {
+				b.Fatalf("%s: %s %s", typ, res.Code, res.Message)
+			}
+			return res.State
 		}
-		return res.State
-	}
-	inWasm := func(state []byte, sender, typ, payload string) []byte {
-		resp, err := mod.Step(ctx, &abiv1.StepRequest{State: state, Session: sess,
-			Envelope: &macpv1.Envelope{Mode: ex.Mode, MessageType: typ, Sender: sender, Payload: []byte(payload)}})
-		if err != nil || resp.GetVerdict() != abiv1.Verdict_VERDICT_ACCEPT {
-			b.Fatalf("%s: %v %s %s", typ, err, resp.GetErrorCode(), resp.GetErrorMessage())
+		inWasm := func(state []byte, sender, typ, payload string) []byte {
+			resp, err := mod.Step(ctx, &abiv1.StepRequest{State: state, Session: sess,
+				Envelope: &macpv1.Envelope{Mode: ex.Mode, MessageType: typ, Sender: sender, Payload: []byte(payload)}})
+			if err != nil || resp.GetVerdict() != abiv1.Verdict_VERDICT_ACCEPT {
+				b.Fatalf("%s: %v %s %s", typ, err, resp.GetErrorCode(), resp.GetErrorMessage())
+			}
+			return resp.GetState()
 		}
-		return resp.GetState()
-	}
-	cycle := func(step stepper, state []byte, ops int) []byte {
-		state = step(state, kt.Alice, "AnnounceIntent", `{"intent_id":"cycle","scope":["src/core"]}`)
-		state = step(state, kt.Alice, "CommitOperation", fmt.Sprintf(`{"intent_id":"cycle","watermark":%d}`, ops))
-		return step(state, kt.Alice, "Withdraw", `{"intent_id":"cycle"}`)
-	}
-	for _, past := range []int{10, 10_000} {
+		// The first participant runs the cycles; the next ones each keep
+		// one intent live, as the agents of the server benchmark do (one
+		// intent of Bob's in the small cases).
+		actor := c.participants[0]
+		cycle := func(step stepper, state []byte, ops int) []byte {
+			state = step(state, actor, "AnnounceIntent", `{"intent_id":"cycle","scope":["src/core"]}`)
+			state = step(state, actor, "CommitOperation", fmt.Sprintf(`{"intent_id":"cycle","watermark":%d}`, ops))
+			return step(state, actor, "Withdraw", `{"intent_id":"cycle"}`)
+		}
 		state := native(nil, kt.Coord, "SessionStart", "")
-		state = native(state, kt.Bob, "AnnounceIntent", `{"intent_id":"docs","scope":["docs"]}`)
-		for i := range past {
+		if c.others == 1 {
+			state = native(state, kt.Bob, "AnnounceIntent", `{"intent_id":"docs","scope":["docs"]}`)
+		} else {
+			for i, owner := range c.participants[1 : 1+c.others] {
+				state = native(state, owner, "AnnounceIntent", fmt.Sprintf(`{"intent_id":"%s-%d","scope":["%s/%d"]}`, owner, 100+i, owner, 100+i))
+			}
+		}
+		for i := range c.past {
 			state = cycle(native, state, i)
 		}
-		b.Run(fmt.Sprintf("past=%d", past), func(b *testing.B) {
+		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				cycle(inWasm, state, past)
+				cycle(inWasm, state, c.past)
 			}
+			b.ReportMetric(float64(len(state)), "state-bytes")
 		})
 	}
 }

@@ -64,6 +64,8 @@ type State struct {
 type buffers struct {
 	intents   []Intent
 	conflicts []Conflict
+	// wires holds the intent records a splicing step reads (splice.go).
+	wires []wireIntent
 	// strs holds the scopes of the intents and the arrays of the payload.
 	strs []string
 }
@@ -223,10 +225,27 @@ func (s *State) Phase() string {
 // once for its new state (allocations are dear inside a WebAssembly guest).
 func (s *State) Marshal() []byte {
 	b := make([]byte, 0, s.sizeBound())
+	b = appendHead(b, s.Arbiter, s.Ops, &s.Counters)
+	b = kit.AppendStrings(b, fieldCrashed, s.Crashed)
+	for i := range s.Intents {
+		b = appendIntent(b, &s.Intents[i])
+	}
+	for i := range s.Conflicts {
+		b = appendConflict(b, &s.Conflicts[i])
+	}
+	if s.Commitment != nil {
+		b = s.Commitment.Append(b, fieldCommitment)
+	}
+	return b
+}
+
+// appendHead appends the fields before the crashed participants: the
+// version, the arbiter, the operation count and the counters. The splicing
+// steps (splice.go) write their heads with it too.
+func appendHead(b []byte, arbiter string, ops uint64, c *Counters) []byte {
 	b = kit.AppendVarint(b, fieldVersion, stateVersion)
-	b = kit.AppendString(b, fieldArbiter, s.Arbiter)
-	b = kit.AppendVarint(b, fieldOps, s.Ops)
-	c := &s.Counters
+	b = kit.AppendString(b, fieldArbiter, arbiter)
+	b = kit.AppendVarint(b, fieldOps, ops)
 	b, mark := kit.OpenRecord(b, fieldCounters)
 	b = kit.AppendVarint(b, 1, c.Announced)
 	b = kit.AppendVarint(b, 2, c.Withdrawn)
@@ -236,34 +255,54 @@ func (s *State) Marshal() []byte {
 	b = kit.AppendVarint(b, 6, c.ConflictsResolved)
 	b = kit.AppendVarint(b, 7, c.ConflictsDissolved)
 	b = kit.AppendVarint(b, 8, c.Escalated)
-	b = kit.CloseRecord(b, mark)
-	b = kit.AppendStrings(b, fieldCrashed, s.Crashed)
-	for i := range s.Intents {
-		in := &s.Intents[i]
-		b, mark = kit.OpenRecord(b, fieldIntent)
-		b = kit.AppendString(b, 1, in.ID)
-		b = kit.AppendVarint(b, 2, in.Serial)
-		b = kit.AppendString(b, 3, in.Owner)
-		b = kit.AppendStrings(b, 4, in.Scope)
-		b = kit.AppendString(b, 5, in.Description)
-		b = kit.AppendVarint(b, 6, in.Required)
-		b = kit.AppendVarint(b, 7, in.Ops)
-		b = kit.AppendString(b, 8, in.ClaimedFrom)
-		b = kit.CloseRecord(b, mark)
+	return kit.CloseRecord(b, mark)
+}
+
+// headBound bounds the size of appendHead's fields, as sizeBound counts
+// them.
+func headBound(arbiter string) int {
+	const str, num = 5, 11
+	return 2 + str + len(arbiter) + num + str + 8*num
+}
+
+// appendIntent appends the record of a live intent.
+func appendIntent(b []byte, in *Intent) []byte {
+	b, mark := kit.OpenRecord(b, fieldIntent)
+	b = kit.AppendString(b, 1, in.ID)
+	b = kit.AppendVarint(b, 2, in.Serial)
+	b = kit.AppendString(b, 3, in.Owner)
+	b = kit.AppendStrings(b, 4, in.Scope)
+	b = kit.AppendString(b, 5, in.Description)
+	b = kit.AppendVarint(b, 6, in.Required)
+	b = kit.AppendVarint(b, 7, in.Ops)
+	b = kit.AppendString(b, 8, in.ClaimedFrom)
+	return kit.CloseRecord(b, mark)
+}
+
+// intentBound bounds the size of in's record, as sizeBound counts it.
+func intentBound(in *Intent) int {
+	const str, num = 5, 11
+	n := str + 5*str + 3*num + len(in.ID) + len(in.Owner) + len(in.Description) + len(in.ClaimedFrom)
+	for _, p := range in.Scope {
+		n += str + len(p)
 	}
-	for i := range s.Conflicts {
-		cf := &s.Conflicts[i]
-		b, mark = kit.OpenRecord(b, fieldConflict)
-		b = kit.AppendVarint(b, 1, cf.ID)
-		b = kit.AppendStrings(b, 2, cf.Intents[:])
-		b = kit.AppendBool(b, 3, cf.Escalated)
-		b = kit.AppendString(b, 4, cf.Reason)
-		b = kit.CloseRecord(b, mark)
-	}
-	if s.Commitment != nil {
-		b = s.Commitment.Append(b, fieldCommitment)
-	}
-	return b
+	return n
+}
+
+// appendConflict appends the record of an open conflict.
+func appendConflict(b []byte, c *Conflict) []byte {
+	b, mark := kit.OpenRecord(b, fieldConflict)
+	b = kit.AppendVarint(b, 1, c.ID)
+	b = kit.AppendStrings(b, 2, c.Intents[:])
+	b = kit.AppendBool(b, 3, c.Escalated)
+	b = kit.AppendString(b, 4, c.Reason)
+	return kit.CloseRecord(b, mark)
+}
+
+// conflictBound bounds the size of c's record, as sizeBound counts it.
+func conflictBound(c *Conflict) int {
+	const str, num = 5, 11
+	return str + 2*num + 3*str + len(c.Intents[0]) + len(c.Intents[1]) + len(c.Reason)
 }
 
 // sizeBound returns a capacity that holds s's encoding, counting a tag and
@@ -271,20 +310,15 @@ func (s *State) Marshal() []byte {
 // for each varint. (It is only a hint: append would grow a short buffer.)
 func (s *State) sizeBound() int {
 	const str, num = 5, 11
-	n := 2 + str + len(s.Arbiter) + num + str + 8*num
+	n := headBound(s.Arbiter)
 	for _, p := range s.Crashed {
 		n += str + len(p)
 	}
 	for i := range s.Intents {
-		in := &s.Intents[i]
-		n += str + 5*str + 3*num + len(in.ID) + len(in.Owner) + len(in.Description) + len(in.ClaimedFrom)
-		for _, p := range in.Scope {
-			n += str + len(p)
-		}
+		n += intentBound(&s.Intents[i])
 	}
 	for i := range s.Conflicts {
-		c := &s.Conflicts[i]
-		n += str + 2*num + 3*str + len(c.Intents[0]) + len(c.Intents[1]) + len(c.Reason)
+		n += conflictBound(&s.Conflicts[i])
 	}
 	if c := s.Commitment; c != nil {
 		n += 5*str + num + len(c.CommitmentID) + len(c.Action) + len(c.Sender)
