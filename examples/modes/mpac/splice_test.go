@@ -19,8 +19,6 @@ type walker struct {
 	rng   *rand.Rand
 	sess  guest.Session
 	state []byte
-	// spliced counts the steps decided by splicing.
-	spliced int
 }
 
 var (
