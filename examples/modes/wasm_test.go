@@ -189,12 +189,17 @@ func play(t *testing.T, ctx context.Context, mod *wasm.Module, ex example) {
 //	go test -run '^$' -bench MPACCycleWasm ./examples/modes/
 func BenchmarkMPACCycleWasm(b *testing.B) {
 	ctx := context.Background()
-	engine, err := wasm.NewEngine(ctx, wasm.Options{Sandbox: true})
-	if err != nil {
-		b.Fatal(err)
+	// The same module in a sandboxed engine (as uploads run) and in a
+	// trusted one: the difference is the cost of the per-step deadline.
+	mods := map[bool]*wasm.Module{}
+	for _, sandbox := range []bool{true, false} {
+		engine, err := wasm.NewEngine(ctx, wasm.Options{Sandbox: sandbox})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer engine.Close(ctx)
+		mods[sandbox] = build(b, ctx, engine, b.TempDir(), "mpac")
 	}
-	defer engine.Close(ctx)
-	mod := build(b, ctx, engine, b.TempDir(), "mpac")
 	agents := make([]string, 32)
 	for i := range agents {
 		agents[i] = fmt.Sprintf("agent-%d", i)
@@ -221,6 +226,7 @@ func BenchmarkMPACCycleWasm(b *testing.B) {
 			}
 			return res.State
 		}
+		var mod *wasm.Module
 		inWasm := func(state []byte, sender, typ, payload string) []byte {
 			resp, err := mod.Step(ctx, &abiv1.StepRequest{State: state, Session: sess,
 				Envelope: &macpv1.Envelope{Mode: ex.Mode, MessageType: typ, Sender: sender, Payload: []byte(payload)}})
@@ -249,11 +255,14 @@ func BenchmarkMPACCycleWasm(b *testing.B) {
 		for i := range c.past {
 			state = cycle(native, state, i)
 		}
-		b.Run(c.name, func(b *testing.B) {
-			for b.Loop() {
-				cycle(inWasm, state, c.past)
-			}
-			b.ReportMetric(float64(len(state)), "state-bytes")
-		})
+		for _, sandbox := range []bool{true, false} {
+			mod = mods[sandbox]
+			b.Run(fmt.Sprintf("sandbox=%t/%s", sandbox, c.name), func(b *testing.B) {
+				for b.Loop() {
+					cycle(inWasm, state, c.past)
+				}
+				b.ReportMetric(float64(len(state)), "state-bytes")
+			})
+		}
 	}
 }
