@@ -255,18 +255,18 @@ func clip(v []byte) []byte {
 // rejection is dropped.
 func appendStepResponse(b []byte, r *Result) []byte {
 	if r.Accepted {
-		b = appendVarintField(b, stepRespVerdict, verdictAccept)
+		b = AppendVarint(b, stepRespVerdict, verdictAccept)
 	} else {
-		b = appendVarintField(b, stepRespVerdict, verdictReject)
+		b = AppendVarint(b, stepRespVerdict, verdictReject)
 	}
 	code := r.Code
 	if !r.Accepted && code == "" {
 		code = abi.CodeInternalError
 	}
-	b = appendStringField(b, stepRespCode, code)
-	b = appendStringField(b, stepRespMessage, r.Message)
+	b = AppendString(b, stepRespCode, code)
+	b = AppendString(b, stepRespMessage, r.Message)
 	if r.Accepted {
-		b = appendBytesField(b, stepRespState, r.State)
+		b = AppendBytes(b, stepRespState, r.State)
 		for i := range r.Timers {
 			b = appendTimer(b, &r.Timers[i])
 		}
@@ -277,11 +277,11 @@ func appendStepResponse(b []byte, r *Result) []byte {
 // appendTimer appends t as one element of StepResponse.timers.
 func appendTimer(b []byte, t *Timer) []byte {
 	var r []byte
-	r = appendVarintField(r, timerDue, uint64(t.DueSessionClockMs))
-	r = appendStringField(r, timerType, t.MessageType)
-	r = appendStringField(r, timerID, t.MessageID)
-	r = appendStringField(r, timerSender, t.Sender)
-	r = appendBytesField(r, timerPayload, t.Payload)
+	r = AppendVarint(r, timerDue, uint64(t.DueSessionClockMs))
+	r = AppendString(r, timerType, t.MessageType)
+	r = AppendString(r, timerID, t.MessageID)
+	r = AppendString(r, timerSender, t.Sender)
+	r = AppendBytes(r, timerPayload, t.Payload)
 	b = protowire.AppendTag(b, stepRespTimer, protowire.BytesType)
 	return protowire.AppendBytes(b, r)
 }
@@ -289,26 +289,22 @@ func appendTimer(b []byte, t *Timer) []byte {
 // appendViewResponse appends a concord.abi.v1.ViewResponse holding json, or,
 // when code is not empty, the error code and message of a failed view.
 func appendViewResponse(b, json []byte, code, message string) []byte {
-	b = appendBytesField(b, viewRespJSON, json)
-	b = appendStringField(b, viewRespCode, code)
-	return appendStringField(b, viewRespMessage, message)
+	b = AppendBytes(b, viewRespJSON, json)
+	b = AppendString(b, viewRespCode, code)
+	return AppendString(b, viewRespMessage, message)
 }
 
 // appendDescriptor appends d encoded as a macp.v1.ModeDescriptor. Map entries
 // are written in sorted key order so that the encoding is deterministic.
 func appendDescriptor(b []byte, d *Descriptor) []byte {
-	b = appendStringField(b, 1, d.Mode)
-	b = appendStringField(b, 2, d.ModeVersion)
-	b = appendStringField(b, 3, d.Title)
-	b = appendStringField(b, 4, d.Description)
-	b = appendStringField(b, 5, d.DeterminismClass)
-	b = appendStringField(b, 6, d.ParticipantModel)
-	for _, s := range d.MessageTypes {
-		b = appendRepeatedString(b, 7, s)
-	}
-	for _, s := range d.TerminalMessageTypes {
-		b = appendRepeatedString(b, 8, s)
-	}
+	b = AppendString(b, 1, d.Mode)
+	b = AppendString(b, 2, d.ModeVersion)
+	b = AppendString(b, 3, d.Title)
+	b = AppendString(b, 4, d.Description)
+	b = AppendString(b, 5, d.DeterminismClass)
+	b = AppendString(b, 6, d.ParticipantModel)
+	b = AppendStrings(b, 7, d.MessageTypes)
+	b = AppendStrings(b, 8, d.TerminalMessageTypes)
 	keys := make([]string, 0, len(d.SchemaURIs))
 	for k := range d.SchemaURIs {
 		keys = append(keys, k)
@@ -328,37 +324,4 @@ func appendDescriptor(b []byte, d *Descriptor) []byte {
 		b = protowire.AppendString(b, v)
 	}
 	return b
-}
-
-// appendVarintField appends a proto3 varint field, omitted when zero.
-func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
-	if v == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
-}
-
-// appendStringField appends a proto3 string field, omitted when empty.
-func appendStringField(b []byte, num protowire.Number, s string) []byte {
-	if s == "" {
-		return b
-	}
-	return appendRepeatedString(b, num, s)
-}
-
-// appendRepeatedString appends one element of a repeated string field; empty
-// elements are kept.
-func appendRepeatedString(b []byte, num protowire.Number, s string) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
-// appendBytesField appends a proto3 bytes field, omitted when empty.
-func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
-	if len(v) == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
 }

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/concord-macp/concord/abi/guest"
 	"github.com/concord-macp/concord/examples/modes/internal/kit"
 )
 
@@ -85,18 +86,18 @@ func (s *State) Phase(n int) string {
 
 // Marshal returns the canonical encoding of s.
 func (s *State) Marshal() []byte {
-	b := kit.AppendVarint(nil, fieldVersion, stateVersion)
+	b := guest.AppendVarint(nil, fieldVersion, stateVersion)
 	if a := s.Announcement; a != nil {
 		var r []byte
-		r = kit.AppendString(r, 1, a.ID)
-		r = kit.AppendString(r, 2, a.Content)
-		b = kit.AppendRecord(b, fieldAnnouncement, r)
+		r = guest.AppendString(r, 1, a.ID)
+		r = guest.AppendString(r, 2, a.Content)
+		b = guest.AppendRecord(b, fieldAnnouncement, r)
 	}
 	for _, a := range s.Acks {
 		var r []byte
-		r = kit.AppendString(r, 1, a.Recipient)
-		r = kit.AppendString(r, 2, a.Note)
-		b = kit.AppendRecord(b, fieldAck, r)
+		r = guest.AppendString(r, 1, a.Recipient)
+		r = guest.AppendString(r, 2, a.Note)
+		b = guest.AppendRecord(b, fieldAck, r)
 	}
 	if s.Commitment != nil {
 		b = s.Commitment.Append(b, fieldCommitment)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/concord-macp/concord/abi"
+	"github.com/concord-macp/concord/abi/guest"
 	"github.com/concord-macp/concord/examples/modes/internal/kit"
 	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
 )
@@ -413,7 +414,7 @@ func TestStateRoundTrip(t *testing.T) {
 	}
 	// A conflict record with other than two intents is corrupt.
 	bad := (&State{Arbiter: kt.Coord}).Marshal()
-	bad = kit.AppendRecord(bad, fieldConflict, kit.AppendStrings(kit.AppendVarint(nil, 1, 1), 2, []string{"i1"}))
+	bad = guest.AppendRecord(bad, fieldConflict, guest.AppendStrings(guest.AppendVarint(nil, 1, 1), 2, []string{"i1"}))
 	if _, err := Unmarshal(bad); err == nil {
 		t.Fatal("a conflict with one intent decoded")
 	}

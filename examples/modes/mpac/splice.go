@@ -549,8 +549,8 @@ func (w *wireState) onCommitOperation(env *guest.Envelope) (guest.Result, bool) 
 		var mark int
 		b, mark = kit.OpenRecord(b, fieldIntent)
 		b = append(b, w.src[other.rec:other.watermarks]...)
-		b = kit.AppendVarint(b, 6, ops)
-		b = kit.AppendVarint(b, 7, n)
+		b = guest.AppendVarint(b, 6, ops)
+		b = guest.AppendVarint(b, 7, n)
 		b = append(b, w.src[other.claimedFrom:other.end]...)
 		b = kit.CloseRecord(b, mark)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/concord-macp/concord/abi/guest"
 	"github.com/concord-macp/concord/examples/modes/internal/kit"
 )
 
@@ -226,7 +227,7 @@ func (s *State) Phase() string {
 func (s *State) Marshal() []byte {
 	b := make([]byte, 0, s.sizeBound())
 	b = appendHead(b, s.Arbiter, s.Ops, &s.Counters)
-	b = kit.AppendStrings(b, fieldCrashed, s.Crashed)
+	b = guest.AppendStrings(b, fieldCrashed, s.Crashed)
 	for i := range s.Intents {
 		b = appendIntent(b, &s.Intents[i])
 	}
@@ -243,18 +244,18 @@ func (s *State) Marshal() []byte {
 // version, the arbiter, the operation count and the counters. The splicing
 // steps (splice.go) write their heads with it too.
 func appendHead(b []byte, arbiter string, ops uint64, c *Counters) []byte {
-	b = kit.AppendVarint(b, fieldVersion, stateVersion)
-	b = kit.AppendString(b, fieldArbiter, arbiter)
-	b = kit.AppendVarint(b, fieldOps, ops)
+	b = guest.AppendVarint(b, fieldVersion, stateVersion)
+	b = guest.AppendString(b, fieldArbiter, arbiter)
+	b = guest.AppendVarint(b, fieldOps, ops)
 	b, mark := kit.OpenRecord(b, fieldCounters)
-	b = kit.AppendVarint(b, 1, c.Announced)
-	b = kit.AppendVarint(b, 2, c.Withdrawn)
-	b = kit.AppendVarint(b, 3, c.Revoked)
-	b = kit.AppendVarint(b, 4, c.Claimed)
-	b = kit.AppendVarint(b, 5, c.ConflictsOpened)
-	b = kit.AppendVarint(b, 6, c.ConflictsResolved)
-	b = kit.AppendVarint(b, 7, c.ConflictsDissolved)
-	b = kit.AppendVarint(b, 8, c.Escalated)
+	b = guest.AppendVarint(b, 1, c.Announced)
+	b = guest.AppendVarint(b, 2, c.Withdrawn)
+	b = guest.AppendVarint(b, 3, c.Revoked)
+	b = guest.AppendVarint(b, 4, c.Claimed)
+	b = guest.AppendVarint(b, 5, c.ConflictsOpened)
+	b = guest.AppendVarint(b, 6, c.ConflictsResolved)
+	b = guest.AppendVarint(b, 7, c.ConflictsDissolved)
+	b = guest.AppendVarint(b, 8, c.Escalated)
 	return kit.CloseRecord(b, mark)
 }
 
@@ -268,14 +269,14 @@ func headBound(arbiter string) int {
 // appendIntent appends the record of a live intent.
 func appendIntent(b []byte, in *Intent) []byte {
 	b, mark := kit.OpenRecord(b, fieldIntent)
-	b = kit.AppendString(b, 1, in.ID)
-	b = kit.AppendVarint(b, 2, in.Serial)
-	b = kit.AppendString(b, 3, in.Owner)
-	b = kit.AppendStrings(b, 4, in.Scope)
-	b = kit.AppendString(b, 5, in.Description)
-	b = kit.AppendVarint(b, 6, in.Required)
-	b = kit.AppendVarint(b, 7, in.Ops)
-	b = kit.AppendString(b, 8, in.ClaimedFrom)
+	b = guest.AppendString(b, 1, in.ID)
+	b = guest.AppendVarint(b, 2, in.Serial)
+	b = guest.AppendString(b, 3, in.Owner)
+	b = guest.AppendStrings(b, 4, in.Scope)
+	b = guest.AppendString(b, 5, in.Description)
+	b = guest.AppendVarint(b, 6, in.Required)
+	b = guest.AppendVarint(b, 7, in.Ops)
+	b = guest.AppendString(b, 8, in.ClaimedFrom)
 	return kit.CloseRecord(b, mark)
 }
 
@@ -292,10 +293,10 @@ func intentBound(in *Intent) int {
 // appendConflict appends the record of an open conflict.
 func appendConflict(b []byte, c *Conflict) []byte {
 	b, mark := kit.OpenRecord(b, fieldConflict)
-	b = kit.AppendVarint(b, 1, c.ID)
-	b = kit.AppendStrings(b, 2, c.Intents[:])
+	b = guest.AppendVarint(b, 1, c.ID)
+	b = guest.AppendStrings(b, 2, c.Intents[:])
 	b = kit.AppendBool(b, 3, c.Escalated)
-	b = kit.AppendString(b, 4, c.Reason)
+	b = guest.AppendString(b, 4, c.Reason)
 	return kit.CloseRecord(b, mark)
 }
 

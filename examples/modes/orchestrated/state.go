@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/concord-macp/concord/abi/guest"
 	"github.com/concord-macp/concord/examples/modes/internal/kit"
 )
 
@@ -122,16 +123,16 @@ func (s *State) Phase() string {
 
 // Marshal returns the canonical encoding of s.
 func (s *State) Marshal() []byte {
-	b := kit.AppendVarint(nil, fieldVersion, stateVersion)
+	b := guest.AppendVarint(nil, fieldVersion, stateVersion)
 	for _, it := range s.Items {
 		var r []byte
-		r = kit.AppendString(r, 1, it.ID)
-		r = kit.AppendString(r, 2, it.Assignee)
-		r = kit.AppendString(r, 3, it.Description)
-		r = kit.AppendVarint(r, 4, uint64(it.Status))
-		r = kit.AppendVarint(r, 5, it.Reports)
-		r = kit.AppendString(r, 6, it.Detail)
-		b = kit.AppendRecord(b, fieldItem, r)
+		r = guest.AppendString(r, 1, it.ID)
+		r = guest.AppendString(r, 2, it.Assignee)
+		r = guest.AppendString(r, 3, it.Description)
+		r = guest.AppendVarint(r, 4, uint64(it.Status))
+		r = guest.AppendVarint(r, 5, it.Reports)
+		r = guest.AppendString(r, 6, it.Detail)
+		b = guest.AppendRecord(b, fieldItem, r)
 	}
 	if s.Commitment != nil {
 		b = s.Commitment.Append(b, fieldCommitment)

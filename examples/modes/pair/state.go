@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/concord-macp/concord/abi/guest"
 	"github.com/concord-macp/concord/examples/modes/internal/kit"
 )
 
@@ -122,16 +123,16 @@ func (s *State) Phase() string {
 
 // Marshal returns the canonical encoding of s.
 func (s *State) Marshal() []byte {
-	b := kit.AppendVarint(nil, fieldVersion, stateVersion)
+	b := guest.AppendVarint(nil, fieldVersion, stateVersion)
 	for _, c := range s.Changes {
 		var r []byte
-		r = kit.AppendString(r, 1, c.ID)
-		r = kit.AppendString(r, 2, c.Driver)
-		r = kit.AppendString(r, 3, c.Content)
+		r = guest.AppendString(r, 1, c.ID)
+		r = guest.AppendString(r, 2, c.Driver)
+		r = guest.AppendString(r, 3, c.Content)
 		r = kit.AppendBool(r, 4, c.Reviewed)
 		r = kit.AppendBool(r, 5, c.Approved)
-		r = kit.AppendString(r, 6, c.Comment)
-		b = kit.AppendRecord(b, fieldChange, r)
+		r = guest.AppendString(r, 6, c.Comment)
+		b = guest.AppendRecord(b, fieldChange, r)
 	}
 	if s.Commitment != nil {
 		b = s.Commitment.Append(b, fieldCommitment)

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/concord-macp/concord/abi/guest"
 	"github.com/concord-macp/concord/examples/modes/internal/kit"
 )
 
@@ -83,15 +84,15 @@ func (s *State) Phase(n int) string {
 
 // Marshal returns the canonical encoding of s.
 func (s *State) Marshal() []byte {
-	b := kit.AppendVarint(nil, fieldVersion, stateVersion)
-	b = kit.AppendVarint(b, fieldRounds, s.Rounds)
-	b = kit.AppendVarint(b, fieldTurns, s.Turns)
+	b := guest.AppendVarint(nil, fieldVersion, stateVersion)
+	b = guest.AppendVarint(b, fieldRounds, s.Rounds)
+	b = guest.AppendVarint(b, fieldTurns, s.Turns)
 	for _, c := range s.Contributions {
 		var r []byte
-		r = kit.AppendVarint(r, 1, c.Turn)
-		r = kit.AppendString(r, 2, c.Sender)
-		r = kit.AppendString(r, 3, c.Content)
-		b = kit.AppendRecord(b, fieldContribution, r)
+		r = guest.AppendVarint(r, 1, c.Turn)
+		r = guest.AppendString(r, 2, c.Sender)
+		r = guest.AppendString(r, 3, c.Content)
+		b = guest.AppendRecord(b, fieldContribution, r)
 	}
 	if s.Commitment != nil {
 		b = s.Commitment.Append(b, fieldCommitment)

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/concord-macp/concord/abi/guest"
 	"github.com/concord-macp/concord/examples/modes/internal/kit"
 )
 
@@ -135,21 +136,21 @@ func (s *State) Phase(n int) string {
 
 // Marshal returns the canonical encoding of s.
 func (s *State) Marshal() []byte {
-	b := kit.AppendVarint(nil, fieldVersion, stateVersion)
-	b = kit.AppendVarint(b, fieldQuorum, s.Quorum)
+	b := guest.AppendVarint(nil, fieldVersion, stateVersion)
+	b = guest.AppendVarint(b, fieldQuorum, s.Quorum)
 	for _, c := range s.Contributions {
 		var r []byte
-		r = kit.AppendString(r, 1, c.ID)
-		r = kit.AppendString(r, 2, c.Sender)
-		r = kit.AppendString(r, 3, c.Content)
-		b = kit.AppendRecord(b, fieldContribution, r)
+		r = guest.AppendString(r, 1, c.ID)
+		r = guest.AppendString(r, 2, c.Sender)
+		r = guest.AppendString(r, 3, c.Content)
+		b = guest.AppendRecord(b, fieldContribution, r)
 	}
 	for _, e := range s.Endorsements {
 		var r []byte
-		r = kit.AppendString(r, 1, e.Endorser)
-		r = kit.AppendString(r, 2, e.ContributionID)
-		r = kit.AppendString(r, 3, e.Comment)
-		b = kit.AppendRecord(b, fieldEndorsement, r)
+		r = guest.AppendString(r, 1, e.Endorser)
+		r = guest.AppendString(r, 2, e.ContributionID)
+		r = guest.AppendString(r, 3, e.Comment)
+		b = guest.AppendRecord(b, fieldEndorsement, r)
 	}
 	if s.Commitment != nil {
 		b = s.Commitment.Append(b, fieldCommitment)

@@ -17,11 +17,11 @@ type Commitment struct {
 // Append appends c as a record under num.
 func (c *Commitment) Append(b []byte, num protowire.Number) []byte {
 	var r []byte
-	r = AppendString(r, 1, c.CommitmentID)
-	r = AppendString(r, 2, c.Action)
+	r = guest.AppendString(r, 1, c.CommitmentID)
+	r = guest.AppendString(r, 2, c.Action)
 	r = AppendBool(r, 3, c.OutcomePositive)
-	r = AppendString(r, 4, c.Sender)
-	return AppendRecord(b, num, r)
+	r = guest.AppendString(r, 4, c.Sender)
+	return guest.AppendRecord(b, num, r)
 }
 
 // DecodeCommitmentRecord decodes a record written by Commitment.Append.

@@ -13,66 +13,15 @@ import (
 // messages, repeated records in a fixed order. Zero values are omitted, so a
 // given state has exactly one encoding.
 
-// The appenders test for the omitted zero value inline, so that an omitted
-// field costs no call, and then take a fast path for the common case of a
-// field number below 16 and a value or length below 128, each one byte:
-// inside a WebAssembly guest a call into protowire costs several times the
-// bytes it writes. Both paths give the same bytes.
-
-// AppendString appends a string field, omitting "".
-func AppendString(b []byte, num protowire.Number, s string) []byte {
-	if s == "" {
-		return b
-	}
-	return appendString(b, num, s)
-}
-
-func appendString(b []byte, num protowire.Number, s string) []byte {
-	if uint64(num) < 16 && len(s) < 0x80 {
-		b = append(b, byte(num)<<3|byte(protowire.BytesType), byte(len(s)))
-		return append(b, s...)
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
-// AppendStrings appends one string field per element, "" included, so that
-// positions survive a round trip.
-func AppendStrings(b []byte, num protowire.Number, ss []string) []byte {
-	for _, s := range ss {
-		b = appendString(b, num, s)
-	}
-	return b
-}
-
-// AppendVarint appends a varint field, omitting 0.
-func AppendVarint(b []byte, num protowire.Number, v uint64) []byte {
-	if v == 0 {
-		return b
-	}
-	return appendVarint(b, num, v)
-}
-
-func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
-	if uint64(num) < 16 && v < 0x80 {
-		return append(b, byte(num)<<3|byte(protowire.VarintType), byte(v))
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
-}
+// The scalar and record appenders are abi/guest's (guest.AppendString,
+// guest.AppendStrings, guest.AppendVarint, guest.AppendRecord).
 
 // AppendBool appends a bool field, omitting false.
 func AppendBool(b []byte, num protowire.Number, v bool) []byte {
 	if !v {
 		return b
 	}
-	return AppendVarint(b, num, 1)
-}
-
-// AppendRecord appends a nested record, even an empty one.
-func AppendRecord(b []byte, num protowire.Number, r []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, r)
+	return guest.AppendVarint(b, num, 1)
 }
 
 // Fields walks the fields of an encoded record: v holds a length-delimited

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/concord-macp/concord/abi/guest"
 )
 
 // TestAppendersMatchProtowire checks the inlined fast paths of the
@@ -19,18 +21,18 @@ func TestAppendersMatchProtowire(t *testing.T) {
 			if n > 0 {
 				want = protowire.AppendString(protowire.AppendTag(want, num, protowire.BytesType), s)
 			}
-			if got := AppendString([]byte("prefix"), num, s); !bytes.Equal(got, want) {
-				t.Errorf("AppendString(%d, %d bytes) = %x, want %x", num, n, got, want)
+			if got := guest.AppendString([]byte("prefix"), num, s); !bytes.Equal(got, want) {
+				t.Errorf("guest.AppendString(%d, %d bytes) = %x, want %x", num, n, got, want)
 			}
 			all := protowire.AppendString(protowire.AppendTag([]byte("prefix"), num, protowire.BytesType), s)
 			all = protowire.AppendString(protowire.AppendTag(all, num, protowire.BytesType), "")
-			if got := AppendStrings([]byte("prefix"), num, []string{s, ""}); !bytes.Equal(got, all) {
-				t.Errorf("AppendStrings(%d, %d bytes) = %x, want %x", num, n, got, all)
+			if got := guest.AppendStrings([]byte("prefix"), num, []string{s, ""}); !bytes.Equal(got, all) {
+				t.Errorf("guest.AppendStrings(%d, %d bytes) = %x, want %x", num, n, got, all)
 			}
 			rec := []byte(s)
 			b, mark := OpenRecord([]byte("prefix"), num)
 			b = CloseRecord(append(b, rec...), mark)
-			if want := AppendRecord([]byte("prefix"), num, rec); !bytes.Equal(b, want) {
+			if want := guest.AppendRecord([]byte("prefix"), num, rec); !bytes.Equal(b, want) {
 				t.Errorf("OpenRecord/CloseRecord(%d, %d bytes) = %x, want %x", num, n, b, want)
 			}
 		}
@@ -39,8 +41,8 @@ func TestAppendersMatchProtowire(t *testing.T) {
 			if v != 0 {
 				want = protowire.AppendVarint(protowire.AppendTag(want, num, protowire.VarintType), v)
 			}
-			if got := AppendVarint([]byte("prefix"), num, v); !bytes.Equal(got, want) {
-				t.Errorf("AppendVarint(%d, %d) = %x, want %x", num, v, got, want)
+			if got := guest.AppendVarint([]byte("prefix"), num, v); !bytes.Equal(got, want) {
+				t.Errorf("guest.AppendVarint(%d, %d) = %x, want %x", num, v, got, want)
 			}
 		}
 	}
@@ -101,9 +103,9 @@ func TestFieldReaderMatchesFields(t *testing.T) {
 	for _, b := range wireCases {
 		sameFields(t, b)
 	}
-	long := AppendString(nil, 2, strings.Repeat("y", 300))
+	long := guest.AppendString(nil, 2, strings.Repeat("y", 300))
 	sameFields(t, long)
-	sameFields(t, AppendVarint(long, 100, 1<<40))
+	sameFields(t, guest.AppendVarint(long, 100, 1<<40))
 }
 
 func FuzzFieldReaderMatchesFields(f *testing.F) {
