@@ -256,8 +256,7 @@ func (k *Kernel) drainBatch(s *session) (more bool) {
 	s.qmu.Unlock()
 	s.mu.Lock()
 	for _, r := range batch {
-		r.ack, r.wait, r.dupSeq, r.err = k.applyHeld(r.ctx, s, r.env)
-		close(r.done)
+		k.applyRequest(s, r)
 	}
 	s.mu.Unlock()
 	s.qmu.Lock()
@@ -267,6 +266,20 @@ func (k *Kernel) drainBatch(s *session) (more bool) {
 		return false
 	}
 	return true
+}
+
+// applyRequest applies r and hands its outcome over. A panic on the way is
+// r's failure only: the session's lock and queue must not be left held.
+// The caller holds s.mu.
+func (k *Kernel) applyRequest(s *session, r *request) {
+	defer close(r.done)
+	defer func() {
+		if p := recover(); p != nil {
+			k.log.Error("panic while applying a message", "session_id", s.id(), "message_id", r.env.GetMessageId(), "panic", p)
+			r.err = macperr.New(macperr.InternalError, "the message could not be applied")
+		}
+	}()
+	r.ack, r.wait, r.dupSeq, r.err = k.applyHeld(r.ctx, s, r.env)
 }
 
 // applyHeld checks and applies env and queues its write. It returns the

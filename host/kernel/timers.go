@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -81,12 +82,11 @@ func (k *Kernel) pendingTimers(res *abiv1.StepResponse, clock int64) ([]*abiv1.T
 			return nil, fmt.Errorf("a timer may not write a %s", t.GetMessageType())
 		}
 		ids[t.GetMessageId()] = true
-		t = proto.Clone(t).(*abiv1.Timer)
-		t.DueSessionClockMs = max(t.DueSessionClockMs, clock)
+		t.DueSessionClockMs = max(t.DueSessionClockMs, clock) // the response is the kernel's own
 		out = append(out, t)
 	}
 	slices.SortStableFunc(out, func(a, b *abiv1.Timer) int {
-		return int(min(max(a.GetDueSessionClockMs()-b.GetDueSessionClockMs(), -1), 1))
+		return cmp.Compare(a.GetDueSessionClockMs(), b.GetDueSessionClockMs())
 	})
 	return out, nil
 }

@@ -16,7 +16,8 @@ import (
 // message of a burst is flushed at once, so nothing is ever delayed.
 
 // flushHolder is a ResponseWriter whose Flush does nothing while held.
-// Only the goroutine that writes the stream touches hold.
+// hold is only touched under the streamWriter's lock, which every send and
+// flush of the stream takes.
 type flushHolder struct {
 	http.ResponseWriter
 	flusher http.Flusher

@@ -253,6 +253,7 @@ func (s *service) WatchSessions(ctx context.Context, _ *connect.Request[macpv1.W
 				continue
 			}
 			if ev.GetEventType() == macpv1.SessionLifecycleEvent_EVENT_TYPE_CREATED && listed[ev.GetSession().GetSessionId()] {
+				delete(listed, ev.GetSession().GetSessionId()) // it comes once
 				continue
 			}
 			if err := stream.Send(&macpv1.WatchSessionsResponse{Event: ev}); err != nil {
