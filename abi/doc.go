@@ -1,10 +1,13 @@
 // Package abi defines the contract between the Concord host and a coordination
 // mode compiled to WebAssembly: the ABI version, the names of the functions a
-// module exports, and the MACP error codes a mode may return.
+// module exports, and the namespace of the standards-track modes. The error
+// codes a mode returns are those of package macperr.
 //
 // See README.md in this folder for the full contract, written for authors of
 // modes in any language.
 package abi
+
+import "strings"
 
 // Version is the ABI version this host speaks. A module declares the version
 // it implements through the ExportVersion function.
@@ -31,11 +34,10 @@ const (
 	ExportView = "concord_view"
 )
 
-// MACP error registry codes a mode may return when it rejects an envelope.
-const (
-	CodeForbidden        = "FORBIDDEN"
-	CodeInvalidEnvelope  = "INVALID_ENVELOPE"
-	CodePolicyDenied     = "POLICY_DENIED"
-	CodeInternalError    = "INTERNAL_ERROR"
-	CodeModeNotSupported = "MODE_NOT_SUPPORTED"
-)
+// StandardPrefix is the namespace of the specification's standards-track
+// modes ("macp.mode.decision.v1", …). Modes in it are validated strictly at
+// SessionStart; no uploaded mode may take a name in it.
+const StandardPrefix = "macp.mode."
+
+// IsStandard reports whether mode is in the standards-track namespace.
+func IsStandard(mode string) bool { return strings.HasPrefix(mode, StandardPrefix) }

@@ -17,7 +17,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/tester"
 	"github.com/open-policy-agent/opa/v1/types"
 
-	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/macperr"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 

@@ -11,7 +11,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 
-	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/macperr"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/concord-macp/concord/abi/guest"
-	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/macperr"
 	"github.com/concord-macp/concord/modes-wasm/decision"
 	_ "github.com/concord-macp/concord/proto/macp/modes/decision/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -187,7 +187,7 @@ func runDecisionFixture(t *testing.T, f *fixture) {
 			code, next = commitDecision(t, eng, mode, sess, meta, bound, state, env)
 		} else {
 			res := mode.Step(&guest.StepRequest{State: state, Envelope: env, Session: *sess})
-			code, next = res.Code, res.State
+			code, next = string(res.Code), res.State
 			if res.Accepted {
 				code = ""
 			}
@@ -229,14 +229,14 @@ func commitDecision(t *testing.T, eng *Engine, mode decision.Mode, sess *guest.S
 	}
 	in := &Input{Policy: bound, Session: meta, Sender: env.Sender, Commitment: &c, NowUnixMs: 1}
 	if err := eng.Authorize(ctx, in); err != nil {
-		if macperr.Code(err) != macperr.Forbidden {
+		if macperr.CodeOf(err) != macperr.Forbidden {
 			t.Fatalf("Authorize: %v", err)
 		}
-		return macperr.Forbidden, nil
+		return string(macperr.Forbidden), nil
 	}
 	res := mode.Step(&guest.StepRequest{State: state, Envelope: env, Session: *sess})
 	if !res.Accepted {
-		return res.Code, nil
+		return string(res.Code), nil
 	}
 	before := state
 	in.ModeState = func(context.Context) ([]byte, error) { return mode.View(before, sess) }
@@ -249,7 +249,7 @@ func commitDecision(t *testing.T, eng *Engine, mode decision.Mode, sess *guest.S
 			t.Errorf("denied without reasons")
 		}
 		t.Logf("POLICY_DENIED: %s", strings.Join(d.Reasons, "; "))
-		return macperr.PolicyDenied, nil
+		return string(macperr.PolicyDenied), nil
 	}
 	return "", res.State
 }

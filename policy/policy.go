@@ -17,7 +17,7 @@ import (
 	"context"
 	"strings"
 
-	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/macperr"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/macperr"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 

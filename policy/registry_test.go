@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/macperr"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 
@@ -34,7 +34,7 @@ func desc(id, mode string, version uint32, rules string) *macpv1.PolicyDescripto
 
 // wantCode fails unless err is a *macperr.Error with code whose message
 // contains every fragment.
-func wantCode(t *testing.T, err error, code string, fragments ...string) {
+func wantCode(t *testing.T, err error, code macperr.Code, fragments ...string) {
 	t.Helper()
 	var me *macperr.Error
 	if !errors.As(err, &me) {
@@ -121,7 +121,7 @@ func TestRegisterRejectsBadDescriptors(t *testing.T) {
 			before := len(r.List(""))
 			_, err := r.Register(context.Background(), tc.d)
 			wantCode(t, err, macperr.InvalidPolicyDefinition, tc.want...)
-			if !strings.HasPrefix(err.Error(), macperr.InvalidPolicyDefinition+": ") {
+			if !strings.HasPrefix(err.Error(), string(macperr.InvalidPolicyDefinition)+": ") {
 				t.Errorf("error %q lacks the registry-code prefix", err)
 			}
 			if after := len(r.List("")); after != before {

@@ -6,7 +6,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/concord-macp/concord/abi"
+	"github.com/concord-macp/concord/macperr"
 )
 
 // This file is the guest's wire codec for the ABI messages of
@@ -261,9 +261,9 @@ func appendStepResponse(b []byte, r *Result) []byte {
 	}
 	code := r.Code
 	if !r.Accepted && code == "" {
-		code = abi.CodeInternalError
+		code = macperr.InternalError
 	}
-	b = AppendString(b, stepRespCode, code)
+	b = AppendString(b, stepRespCode, string(code))
 	b = AppendString(b, stepRespMessage, r.Message)
 	if r.Accepted {
 		b = AppendBytes(b, stepRespState, r.State)
@@ -288,9 +288,9 @@ func appendTimer(b []byte, t *Timer) []byte {
 
 // appendViewResponse appends a concord.abi.v1.ViewResponse holding json, or,
 // when code is not empty, the error code and message of a failed view.
-func appendViewResponse(b, json []byte, code, message string) []byte {
+func appendViewResponse(b, json []byte, code macperr.Code, message string) []byte {
 	b = AppendBytes(b, viewRespJSON, json)
-	b = AppendString(b, viewRespCode, code)
+	b = AppendString(b, viewRespCode, string(code))
 	return AppendString(b, viewRespMessage, message)
 }
 

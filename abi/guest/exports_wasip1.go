@@ -3,6 +3,7 @@
 package guest
 
 import (
+	"github.com/concord-macp/concord/macperr"
 	"unsafe"
 
 	"github.com/concord-macp/concord/abi"
@@ -59,7 +60,7 @@ func exportDescribe() uint64 {
 func exportStep(ptr, n uint32) uint64 {
 	in, ok := input(ptr, n)
 	if !ok {
-		res := Reject(abi.CodeInternalError, "step input is not inside the buffer returned by concord_alloc")
+		res := Reject(macperr.InternalError, "step input is not inside the buffer returned by concord_alloc")
 		return output(appendStepResponse(scratch(), &res))
 	}
 	return output(handleStep(registered, in, scratch()))
@@ -69,7 +70,7 @@ func exportStep(ptr, n uint32) uint64 {
 func exportView(ptr, n uint32) uint64 {
 	in, ok := input(ptr, n)
 	if !ok {
-		return output(appendViewResponse(scratch(), nil, abi.CodeInternalError,
+		return output(appendViewResponse(scratch(), nil, macperr.InternalError,
 			"view input is not inside the buffer returned by concord_alloc"))
 	}
 	return output(handleView(registered, in, scratch()))

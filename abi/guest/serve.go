@@ -3,7 +3,7 @@ package guest
 import (
 	"fmt"
 
-	"github.com/concord-macp/concord/abi"
+	"github.com/concord-macp/concord/macperr"
 )
 
 // registered is the mode this module serves. A WebAssembly module holds
@@ -46,15 +46,15 @@ func handleStep(m Mode, in, out []byte) []byte {
 
 func runStep(m Mode, in []byte) (res Result) {
 	if m == nil {
-		return Reject(abi.CodeInternalError, "no mode registered: the module must call guest.Serve from init")
+		return Reject(macperr.InternalError, "no mode registered: the module must call guest.Serve from init")
 	}
 	var req StepRequest
 	if err := decodeStepRequest(in, &req); err != nil {
-		return Reject(abi.CodeInternalError, "decode StepRequest: %v", err)
+		return Reject(macperr.InternalError, "decode StepRequest: %v", err)
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			res = Reject(abi.CodeInternalError, "mode panicked in Step: %v", r)
+			res = Reject(macperr.InternalError, "mode panicked in Step: %v", r)
 		}
 	}()
 	return m.Step(&req)
@@ -66,7 +66,7 @@ func runStep(m Mode, in []byte) (res Result) {
 func handleView(m Mode, in, out []byte) []byte {
 	json, msg := runView(m, in)
 	if msg != "" {
-		return appendViewResponse(out, nil, abi.CodeInternalError, msg)
+		return appendViewResponse(out, nil, macperr.InternalError, msg)
 	}
 	if len(json) == 0 {
 		json = []byte("{}")

@@ -1,6 +1,10 @@
 package guest
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/concord-macp/concord/macperr"
+)
 
 // Envelope is the MACP envelope offered to the mode. Sender is the
 // authenticated identity, never a value the client chose.
@@ -78,7 +82,7 @@ type Timer struct {
 type Result struct {
 	Accepted bool
 	// Code is a MACP error registry code when the envelope is rejected.
-	Code    string
+	Code    macperr.Code
 	Message string
 	// State is the new mode state when the envelope is accepted.
 	State []byte
@@ -92,7 +96,7 @@ type Result struct {
 func Accept(state []byte) Result { return Result{Accepted: true, State: state} }
 
 // Reject rejects the envelope with a MACP error code and a message.
-func Reject(code, format string, args ...any) Result {
+func Reject(code macperr.Code, format string, args ...any) Result {
 	return Result{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 

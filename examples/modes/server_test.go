@@ -80,7 +80,7 @@ func TestExamplesUploadedIntoARunningServer(t *testing.T) {
 				native := ex.mode.Step(&guest.StepRequest{State: state, Session: sess, Envelope: guest.Envelope{
 					MACPVersion: "1.0", Mode: sess.Mode, MessageType: msg.Type, MessageID: id,
 					SessionID: sess.SessionID, Sender: msg.Sender, Payload: payload}})
-				if ack.GetOk() != native.Accepted || ack.GetError().GetCode() != native.Code {
+				if ack.GetOk() != native.Accepted || ack.GetError().GetCode() != string(native.Code) {
 					t.Fatalf("%s %s from %s: server ok=%t %s %q, native ok=%t %s %q", id, msg.Type, msg.Sender,
 						ack.GetOk(), ack.GetError().GetCode(), ack.GetError().GetMessage(), native.Accepted, native.Code, native.Message)
 				}

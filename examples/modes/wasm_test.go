@@ -150,7 +150,7 @@ func play(t *testing.T, ctx context.Context, mod *wasm.Module, ex example) {
 			t.Fatalf("step %d %s: %v", i, msg.Type, err)
 		}
 		gotAccept := resp.GetVerdict() == abiv1.Verdict_VERDICT_ACCEPT
-		if gotAccept != native.Accepted || resp.GetErrorCode() != native.Code || !bytes.Equal(resp.GetState(), native.State) {
+		if gotAccept != native.Accepted || resp.GetErrorCode() != string(native.Code) || !bytes.Equal(resp.GetState(), native.State) {
 			t.Fatalf("step %d %s from %s: wasm accept=%v %s %q, native accept=%v %s %q",
 				i, msg.Type, msg.Sender, gotAccept, resp.GetErrorCode(), resp.GetErrorMessage(), native.Accepted, native.Code, native.Message)
 		}

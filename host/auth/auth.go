@@ -12,24 +12,16 @@ import (
 	"strings"
 
 	"connectrpc.com/connect"
-)
 
-// Identity is an authenticated caller.
-type Identity struct {
-	// Sender is the MACP sender id of the caller.
-	Sender string
-	// Observer may read every session.
-	Observer bool
-	// CanManageRegistry may register modes and policies.
-	CanManageRegistry bool
-}
+	"github.com/concord-macp/concord/host/access"
+)
 
 // ErrNoCredentials reports a request that presented no credentials.
 var ErrNoCredentials = errors.New("no credentials presented")
 
-// Authenticator turns request headers into an Identity.
+// Authenticator turns request headers into a Caller.
 type Authenticator interface {
-	Authenticate(ctx context.Context, h http.Header) (Identity, error)
+	Authenticate(ctx context.Context, h http.Header) (access.Caller, error)
 }
 
 // Dev is the development authenticator: the bearer token is the sender id
@@ -42,18 +34,18 @@ type Dev struct{}
 const maxSenderLen = 256
 
 // Authenticate implements Authenticator.
-func (Dev) Authenticate(_ context.Context, h http.Header) (Identity, error) {
+func (Dev) Authenticate(_ context.Context, h http.Header) (access.Caller, error) {
 	if h.Get("X-Macp-Agent-Id") != "" {
-		return Identity{}, errors.New("the x-macp-agent-id header is not an accepted credential")
+		return access.Caller{}, errors.New("the x-macp-agent-id header is not an accepted credential")
 	}
 	token := bearer(h)
 	if token == "" {
-		return Identity{}, ErrNoCredentials
+		return access.Caller{}, ErrNoCredentials
 	}
 	if len(token) > maxSenderLen || strings.ContainsAny(token, " \t\r\n") {
-		return Identity{}, errors.New("malformed bearer token")
+		return access.Caller{}, errors.New("malformed bearer token")
 	}
-	return Identity{Sender: token, CanManageRegistry: true}, nil
+	return access.Caller{ID: token, CanStartSessions: true, CanManageModes: true, CanManagePolicies: true, Admin: true}, nil
 }
 
 // bearer returns the credential of a request: an Authorization bearer token
@@ -73,28 +65,28 @@ func bearer(h http.Header) string {
 type Deny struct{}
 
 // Authenticate implements Authenticator.
-func (Deny) Authenticate(context.Context, http.Header) (Identity, error) {
-	return Identity{}, errors.New("no authentication is configured on this server (start it with --dev on loopback)")
+func (Deny) Authenticate(context.Context, http.Header) (access.Caller, error) {
+	return access.Caller{}, errors.New("no authentication is configured on this server (start it with --dev on loopback)")
 }
 
 type ctxKey struct{}
 
 type result struct {
-	id  Identity
+	id  access.Caller
 	err error
 }
 
 // FromContext returns the caller's identity, or the reason it has none.
-func FromContext(ctx context.Context) (Identity, error) {
+func FromContext(ctx context.Context) (access.Caller, error) {
 	r, ok := ctx.Value(ctxKey{}).(result)
 	if !ok {
-		return Identity{}, ErrNoCredentials
+		return access.Caller{}, ErrNoCredentials
 	}
 	return r.id, r.err
 }
 
 // WithResult returns ctx carrying an authentication outcome.
-func WithResult(ctx context.Context, id Identity, err error) context.Context {
+func WithResult(ctx context.Context, id access.Caller, err error) context.Context {
 	return context.WithValue(ctx, ctxKey{}, result{id, err})
 }
 

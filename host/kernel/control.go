@@ -6,7 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/macperr"
 	"github.com/concord-macp/concord/policy"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -141,5 +141,5 @@ func opVerb(op Control) string {
 
 // rejectedAck reports err in an Ack.
 func rejectedAck(id string, err *macperr.Error) *macpv1.Ack {
-	return &macpv1.Ack{SessionId: id, Error: &macpv1.MACPError{Code: err.Code, Message: err.Message, SessionId: id}}
+	return &macpv1.Ack{SessionId: id, Error: &macpv1.MACPError{Code: string(err.Code), Message: err.Message, SessionId: id}}
 }

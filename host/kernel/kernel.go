@@ -18,9 +18,9 @@ import (
 
 	"github.com/concord-macp/concord/host/bus"
 	"github.com/concord-macp/concord/host/limits"
+	"github.com/concord-macp/concord/host/mode"
 	"github.com/concord-macp/concord/host/store"
 	"github.com/concord-macp/concord/policy"
-	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -28,30 +28,10 @@ import (
 // ProtocolVersion is the MACP wire version Concord speaks.
 const ProtocolVersion = "1.0"
 
-// Mode is a loaded mode module (see host/wasm).
-type Mode interface {
-	// Digest is the sha256 (hex) of the module's bytes.
-	Digest() string
-	Descriptor() *macpv1.ModeDescriptor
-	Step(ctx context.Context, req *abiv1.StepRequest) (*abiv1.StepResponse, error)
-	View(ctx context.Context, req *abiv1.ViewRequest) (*abiv1.ViewResponse, error)
-}
-
-// Catalog tells the kernel which module serves a mode.
-type Catalog interface {
-	// Lookup returns the module new sessions of mode bind to, and whether
-	// SessionStart is validated strictly for it (standards-track and
-	// runtime-shipped modes).
-	Lookup(mode string) (m Mode, strict bool, ok bool)
-	// Pinned returns the module with the given digest, for sessions that
-	// bound it earlier.
-	Pinned(digest string) (Mode, bool)
-}
-
 // Options configure a Kernel.
 type Options struct {
 	Store    *store.Store
-	Catalog  Catalog
+	Catalog  mode.Catalog
 	Governor policy.Governor
 	Logger   *slog.Logger
 	// Now is the server clock; time.Now when nil.
@@ -72,7 +52,7 @@ type Options struct {
 // Kernel runs sessions.
 type Kernel struct {
 	store    *store.Store
-	catalog  Catalog
+	catalog  mode.Catalog
 	governor policy.Governor
 	log      *slog.Logger
 	now      func() time.Time

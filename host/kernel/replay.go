@@ -12,8 +12,10 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/abi"
+	"github.com/concord-macp/concord/host/mode"
 	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/macperr"
 	"github.com/concord-macp/concord/policy"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
@@ -37,9 +39,9 @@ type ReplayResult struct {
 // module the session is pinned to and the policy descriptor it bound, and
 // compares the outcome with the recording: every acceptance, the state bytes,
 // lifecycle state, resolution, deadline and dedup memory.
-func Replay(ctx context.Context, recorded *storev1.Session, entries []*storev1.Entry, catalog Catalog, governor policy.Governor) (*ReplayResult, error) {
+func Replay(ctx context.Context, recorded *storev1.Session, entries []*storev1.Entry, catalog mode.Catalog, governor policy.Governor) (*ReplayResult, error) {
 	md := recorded.GetMetadata()
-	mode, ok := catalog.Pinned(recorded.GetModuleDigest())
+	module, ok := catalog.Pinned(recorded.GetModuleDigest())
 	if !ok {
 		return nil, fmt.Errorf("replay %s: module %s is not available", md.GetSessionId(), recorded.GetModuleDigest())
 	}
@@ -52,7 +54,7 @@ func Replay(ctx context.Context, recorded *storev1.Session, entries []*storev1.E
 	var now int64
 	k, err := New(ctx, Options{
 		Store:         st,
-		Catalog:       pinnedCatalog{mode: mode, strict: strict || isStandard(md.GetMode())},
+		Catalog:       pinnedCatalog{mode: module, strict: strict || abi.IsStandard(md.GetMode())},
 		Governor:      pinnedGovernor{Governor: governor, bound: recorded.GetPolicy()},
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now:           func() time.Time { return time.UnixMilli(now) },
@@ -207,17 +209,15 @@ func sortedKeys(m map[string]uint64) []string {
 	return out
 }
 
-func isStandard(mode string) bool { return len(mode) > 10 && mode[:10] == "macp.mode." }
-
 // pinnedCatalog serves one module, the one a replayed session is pinned to.
 type pinnedCatalog struct {
-	mode   Mode
+	mode   mode.Module
 	strict bool
 }
 
-func (c pinnedCatalog) Lookup(string) (Mode, bool, bool) { return c.mode, c.strict, true }
+func (c pinnedCatalog) Lookup(string) (mode.Module, bool, error) { return c.mode, c.strict, nil }
 
-func (c pinnedCatalog) Pinned(digest string) (Mode, bool) {
+func (c pinnedCatalog) Pinned(digest string) (mode.Module, bool) {
 	return c.mode, digest == c.mode.Digest()
 }
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/concord-macp/concord/host/cmthash"
 	"github.com/concord-macp/concord/host/limits"
-	"github.com/concord-macp/concord/host/macperr"
 	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/macperr"
 	"github.com/concord-macp/concord/policy"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
@@ -55,7 +55,7 @@ func (k *Kernel) Send(ctx context.Context, identity string, env *macpv1.Envelope
 			MessageId: env.GetMessageId(),
 			SessionId: env.GetSessionId(),
 			Error: &macpv1.MACPError{
-				Code:      e.Code,
+				Code:      string(e.Code),
 				Message:   e.Message,
 				SessionId: env.GetSessionId(),
 				MessageId: env.GetMessageId(),
@@ -408,9 +408,7 @@ func (k *Kernel) duplicateAck(s *session, env *macpv1.Envelope) *macpv1.Ack {
 // modeRejection turns a mode's reject verdict into a coded error. A module
 // that answers with no usable code is treated as broken.
 func modeRejection(res *abiv1.StepResponse) error {
-	switch code := res.GetErrorCode(); code {
-	case macperr.Forbidden, macperr.InvalidEnvelope, macperr.PolicyDenied:
-		return macperr.New(code, "%s", res.GetErrorMessage())
+	switch code := macperr.Code(res.GetErrorCode()); code {
 	case "":
 		return macperr.New(macperr.InternalError, "the mode rejected the message without an error code")
 	default:

@@ -8,7 +8,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/host/mode"
+	"github.com/concord-macp/concord/macperr"
 
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -29,7 +30,7 @@ type session struct {
 	mu   sync.Mutex
 	rec  *storev1.Session
 	seen map[string]uint64 // accepted message id -> its sequence (dedup memory)
-	mode Mode
+	mode mode.Module
 	// dead marks a session whose SessionStart failed after it was published
 	// in the map; whoever finds it treats it as unknown.
 	dead bool
@@ -55,8 +56,8 @@ type publication struct {
 	event *macpv1.SessionLifecycleEvent // nil when the entry changes no state
 }
 
-func newSession(rec *storev1.Session, mode Mode) *session {
-	return &session{sid: rec.GetMetadata().GetSessionId(), rec: rec, seen: map[string]uint64{}, mode: mode,
+func newSession(rec *storev1.Session, m mode.Module) *session {
+	return &session{sid: rec.GetMetadata().GetSessionId(), rec: rec, seen: map[string]uint64{}, mode: m,
 		ready: map[uint64]publication{}, advanced: make(chan struct{})}
 }
 

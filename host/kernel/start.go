@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/macperr"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -47,9 +47,9 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 	if !ValidSessionID(env.SessionId) {
 		return nil, macperr.New(macperr.InvalidSessionID, "session_id %q is neither a lowercase UUID v4/v7 nor a token of 22+ characters of [A-Za-z0-9_-]", env.SessionId)
 	}
-	mode, strict, ok := k.catalog.Lookup(env.Mode)
-	if !ok {
-		return nil, macperr.New(macperr.ModeNotSupported, "mode %q is not registered", env.Mode)
+	module, strict, err := k.catalog.Lookup(env.Mode)
+	if err != nil {
+		return nil, err
 	}
 	if len(env.Payload) == 0 {
 		return nil, macperr.New(macperr.InvalidEnvelope, "SessionStart needs a payload")
@@ -61,7 +61,7 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 	if err := validateStart(&p, strict); err != nil {
 		return nil, err
 	}
-	if want := mode.Descriptor().GetModeVersion(); strict && p.ModeVersion != want {
+	if want := module.Descriptor().GetModeVersion(); strict && p.ModeVersion != want {
 		return nil, macperr.New(macperr.ModeNotSupported, "mode %s is served at version %q, not %q", env.Mode, want, p.ModeVersion)
 	}
 	if existing, ok := k.lookup(env.SessionId); ok {
@@ -114,7 +114,7 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 			ContextId:            p.ContextId,
 			ExtensionKeys:        extKeys,
 		},
-		ModuleDigest:   mode.Digest(),
+		ModuleDigest:   module.Digest(),
 		Policy:         pol,
 		DeadlineUnixMs: anchor + ttl,
 		TtlMs:          ttl,
@@ -123,7 +123,7 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		LastSequence:   1,
 	}
 
-	s := newSession(rec, mode)
+	s := newSession(rec, module)
 	s.mu.Lock()
 	if v, loaded := k.sessions.LoadOrStore(env.SessionId, s); loaded {
 		// Another SessionStart for the same id won the race.
@@ -141,7 +141,7 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 	}
 
 	clock := sessionClock(rec, now)
-	res, err := mode.Step(ctx, &abiv1.StepRequest{Envelope: env, Session: abiSession(rec), NowUnixMs: now, SessionClockMs: clock})
+	res, err := module.Step(ctx, &abiv1.StepRequest{Envelope: env, Session: abiSession(rec), NowUnixMs: now, SessionClockMs: clock})
 	if err != nil {
 		return fail(macperr.Wrap(macperr.InternalError, err, "the mode module failed on SessionStart"))
 	}

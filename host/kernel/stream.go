@@ -5,8 +5,8 @@ import (
 	"errors"
 
 	"github.com/concord-macp/concord/host/bus"
-	"github.com/concord-macp/concord/host/macperr"
 	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/macperr"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/macperr"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"

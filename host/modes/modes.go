@@ -7,34 +7,32 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 
+	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/host/bus"
-	"github.com/concord-macp/concord/host/kernel"
+	"github.com/concord-macp/concord/host/mode"
+	"github.com/concord-macp/concord/macperr"
 	"github.com/concord-macp/concord/modes-wasm/builtin"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 
-// StandardPrefix is the namespace of the specification's modes.
-const StandardPrefix = "macp.mode."
-
 // Loader compiles module bytes into a runnable mode (host/wasm.Engine).
 type Loader interface {
-	Load(ctx context.Context, wasm []byte) (kernel.Mode, error)
+	Load(ctx context.Context, wasm []byte) (mode.Module, error)
 }
 
 // Registry maps mode names to modules. It is safe for concurrent use.
 type Registry struct {
 	mu       sync.RWMutex
 	byName   map[string]entry
-	byDigest map[string]kernel.Mode
+	byDigest map[string]mode.Module
 	uploads  *Uploads // nil until EnableUploads
 	changes  *bus.Hub[struct{}]
 }
 
 type entry struct {
-	mode kernel.Mode
+	mode mode.Module
 	// standard modes are listed by ListModes; the others by ListExtModes.
 	standard bool
 	// strict modes get the full SessionStart validation.
@@ -44,7 +42,7 @@ type entry struct {
 
 // New returns an empty registry.
 func New() *Registry {
-	return &Registry{byName: map[string]entry{}, byDigest: map[string]kernel.Mode{}, changes: bus.New[struct{}]()}
+	return &Registry{byName: map[string]entry{}, byDigest: map[string]mode.Module{}, changes: bus.New[struct{}]()}
 }
 
 // LoadBuiltins loads every module embedded in the binary and registers the
@@ -72,29 +70,32 @@ func (r *Registry) LoadBuiltins(ctx context.Context, l Loader) error {
 }
 
 // add registers m as the module new sessions of its mode bind to.
-func (r *Registry) add(m kernel.Mode, isBuiltin bool) {
+func (r *Registry) add(m mode.Module, isBuiltin bool) {
 	name := m.Descriptor().GetMode()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.byName[name] = entry{
 		mode:     m,
-		standard: strings.HasPrefix(name, StandardPrefix),
-		strict:   isBuiltin || strings.HasPrefix(name, StandardPrefix),
+		standard: abi.IsStandard(name),
+		strict:   mode.Strict(name, isBuiltin, false),
 		builtin:  isBuiltin,
 	}
 	r.byDigest[m.Digest()] = m
 }
 
 // Lookup implements kernel.Catalog.
-func (r *Registry) Lookup(mode string) (kernel.Mode, bool, bool) {
+func (r *Registry) Lookup(name string) (mode.Module, bool, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	e, ok := r.byName[mode]
-	return e.mode, e.strict, ok
+	e, ok := r.byName[name]
+	if !ok {
+		return nil, false, macperr.New(macperr.ModeNotSupported, "mode %.128q is not registered", name)
+	}
+	return e.mode, e.strict, nil
 }
 
 // Pinned implements kernel.Catalog.
-func (r *Registry) Pinned(digest string) (kernel.Mode, bool) {
+func (r *Registry) Pinned(digest string) (mode.Module, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	m, ok := r.byDigest[digest]
@@ -133,16 +134,16 @@ func (r *Registry) list(standard bool) []*macpv1.ModeDescriptor {
 }
 
 // LoaderFunc adapts a function to the Loader interface.
-type LoaderFunc func(ctx context.Context, wasm []byte) (kernel.Mode, error)
+type LoaderFunc func(ctx context.Context, wasm []byte) (mode.Module, error)
 
 // Load calls f.
-func (f LoaderFunc) Load(ctx context.Context, wasm []byte) (kernel.Mode, error) { return f(ctx, wasm) }
+func (f LoaderFunc) Load(ctx context.Context, wasm []byte) (mode.Module, error) { return f(ctx, wasm) }
 
 // Info describes a mode the registry serves.
 type Info struct {
 	// Name is the mode name new sessions use.
 	Name     string
-	Mode     kernel.Mode
+	Mode     mode.Module
 	Builtin  bool
 	Standard bool
 }

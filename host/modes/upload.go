@@ -10,8 +10,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/host/bus"
-	"github.com/concord-macp/concord/host/kernel"
+	"github.com/concord-macp/concord/host/mode"
 	"github.com/concord-macp/concord/host/store"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -92,7 +93,7 @@ func (r *Registry) EnableUploads(ctx context.Context, u Uploads) error {
 			return fmt.Errorf("modes: binding of %s names a missing module %s", b.GetMode(), b.GetModuleDigest())
 		}
 		if b.GetActive() {
-			r.byName[b.GetMode()] = entry{mode: renamed(m, b.GetMode()), standard: b.GetPromoted(), strict: b.GetPromoted()}
+			r.byName[b.GetMode()] = entry{mode: renamed(m, b.GetMode()), standard: b.GetPromoted(), strict: mode.Strict(b.GetMode(), false, b.GetPromoted())}
 		}
 		return nil
 	})
@@ -101,7 +102,7 @@ func (r *Registry) EnableUploads(ctx context.Context, u Uploads) error {
 // Upload validates a module, stores it under its sha256 and makes the mode
 // it describes available to new sessions at once. Refusals wrap ErrRefused
 // and register nothing.
-func (r *Registry) Upload(ctx context.Context, wasm []byte) (kernel.Mode, error) {
+func (r *Registry) Upload(ctx context.Context, wasm []byte) (mode.Module, error) {
 	r.mu.RLock()
 	u := r.uploads
 	r.mu.RUnlock()
@@ -132,14 +133,14 @@ func (r *Registry) Upload(ctx context.Context, wasm []byte) (kernel.Mode, error)
 }
 
 // bind makes m serve name for new sessions, durably, and announces it.
-func (r *Registry) bind(ctx context.Context, name string, m kernel.Mode, promoted bool) error {
+func (r *Registry) bind(ctx context.Context, name string, m mode.Module, promoted bool) error {
 	b := &storev1.ModeBinding{Mode: name, ModuleDigest: m.Digest(), Promoted: promoted, Active: true,
 		RegisteredAtUnixMs: r.uploads.Now().UnixMilli()}
 	if err := r.putBinding(ctx, b); err != nil {
 		return err
 	}
 	r.mu.Lock()
-	r.byName[name] = entry{mode: renamed(m, name), standard: promoted, strict: promoted}
+	r.byName[name] = entry{mode: renamed(m, name), standard: promoted, strict: mode.Strict(name, false, promoted)}
 	r.byDigest[m.Digest()] = m
 	r.mu.Unlock()
 	r.announce()
@@ -173,7 +174,7 @@ func (r *Registry) Register(ctx context.Context, d *macpv1.ModeDescriptor) error
 		r.mu.RUnlock()
 		return fmt.Errorf("%w: mode %s is already registered", ErrRefused, d.GetMode())
 	}
-	var match kernel.Mode
+	var match mode.Module
 	for _, m := range r.byDigest {
 		md := m.Descriptor()
 		if md.GetMode() == d.GetMode() && md.GetModeVersion() == d.GetModeVersion() && !r.isBuiltinDigest(m.Digest()) {
@@ -197,7 +198,7 @@ func (r *Registry) Unregister(ctx context.Context, mode string) error {
 	switch {
 	case !ok:
 		return fmt.Errorf("%w: mode %s is not registered", ErrRefused, mode)
-	case e.builtin || strings.HasPrefix(mode, StandardPrefix) || e.standard:
+	case e.builtin || abi.IsStandard(mode) || e.standard:
 		return fmt.Errorf("%w: %s is a built-in or standards-track mode and cannot be unregistered", ErrRefused, mode)
 	case u == nil:
 		return fmt.Errorf("%w: this server does not accept extension modes", ErrRefused)
@@ -231,8 +232,8 @@ func (r *Registry) Promote(ctx context.Context, mode, newName string) (string, e
 		return "", fmt.Errorf("%w: mode %s is not registered", ErrRefused, mode)
 	case e.standard:
 		return "", fmt.Errorf("%w: %s is already standards-track", ErrRefused, mode)
-	case strings.HasPrefix(name, StandardPrefix):
-		return "", fmt.Errorf("%w: names under %s need the specification's approval", ErrRefused, StandardPrefix)
+	case abi.IsStandard(name):
+		return "", fmt.Errorf("%w: names under %s need the specification's approval", ErrRefused, abi.StandardPrefix)
 	case newName != "" && newName != mode && taken:
 		return "", fmt.Errorf("%w: mode %s already exists", ErrRefused, newName)
 	case newName != "" && !modeNamePattern.MatchString(newName):
@@ -305,7 +306,7 @@ func checkRegistrable(d *macpv1.ModeDescriptor) error {
 	switch name := d.GetMode(); {
 	case name == "":
 		return refuse("mode is empty")
-	case strings.HasPrefix(name, StandardPrefix):
+	case abi.IsStandard(name):
 		return refuse("%s is in the reserved macp.mode.* namespace", name)
 	case len(name) > maxShortField || !modeNamePattern.MatchString(name):
 		return refuse("mode %q must look like ext.<name>.v<N> or a reverse-domain name ending in .v<N>", name)
@@ -357,11 +358,11 @@ func short(digest string) string {
 }
 
 // renamed serves m under another mode name (a promotion with a new name).
-func renamed(m kernel.Mode, name string) kernel.Mode {
+func renamed(m mode.Module, name string) mode.Module {
 	if m.Descriptor().GetMode() == name {
 		return m
 	}
-	return renamedMode{Mode: m, desc: func() *macpv1.ModeDescriptor {
+	return renamedMode{Module: m, desc: func() *macpv1.ModeDescriptor {
 		d := proto.Clone(m.Descriptor()).(*macpv1.ModeDescriptor)
 		d.Mode = name
 		return d
@@ -369,7 +370,7 @@ func renamed(m kernel.Mode, name string) kernel.Mode {
 }
 
 type renamedMode struct {
-	kernel.Mode
+	mode.Module
 	desc *macpv1.ModeDescriptor
 }
 

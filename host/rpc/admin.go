@@ -7,8 +7,8 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/concord-macp/concord/host/kernel"
-	"github.com/concord-macp/concord/host/macperr"
 	"github.com/concord-macp/concord/host/modes"
+	"github.com/concord-macp/concord/macperr"
 	"github.com/concord-macp/concord/policy"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	"github.com/concord-macp/concord/proto/concord/admin/v1/adminv1connect"
@@ -33,12 +33,12 @@ func (a *admin) InspectSession(ctx context.Context, req *connect.Request[adminv1
 	if req.Msg.GetSessionId() == "" {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("session_id is required"))
 	}
-	in, err := a.kernel.Inspect(ctx, id.Sender, id.Observer, req.Msg.GetSessionId())
+	in, err := a.kernel.Inspect(ctx, id.ID, id.Observer, req.Msg.GetSessionId())
 	if err != nil {
 		return nil, statusError(err)
 	}
 	rec := in.Session
-	decisions, err := a.kernel.Governance(ctx, id.Sender, id.Observer, req.Msg.GetSessionId())
+	decisions, err := a.kernel.Governance(ctx, id.ID, id.Observer, req.Msg.GetSessionId())
 	if err != nil {
 		return nil, statusError(err)
 	}
@@ -68,7 +68,7 @@ func (a *admin) ReplaySession(ctx context.Context, req *connect.Request[adminv1.
 		return nil, err
 	}
 	sid := req.Msg.GetSessionId()
-	if _, err := a.kernel.Session(ctx, id.Sender, id.Observer, sid); err != nil {
+	if _, err := a.kernel.Session(ctx, id.ID, id.Observer, sid); err != nil {
 		return nil, statusError(err)
 	}
 	res, err := a.kernel.ReplaySession(ctx, sid)

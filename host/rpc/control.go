@@ -20,7 +20,7 @@ func (s *service) control(ctx context.Context, op kernel.Control, sessionID, rea
 	if sessionID == "" {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("session_id is required"))
 	}
-	ack, err := s.kernel.Control(ctx, op, id.Sender, sessionID, reason)
+	ack, err := s.kernel.Control(ctx, op, id.ID, sessionID, reason)
 	if err != nil {
 		return nil, statusError(err)
 	}

@@ -3,7 +3,7 @@ package rpc
 import (
 	"connectrpc.com/connect"
 
-	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/macperr"
 )
 
 // CodeHeader is the response metadata key that carries the MACP registry
@@ -16,7 +16,7 @@ const DetailsHeader = "macp-error-details-bin"
 
 // statusCodes maps the MACP error registry to gRPC/Connect status codes
 // (RFC-MACP-0006).
-var statusCodes = map[string]connect.Code{
+var statusCodes = map[macperr.Code]connect.Code{
 	macperr.Unauthenticated:            connect.CodeUnauthenticated,
 	macperr.Forbidden:                  connect.CodePermissionDenied,
 	macperr.SessionNotFound:            connect.CodeNotFound,
@@ -35,7 +35,7 @@ var statusCodes = map[string]connect.Code{
 }
 
 // StatusCode returns the gRPC/Connect code for a MACP registry code.
-func StatusCode(macpCode string) connect.Code {
+func StatusCode(macpCode macperr.Code) connect.Code {
 	if c, ok := statusCodes[macpCode]; ok {
 		return c
 	}
@@ -58,11 +58,14 @@ func statusError(err error) error {
 	return ce
 }
 
-type codedMessage struct{ code, msg string }
+type codedMessage struct {
+	code macperr.Code
+	msg  string
+}
 
-func (c *codedMessage) Error() string { return c.code + ": " + c.msg }
+func (c *codedMessage) Error() string { return string(c.code) + ": " + c.msg }
 
-func withMACPCode(ce *connect.Error, code string) *connect.Error {
-	ce.Meta().Set(CodeHeader, code)
+func withMACPCode(ce *connect.Error, code macperr.Code) *connect.Error {
+	ce.Meta().Set(CodeHeader, string(code))
 	return ce
 }

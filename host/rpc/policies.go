@@ -7,7 +7,7 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/macperr"
 	"github.com/concord-macp/concord/policy"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -17,13 +17,13 @@ import (
 // prefixed with its registry code.
 func registryError(err error) string {
 	e := macperr.As(err)
-	return e.Code + ": " + e.Message
+	return string(e.Code) + ": " + e.Message
 }
 
 // RegisterPolicy admits a policy descriptor; refusals are ok=false with the
 // reason.
 func (s *service) RegisterPolicy(ctx context.Context, req *connect.Request[macpv1.RegisterPolicyRequest]) (*connect.Response[macpv1.RegisterPolicyResponse], error) {
-	if _, err := registryWriter(ctx); err != nil {
+	if _, err := policyWriter(ctx); err != nil {
 		return nil, err
 	}
 	if req.Msg.GetPolicyDescriptor() == nil {
@@ -37,7 +37,7 @@ func (s *service) RegisterPolicy(ctx context.Context, req *connect.Request[macpv
 
 // UnregisterPolicy removes a policy; sessions bound to it keep their copy.
 func (s *service) UnregisterPolicy(ctx context.Context, req *connect.Request[macpv1.UnregisterPolicyRequest]) (*connect.Response[macpv1.UnregisterPolicyResponse], error) {
-	if _, err := registryWriter(ctx); err != nil {
+	if _, err := policyWriter(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.policies.Unregister(ctx, req.Msg.GetPolicyId()); err != nil {
@@ -106,7 +106,7 @@ func (s *service) WatchPolicies(ctx context.Context, _ *connect.Request[macpv1.W
 // PushPolicy registers an operator's own Rego policy after compiling it and
 // running the tests it ships.
 func (a *admin) PushPolicy(ctx context.Context, req *connect.Request[adminv1.PushPolicyRequest]) (*connect.Response[adminv1.PushPolicyResponse], error) {
-	if _, err := registryWriter(ctx); err != nil {
+	if _, err := policyWriter(ctx); err != nil {
 		return nil, err
 	}
 	if req.Msg.GetPolicyDescriptor() == nil {

@@ -7,27 +7,40 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/concord-macp/concord/host/auth"
+	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/modes"
+	"github.com/concord-macp/concord/macperr"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 
-// registryWriter returns the caller if it may change registries.
-func registryWriter(ctx context.Context) (auth.Identity, error) {
+// modeWriter returns the caller if it may change the mode registry.
+func modeWriter(ctx context.Context) (access.Caller, error) {
 	id, err := authenticated(ctx)
 	if err != nil {
 		return id, err
 	}
-	if !id.CanManageRegistry {
-		return id, connect.NewError(connect.CodePermissionDenied, errors.New(id.Sender+" may not change the mode or policy registries"))
+	if !id.CanManageModes {
+		return id, withMACPCode(connect.NewError(connect.CodePermissionDenied, errors.New(id.ID+" may not change the mode registry")), macperr.Forbidden)
+	}
+	return id, nil
+}
+
+// policyWriter returns the caller if it may change the policy registry.
+func policyWriter(ctx context.Context) (access.Caller, error) {
+	id, err := authenticated(ctx)
+	if err != nil {
+		return id, err
+	}
+	if !id.CanManagePolicies {
+		return id, withMACPCode(connect.NewError(connect.CodePermissionDenied, errors.New(id.ID+" may not change the policy registry")), macperr.Forbidden)
 	}
 	return id, nil
 }
 
 // RegisterExtMode binds a descriptor to an uploaded module implementing it.
 func (s *service) RegisterExtMode(ctx context.Context, req *connect.Request[macpv1.RegisterExtModeRequest]) (*connect.Response[macpv1.RegisterExtModeResponse], error) {
-	if _, err := registryWriter(ctx); err != nil {
+	if _, err := modeWriter(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.modes.Register(ctx, req.Msg.GetModeDescriptor()); err != nil {
@@ -38,7 +51,7 @@ func (s *service) RegisterExtMode(ctx context.Context, req *connect.Request[macp
 
 // UnregisterExtMode stops an extension mode from serving new sessions.
 func (s *service) UnregisterExtMode(ctx context.Context, req *connect.Request[macpv1.UnregisterExtModeRequest]) (*connect.Response[macpv1.UnregisterExtModeResponse], error) {
-	if _, err := registryWriter(ctx); err != nil {
+	if _, err := modeWriter(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.modes.Unregister(ctx, req.Msg.GetMode()); err != nil {
@@ -49,7 +62,7 @@ func (s *service) UnregisterExtMode(ctx context.Context, req *connect.Request[ma
 
 // PromoteMode makes an extension mode standards-track.
 func (s *service) PromoteMode(ctx context.Context, req *connect.Request[macpv1.PromoteModeRequest]) (*connect.Response[macpv1.PromoteModeResponse], error) {
-	if _, err := registryWriter(ctx); err != nil {
+	if _, err := modeWriter(ctx); err != nil {
 		return nil, err
 	}
 	name, err := s.modes.Promote(ctx, req.Msg.GetMode(), req.Msg.GetPromotedModeName())
@@ -88,7 +101,7 @@ func (s *service) WatchModeRegistry(ctx context.Context, _ *connect.Request[macp
 
 // UploadMode validates and registers an uploaded module.
 func (a *admin) UploadMode(ctx context.Context, req *connect.Request[adminv1.UploadModeRequest]) (*connect.Response[adminv1.UploadModeResponse], error) {
-	if _, err := registryWriter(ctx); err != nil {
+	if _, err := modeWriter(ctx); err != nil {
 		return nil, err
 	}
 	m, err := a.modes.Upload(ctx, req.Msg.GetWasm())
@@ -118,7 +131,7 @@ func (a *admin) ListModules(ctx context.Context, _ *connect.Request[adminv1.List
 
 // RemoveMode unregisters an uploaded mode.
 func (a *admin) RemoveMode(ctx context.Context, req *connect.Request[adminv1.RemoveModeRequest]) (*connect.Response[adminv1.RemoveModeResponse], error) {
-	if _, err := registryWriter(ctx); err != nil {
+	if _, err := modeWriter(ctx); err != nil {
 		return nil, err
 	}
 	if err := a.modes.Unregister(ctx, req.Msg.GetMode()); err != nil {

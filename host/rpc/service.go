@@ -12,10 +12,11 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/kernel"
-	"github.com/concord-macp/concord/host/macperr"
 	"github.com/concord-macp/concord/host/modes"
+	"github.com/concord-macp/concord/macperr"
 	"github.com/concord-macp/concord/policy"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 	"github.com/concord-macp/concord/proto/macp/v1/macpv1connect"
@@ -90,7 +91,7 @@ func (s *service) Send(ctx context.Context, req *connect.Request[macpv1.SendRequ
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("SendRequest.envelope is required"))
 	}
 	id, _ := auth.FromContext(ctx)
-	return connect.NewResponse(&macpv1.SendResponse{Ack: s.kernel.Send(ctx, id.Sender, env)}), nil
+	return connect.NewResponse(&macpv1.SendResponse{Ack: s.kernel.Send(ctx, id.ID, env)}), nil
 }
 
 // GetSession returns a session's metadata to its initiator, participants
@@ -104,7 +105,7 @@ func (s *service) GetSession(ctx context.Context, req *connect.Request[macpv1.Ge
 	if sid == "" {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("session_id is required"))
 	}
-	md, err := s.kernel.Session(ctx, id.Sender, id.Observer, sid)
+	md, err := s.kernel.Session(ctx, id.ID, id.Observer, sid)
 	if err != nil {
 		return nil, statusError(err)
 	}
@@ -167,10 +168,10 @@ func (s *service) ListExtModes(context.Context, *connect.Request[macpv1.ListExtM
 }
 
 // authenticated returns the caller's identity or an Unauthenticated error.
-func authenticated(ctx context.Context) (auth.Identity, error) {
+func authenticated(ctx context.Context) (access.Caller, error) {
 	id, err := auth.FromContext(ctx)
 	if err != nil {
-		return auth.Identity{}, withMACPCode(connect.NewError(connect.CodeUnauthenticated, err), macperr.Unauthenticated)
+		return access.Caller{}, withMACPCode(connect.NewError(connect.CodeUnauthenticated, err), macperr.Unauthenticated)
 	}
 	return id, nil
 }

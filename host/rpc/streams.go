@@ -9,7 +9,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/concord-macp/concord/host/kernel"
-	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/macperr"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 
@@ -40,7 +40,7 @@ func (s *service) StreamSession(ctx context.Context, stream *connect.BidiStream[
 		}
 	}()
 	bind := func(sessionID string, after uint64) error {
-		sub, err := s.kernel.Subscribe(ctx, id.Sender, id.Observer, sessionID, after)
+		sub, err := s.kernel.Subscribe(ctx, id.ID, id.Observer, sessionID, after)
 		if err != nil {
 			return err
 		}
@@ -118,7 +118,7 @@ func (s *service) StreamSession(ctx context.Context, stream *connect.BidiStream[
 			}
 			continue
 		}
-		ack := s.kernel.Send(ctx, id.Sender, env)
+		ack := s.kernel.Send(ctx, id.ID, env)
 		if !ack.GetOk() {
 			e := ack.GetError()
 			if err := out.send(&macpv1.StreamSessionResponse{Response: &macpv1.StreamSessionResponse_Error{Error: e}}); err != nil {
@@ -217,7 +217,7 @@ func (w *streamWriter) error(e *macperr.Error, sessionID, messageID string) erro
 		msg = "internal error"
 	}
 	return w.send(&macpv1.StreamSessionResponse{Response: &macpv1.StreamSessionResponse_Error{Error: &macpv1.MACPError{
-		Code: e.Code, Message: msg, SessionId: sessionID, MessageId: messageID, Details: e.Details,
+		Code: string(e.Code), Message: msg, SessionId: sessionID, MessageId: messageID, Details: e.Details,
 	}}})
 }
 
@@ -228,7 +228,7 @@ func (s *service) WatchSessions(ctx context.Context, _ *connect.Request[macpv1.W
 	if err != nil {
 		return err
 	}
-	initial, sub := s.kernel.WatchSessions(ctx, id.Sender, id.Observer)
+	initial, sub := s.kernel.WatchSessions(ctx, id.ID, id.Observer)
 	defer sub.Close()
 	// A session created while the listing was taken is in the listing and
 	// also has its CREATED event waiting in the subscription: send it once.
@@ -249,7 +249,7 @@ func (s *service) WatchSessions(ctx context.Context, _ *connect.Request[macpv1.W
 			if !ok {
 				return connect.NewError(connect.CodeResourceExhausted, sub.Err())
 			}
-			if !kernel.MayObserve(ev.GetSession(), id.Sender, id.Observer) {
+			if !kernel.MayObserve(ev.GetSession(), id.ID, id.Observer) {
 				continue
 			}
 			if ev.GetEventType() == macpv1.SessionLifecycleEvent_EVENT_TYPE_CREATED && listed[ev.GetSession().GetSessionId()] {
@@ -290,7 +290,7 @@ func (s *service) ListSessions(ctx context.Context, req *connect.Request[macpv1.
 	if err != nil {
 		return nil, err
 	}
-	page, next, err := s.kernel.ListSessions(ctx, id.Sender, id.Observer, req.Msg.GetPageSize(), req.Msg.GetPageToken())
+	page, next, err := s.kernel.ListSessions(ctx, id.ID, id.Observer, req.Msg.GetPageSize(), req.Msg.GetPageToken())
 	if err != nil {
 		if errors.Is(err, kernel.ErrBadPage) {
 			return nil, connect.NewError(connect.CodeInvalidArgument, err)

@@ -20,6 +20,7 @@ import (
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/limits"
+	"github.com/concord-macp/concord/host/mode"
 	"github.com/concord-macp/concord/host/modes"
 	"github.com/concord-macp/concord/host/rpc"
 	"github.com/concord-macp/concord/host/store"
@@ -115,7 +116,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		return nil, fmt.Errorf("server: start wasm engine: %w", err)
 	}
 	registry := modes.New()
-	loader := modes.LoaderFunc(func(ctx context.Context, b []byte) (kernel.Mode, error) { return s.engine.Load(ctx, b) })
+	loader := modes.LoaderFunc(func(ctx context.Context, b []byte) (mode.Module, error) { return s.engine.Load(ctx, b) })
 	if err := registry.LoadBuiltins(ctx, loader); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -127,7 +128,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	}
 	err = registry.EnableUploads(ctx, modes.Uploads{
 		Store:          s.store,
-		Loader:         modes.LoaderFunc(func(ctx context.Context, b []byte) (kernel.Mode, error) { return s.sandbox.Load(ctx, b) }),
+		Loader:         modes.LoaderFunc(func(ctx context.Context, b []byte) (mode.Module, error) { return s.sandbox.Load(ctx, b) }),
 		MaxModuleBytes: cfg.MaxModuleBytes,
 		Now:            cfg.Now,
 	})

@@ -123,7 +123,7 @@ func play(t *testing.T, m guest.Mode, file string, opts Options) {
 			if res.Accepted {
 				t.Fatalf("message %d (%s from %s): accepted, want reject %s", i+1, msg.MessageType, msg.Sender, msg.ExpectedErrorCode)
 			}
-			if msg.ExpectedErrorCode != "" && res.Code != msg.ExpectedErrorCode {
+			if msg.ExpectedErrorCode != "" && string(res.Code) != msg.ExpectedErrorCode {
 				t.Fatalf("message %d (%s from %s): code %s (%s), want %s", i+1, msg.MessageType, msg.Sender, res.Code, res.Message, msg.ExpectedErrorCode)
 			}
 		default:

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 // conformanceDir holds the MACP conformance fixtures: ../shared next to the
@@ -90,7 +90,7 @@ func runFixture(t *testing.T, f *fixture) {
 	for i, m := range f.Messages {
 		where := fmt.Sprintf("message %d (%s from %s)", i+1, m.MessageType, m.Sender)
 		if m.MessageType == MsgCommitment && m.Expect == "reject" &&
-			(m.ExpectedErrorCode == abi.CodePolicyDenied || m.ExpectedErrorCode == abi.CodeForbidden) {
+			(m.ExpectedErrorCode == string(macperr.PolicyDenied) || m.ExpectedErrorCode == string(macperr.Forbidden)) {
 			continue
 		}
 		payload, err := encodePayload(m.PayloadType, m.Payload)
@@ -108,7 +108,7 @@ func runFixture(t *testing.T, f *fixture) {
 			if res.Accepted {
 				t.Fatalf("%s: accepted, want %s", where, m.ExpectedErrorCode)
 			}
-			if m.ExpectedErrorCode != "" && res.Code != m.ExpectedErrorCode {
+			if m.ExpectedErrorCode != "" && string(res.Code) != m.ExpectedErrorCode {
 				t.Fatalf("%s: code %s (%s), want %s", where, res.Code, res.Message, m.ExpectedErrorCode)
 			}
 		default:

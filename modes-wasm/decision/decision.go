@@ -19,8 +19,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 // Identity of the mode.
@@ -69,18 +69,18 @@ func (Mode) Step(req *guest.StepRequest) guest.Result {
 	switch env.MessageType {
 	case MsgSessionStart:
 		if len(req.State) != 0 {
-			return guest.Reject(abi.CodeInvalidEnvelope, "the session has already started")
+			return guest.Reject(macperr.InvalidEnvelope, "the session has already started")
 		}
 		return guest.Accept(initialState())
 	case MsgProposal, MsgEvaluation, MsgObjection, MsgVote:
 		// Authorization comes before structure: an outsider's malformed
 		// message is FORBIDDEN, not INVALID_ENVELOPE.
 		if !req.Session.IsParticipant(env.Sender) {
-			return guest.Reject(abi.CodeForbidden, "%s may only be sent by a declared participant; %q is not one", env.MessageType, env.Sender)
+			return guest.Reject(macperr.Forbidden, "%s may only be sent by a declared participant; %q is not one", env.MessageType, env.Sender)
 		}
 	case MsgCommitment:
 	default:
-		return guest.Reject(abi.CodeInvalidEnvelope, "message type %q is not part of %s", env.MessageType, ModeName)
+		return guest.Reject(macperr.InvalidEnvelope, "message type %q is not part of %s", env.MessageType, ModeName)
 	}
 
 	state := req.State
@@ -162,17 +162,17 @@ func begin(state []byte, env *guest.Envelope, kind protowire.Number, target, vot
 	h, err := scan(state, kind, target, voter)
 	switch {
 	case err != nil:
-		return h, guest.Reject(abi.CodeInternalError, "%v", err), false
+		return h, guest.Reject(macperr.InternalError, "%v", err), false
 	case h.committed:
-		return h, guest.Reject(abi.CodeInvalidEnvelope, "the decision is already committed"), false
+		return h, guest.Reject(macperr.InvalidEnvelope, "the decision is already committed"), false
 	case h.votes > 0 && kind != fieldVote && kind != fieldCommitment:
-		return h, guest.Reject(abi.CodeInvalidEnvelope, "%s is not accepted after the first Vote", env.MessageType), false
+		return h, guest.Reject(macperr.InvalidEnvelope, "%s is not accepted after the first Vote", env.MessageType), false
 	}
 	return h, guest.Result{}, true
 }
 
 func invalid(format string, args ...any) guest.Result {
-	return guest.Reject(abi.CodeInvalidEnvelope, format, args...)
+	return guest.Reject(macperr.InvalidEnvelope, format, args...)
 }
 
 func blank(s string) bool { return strings.TrimSpace(s) == "" }

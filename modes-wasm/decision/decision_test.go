@@ -10,8 +10,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 	decisionv1 "github.com/concord-macp/concord/proto/macp/modes/decision/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -129,8 +129,8 @@ func view(t testing.TB, state []byte) map[string]any {
 func TestStepRules(t *testing.T) {
 	const (
 		ok = ""
-		fb = abi.CodeForbidden
-		ie = abi.CodeInvalidEnvelope
+		fb = macperr.Forbidden
+		ie = macperr.InvalidEnvelope
 	)
 	p1 := proposal(t, "orch", "p1", "deploy")
 	notListed := newSession("orch", "a", "b")
@@ -142,7 +142,7 @@ func TestStepRules(t *testing.T) {
 		session *guest.Session // defaultSession when nil
 		history []msg
 		msg     msg
-		want    string
+		want    macperr.Code
 	}{
 		// Authorization: declared participants only, checked before anything else.
 		{name: "outsider proposal", msg: proposal(t, "x", "p1", "deploy"), want: fb},
@@ -345,7 +345,7 @@ func TestPhases(t *testing.T) {
 func TestFirstVoteStands(t *testing.T) {
 	state := replay(t, defaultSession, proposal(t, "orch", "p1", "deploy"), vote(t, "a", "p1", "APPROVE"))
 	res := run(defaultSession, state, vote(t, "a", "p1", "REJECT"))
-	if res.Accepted || res.Code != abi.CodeInvalidEnvelope {
+	if res.Accepted || res.Code != macperr.InvalidEnvelope {
 		t.Fatalf("second vote: %+v", res)
 	}
 	got := view(t, state)["votes"].(map[string]any)["p1"].(map[string]any)["a"].(map[string]any)["vote"]
@@ -389,7 +389,7 @@ func TestCorruptStateIsInternalError(t *testing.T) {
 		{0x08, 0x01, 0x12, 0x05}, // truncated record
 	} {
 		res := run(defaultSession, state, proposal(t, "a", "p1", "deploy"))
-		if res.Accepted || res.Code != abi.CodeInternalError {
+		if res.Accepted || res.Code != macperr.InternalError {
 			t.Errorf("state %x: %+v", state, res)
 		}
 	}

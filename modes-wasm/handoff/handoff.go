@@ -38,8 +38,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 // Identity of the mode.
@@ -97,23 +97,23 @@ func step(req *guest.StepRequest, runtimeWritten bool) guest.Result {
 	env := &req.Envelope
 	if env.MessageType == typeSessionStart {
 		if len(req.State) != 0 {
-			return guest.Reject(abi.CodeInvalidEnvelope, "session already started")
+			return guest.Reject(macperr.InvalidEnvelope, "session already started")
 		}
 		return start(&req.Session)
 	}
 	if len(req.State) == 0 {
-		return guest.Reject(abi.CodeInternalError, "handoff: no state for %s", env.MessageType)
+		return guest.Reject(macperr.InternalError, "handoff: no state for %s", env.MessageType)
 	}
 	s, err := Unmarshal(req.State)
 	if err != nil {
-		return guest.Reject(abi.CodeInternalError, "%v", err)
+		return guest.Reject(macperr.InternalError, "%v", err)
 	}
 	if s.Commitment != nil {
 		// The host closes the session first; this guards a host bug.
-		return guest.Reject(abi.CodeInvalidEnvelope, "the session is already committed")
+		return guest.Reject(macperr.InvalidEnvelope, "the session is already committed")
 	}
 	if runtimeWritten && env.MessageType != typeHandoffAccept {
-		return guest.Reject(abi.CodeInvalidEnvelope, "the runtime writes no %s in this mode", env.MessageType)
+		return guest.Reject(macperr.InvalidEnvelope, "the runtime writes no %s in this mode", env.MessageType)
 	}
 	switch env.MessageType {
 	case typeHandoffOffer:
@@ -128,19 +128,19 @@ func step(req *guest.StepRequest, runtimeWritten bool) guest.Result {
 		return s.onCommitment(req)
 	}
 	if env.Sender != req.Session.Initiator && !req.Session.IsParticipant(env.Sender) {
-		return guest.Reject(abi.CodeForbidden, "%s is not a member of the session", env.Sender)
+		return guest.Reject(macperr.Forbidden, "%s is not a member of the session", env.Sender)
 	}
-	return guest.Reject(abi.CodeInvalidEnvelope, "unknown message type %q", env.MessageType)
+	return guest.Reject(macperr.InvalidEnvelope, "unknown message type %q", env.MessageType)
 }
 
 // start validates the mode's SessionStart rules and returns the initial state.
 func start(sess *guest.Session) guest.Result {
 	if !sess.IsParticipant(sess.Initiator) {
-		return guest.Reject(abi.CodeInvalidEnvelope, "handoff: the initiator %s must be a declared participant", sess.Initiator)
+		return guest.Reject(macperr.InvalidEnvelope, "handoff: the initiator %s must be a declared participant", sess.Initiator)
 	}
 	timeout, err := readRules(sess.PolicyRules)
 	if err != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "handoff: bound policy rules: %v", err)
+		return guest.Reject(macperr.InvalidEnvelope, "handoff: bound policy rules: %v", err)
 	}
 	s := &State{ImplicitAcceptTimeoutMs: timeout}
 	return s.accept()
@@ -189,29 +189,29 @@ func nonNegativeInt(n json.Number) (int64, error) {
 func (s *State) onOffer(req *guest.StepRequest) guest.Result {
 	env := &req.Envelope
 	if env.Sender != req.Session.Initiator {
-		return guest.Reject(abi.CodeForbidden, "only the current owner %s may offer a handoff", req.Session.Initiator)
+		return guest.Reject(macperr.Forbidden, "only the current owner %s may offer a handoff", req.Session.Initiator)
 	}
 	p, err := decodeOffer(env.Payload)
 	if err != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "HandoffOffer payload: %v", err)
+		return guest.Reject(macperr.InvalidEnvelope, "HandoffOffer payload: %v", err)
 	}
 	switch {
 	case p.HandoffID == "":
-		return guest.Reject(abi.CodeInvalidEnvelope, "handoff_id is empty")
+		return guest.Reject(macperr.InvalidEnvelope, "handoff_id is empty")
 	case s.offer(p.HandoffID) != nil:
-		return guest.Reject(abi.CodeInvalidEnvelope, "handoff_id %q was already used", p.HandoffID)
+		return guest.Reject(macperr.InvalidEnvelope, "handoff_id %q was already used", p.HandoffID)
 	case p.TargetParticipant == "":
-		return guest.Reject(abi.CodeInvalidEnvelope, "target_participant is empty")
+		return guest.Reject(macperr.InvalidEnvelope, "target_participant is empty")
 	case !req.Session.IsParticipant(p.TargetParticipant):
-		return guest.Reject(abi.CodeInvalidEnvelope, "target_participant %s is not a declared participant", p.TargetParticipant)
+		return guest.Reject(macperr.InvalidEnvelope, "target_participant %s is not a declared participant", p.TargetParticipant)
 	case p.TargetParticipant == env.Sender:
-		return guest.Reject(abi.CodeInvalidEnvelope, "the owner cannot hand off to itself")
+		return guest.Reject(macperr.InvalidEnvelope, "the owner cannot hand off to itself")
 	}
 	if a := s.accepted(); a != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "handoff %q was already accepted; no further offers", a.HandoffID)
+		return guest.Reject(macperr.InvalidEnvelope, "handoff %q was already accepted; no further offers", a.HandoffID)
 	}
 	if o := s.pending(); o != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "handoff %q is still pending", o.HandoffID)
+		return guest.Reject(macperr.InvalidEnvelope, "handoff %q is still pending", o.HandoffID)
 	}
 	s.Offers = append(s.Offers, Offer{
 		HandoffID:         p.HandoffID,
@@ -230,18 +230,18 @@ func (s *State) onContext(req *guest.StepRequest) guest.Result {
 	env := &req.Envelope
 	// Only the owner authors offers, so only the owner may add context.
 	if env.Sender != req.Session.Initiator {
-		return guest.Reject(abi.CodeForbidden, "only the current owner %s may send handoff context", req.Session.Initiator)
+		return guest.Reject(macperr.Forbidden, "only the current owner %s may send handoff context", req.Session.Initiator)
 	}
 	p, err := decodeContext(env.Payload)
 	if err != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "HandoffContext payload: %v", err)
+		return guest.Reject(macperr.InvalidEnvelope, "HandoffContext payload: %v", err)
 	}
 	o := s.offer(p.HandoffID)
 	if o == nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "no handoff offer %q", p.HandoffID)
+		return guest.Reject(macperr.InvalidEnvelope, "no handoff offer %q", p.HandoffID)
 	}
 	if o.OfferedBy != env.Sender {
-		return guest.Reject(abi.CodeForbidden, "handoff %q was offered by %s", o.HandoffID, o.OfferedBy)
+		return guest.Reject(macperr.Forbidden, "handoff %q was offered by %s", o.HandoffID, o.OfferedBy)
 	}
 	// Context after the answer is accepted as supplementary documentation.
 	s.Contexts = append(s.Contexts, Context{
@@ -260,34 +260,34 @@ func (s *State) onAnswer(req *guest.StepRequest, to Disposition, runtimeWritten 
 	// The owner is never a target (an offer's target differs from its
 	// author), so only other declared participants can ever answer.
 	if env.Sender == req.Session.Initiator || !req.Session.IsParticipant(env.Sender) {
-		return guest.Reject(abi.CodeForbidden, "%s may not send %s", env.Sender, env.MessageType)
+		return guest.Reject(macperr.Forbidden, "%s may not send %s", env.Sender, env.MessageType)
 	}
 	p, err := decodeAnswer(env.Payload, to == Accepted)
 	if err != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "%s payload: %v", env.MessageType, err)
+		return guest.Reject(macperr.InvalidEnvelope, "%s payload: %v", env.MessageType, err)
 	}
 	o := s.offer(p.HandoffID)
 	if o == nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "no handoff offer %q", p.HandoffID)
+		return guest.Reject(macperr.InvalidEnvelope, "no handoff offer %q", p.HandoffID)
 	}
 	if env.Sender != o.TargetParticipant {
-		return guest.Reject(abi.CodeForbidden, "only the target %s may answer handoff %q", o.TargetParticipant, o.HandoffID)
+		return guest.Reject(macperr.Forbidden, "only the target %s may answer handoff %q", o.TargetParticipant, o.HandoffID)
 	}
 	if p.By != "" && p.By != env.Sender {
-		return guest.Reject(abi.CodeInvalidEnvelope, "%s names %s, not the sender", env.MessageType, p.By)
+		return guest.Reject(macperr.InvalidEnvelope, "%s names %s, not the sender", env.MessageType, p.By)
 	}
 	switch {
 	case p.Implicit && !runtimeWritten:
-		return guest.Reject(abi.CodeInvalidEnvelope, "implicit=true is reserved for the runtime's synthetic accept")
+		return guest.Reject(macperr.InvalidEnvelope, "implicit=true is reserved for the runtime's synthetic accept")
 	case runtimeWritten && !p.Implicit:
-		return guest.Reject(abi.CodeInvalidEnvelope, "a runtime-written HandoffAccept must set implicit=true")
+		return guest.Reject(macperr.InvalidEnvelope, "a runtime-written HandoffAccept must set implicit=true")
 	case runtimeWritten && s.ImplicitAcceptTimeoutMs <= 0:
-		return guest.Reject(abi.CodeInvalidEnvelope, "the bound policy has no implicit accept")
+		return guest.Reject(macperr.InvalidEnvelope, "the bound policy has no implicit accept")
 	case runtimeWritten && env.MessageID != ImplicitAcceptIDPrefix+o.HandoffID:
-		return guest.Reject(abi.CodeInvalidEnvelope, "implicit accept message_id must be %q", ImplicitAcceptIDPrefix+o.HandoffID)
+		return guest.Reject(macperr.InvalidEnvelope, "implicit accept message_id must be %q", ImplicitAcceptIDPrefix+o.HandoffID)
 	}
 	if o.Disposition != Offered {
-		return guest.Reject(abi.CodeInvalidEnvelope, "handoff %q was already %s", o.HandoffID, strings.ToLower(o.Disposition.String()))
+		return guest.Reject(macperr.InvalidEnvelope, "handoff %q was already %s", o.HandoffID, strings.ToLower(o.Disposition.String()))
 	}
 	o.Disposition = to
 	o.RespondedBy = env.Sender
@@ -300,10 +300,10 @@ func (s *State) onCommitment(req *guest.StepRequest) guest.Result {
 	env := &req.Envelope
 	c, err := guest.DecodeCommitment(env.Payload)
 	if err != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "Commitment payload: %v", err)
+		return guest.Reject(macperr.InvalidEnvelope, "Commitment payload: %v", err)
 	}
 	if !s.answered() {
-		return guest.Reject(abi.CodeInvalidEnvelope, "no handoff offer was accepted or declined yet")
+		return guest.Reject(macperr.InvalidEnvelope, "no handoff offer was accepted or declined yet")
 	}
 	s.Commitment = &Commitment{
 		CommitmentID:    c.CommitmentID,

@@ -9,8 +9,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 	handoffv1 "github.com/concord-macp/concord/proto/macp/modes/handoff/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -47,7 +47,7 @@ type msg struct {
 	sender  string
 	typ     string
 	payload any // proto.Message or []byte
-	code    string
+	code    macperr.Code
 	runtime bool   // written by the runtime (StepRequest.RuntimeWritten)
 	id      string // message_id; generated when empty
 }
@@ -139,7 +139,7 @@ func TestSessionStart(t *testing.T) {
 		name         string
 		participants []string
 		rules        string
-		code         string
+		code         macperr.Code
 		timeout      int64
 	}{
 		{name: "default policy", rules: "{}"},
@@ -149,13 +149,13 @@ func TestSessionStart(t *testing.T) {
 		{name: "zero timeout", rules: `{"acceptance":{"implicit_accept_timeout_ms":0}}`},
 		{name: "other keys ignored", rules: `{"commitment":{"authority":"any_participant"},"acceptance":{}}`},
 		{name: "null acceptance", rules: `{"acceptance":null}`},
-		{name: "negative timeout", rules: `{"acceptance":{"implicit_accept_timeout_ms":-1}}`, code: abi.CodeInvalidEnvelope},
-		{name: "fractional timeout", rules: `{"acceptance":{"implicit_accept_timeout_ms":1.5}}`, code: abi.CodeInvalidEnvelope},
-		{name: "string timeout", rules: `{"acceptance":{"implicit_accept_timeout_ms":"soon"}}`, code: abi.CodeInvalidEnvelope},
-		{name: "rules not an object", rules: `[1]`, code: abi.CodeInvalidEnvelope},
-		{name: "rules not JSON", rules: `{`, code: abi.CodeInvalidEnvelope},
-		{name: "initiator not a participant", participants: []string{target, other}, code: abi.CodeInvalidEnvelope},
-		{name: "no participants", participants: []string{}, code: abi.CodeInvalidEnvelope},
+		{name: "negative timeout", rules: `{"acceptance":{"implicit_accept_timeout_ms":-1}}`, code: macperr.InvalidEnvelope},
+		{name: "fractional timeout", rules: `{"acceptance":{"implicit_accept_timeout_ms":1.5}}`, code: macperr.InvalidEnvelope},
+		{name: "string timeout", rules: `{"acceptance":{"implicit_accept_timeout_ms":"soon"}}`, code: macperr.InvalidEnvelope},
+		{name: "rules not an object", rules: `[1]`, code: macperr.InvalidEnvelope},
+		{name: "rules not JSON", rules: `{`, code: macperr.InvalidEnvelope},
+		{name: "initiator not a participant", participants: []string{target, other}, code: macperr.InvalidEnvelope},
+		{name: "no participants", participants: []string{}, code: macperr.InvalidEnvelope},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -185,13 +185,13 @@ func TestSecondSessionStartRejected(t *testing.T) {
 	sess := session("{}")
 	state := begin(t, sess)
 	res := Mode{}.Step(&guest.StepRequest{State: state, Envelope: guest.Envelope{MessageType: "SessionStart", Sender: owner}, Session: sess})
-	if res.Accepted || res.Code != abi.CodeInvalidEnvelope {
+	if res.Accepted || res.Code != macperr.InvalidEnvelope {
 		t.Fatalf("got %v %s", res.Accepted, res.Code)
 	}
 }
 
 func TestRules(t *testing.T) {
-	IE, FB := abi.CodeInvalidEnvelope, abi.CodeForbidden
+	IE, FB := macperr.InvalidEnvelope, macperr.Forbidden
 	cases := []struct {
 		name  string
 		rules string
@@ -420,7 +420,7 @@ func TestBadState(t *testing.T) {
 	sess := session("{}")
 	for _, st := range [][]byte{nil, garbage, {0x08, 0x07}} {
 		res := Mode{}.Step(&guest.StepRequest{State: st, Envelope: guest.Envelope{MessageType: "HandoffOffer", Sender: owner, Payload: marshal(t, offer("h1", target))}, Session: sess})
-		if res.Accepted || res.Code != abi.CodeInternalError {
+		if res.Accepted || res.Code != macperr.InternalError {
 			t.Fatalf("state %x: got %v %s", st, res.Accepted, res.Code)
 		}
 	}

@@ -26,8 +26,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 // Identity of the mode.
@@ -70,20 +70,20 @@ func (Mode) Step(req *guest.StepRequest) guest.Result {
 	env := &req.Envelope
 	if env.MessageType == typeSessionStart {
 		if len(req.State) != 0 {
-			return guest.Reject(abi.CodeInvalidEnvelope, "session already started")
+			return guest.Reject(macperr.InvalidEnvelope, "session already started")
 		}
 		return guest.Accept((&State{}).Marshal())
 	}
 	if len(req.State) == 0 {
-		return guest.Reject(abi.CodeInternalError, "multi_round: no state for %s", env.MessageType)
+		return guest.Reject(macperr.InternalError, "multi_round: no state for %s", env.MessageType)
 	}
 	s, err := Unmarshal(req.State)
 	if err != nil {
-		return guest.Reject(abi.CodeInternalError, "%v", err)
+		return guest.Reject(macperr.InternalError, "%v", err)
 	}
 	if s.Commitment != nil {
 		// The host closes the session first; this guards a host bug.
-		return guest.Reject(abi.CodeInvalidEnvelope, "the session is already committed")
+		return guest.Reject(macperr.InvalidEnvelope, "the session is already committed")
 	}
 	switch env.MessageType {
 	case typeContribute:
@@ -92,22 +92,22 @@ func (Mode) Step(req *guest.StepRequest) guest.Result {
 		return s.onCommitment(req)
 	}
 	if env.Sender != req.Session.Initiator && !req.Session.IsParticipant(env.Sender) {
-		return guest.Reject(abi.CodeForbidden, "%s is not a member of the session", env.Sender)
+		return guest.Reject(macperr.Forbidden, "%s is not a member of the session", env.Sender)
 	}
-	return guest.Reject(abi.CodeInvalidEnvelope, "unknown message type %q", env.MessageType)
+	return guest.Reject(macperr.InvalidEnvelope, "unknown message type %q", env.MessageType)
 }
 
 func (s *State) onContribute(req *guest.StepRequest) guest.Result {
 	env := &req.Envelope
 	if !req.Session.IsParticipant(env.Sender) {
-		return guest.Reject(abi.CodeForbidden, "%s is not a declared participant and may not contribute", env.Sender)
+		return guest.Reject(macperr.Forbidden, "%s is not a declared participant and may not contribute", env.Sender)
 	}
 	value, err := DecodeContribute(env.Payload)
 	if err != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "Contribute payload: %v", err)
+		return guest.Reject(macperr.InvalidEnvelope, "Contribute payload: %v", err)
 	}
 	if s.Converged {
-		return guest.Reject(abi.CodeInvalidEnvelope, "the session already converged on %q", s.ConvergedValue())
+		return guest.Reject(macperr.InvalidEnvelope, "the session already converged on %q", s.ConvergedValue())
 	}
 	s.contribute(env.Sender, value)
 	s.Converged = converged(s, req.Session.Participants)
@@ -152,14 +152,14 @@ func converged(s *State, participants []string) bool {
 func (s *State) onCommitment(req *guest.StepRequest) guest.Result {
 	env := &req.Envelope
 	if env.Sender != req.Session.Initiator {
-		return guest.Reject(abi.CodeForbidden, "only the initiator %s may commit a multi-round session", req.Session.Initiator)
+		return guest.Reject(macperr.Forbidden, "only the initiator %s may commit a multi-round session", req.Session.Initiator)
 	}
 	c, err := guest.DecodeCommitment(env.Payload)
 	if err != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "Commitment payload: %v", err)
+		return guest.Reject(macperr.InvalidEnvelope, "Commitment payload: %v", err)
 	}
 	if !s.Converged {
-		return guest.Reject(abi.CodeInvalidEnvelope, "the participants have not converged")
+		return guest.Reject(macperr.InvalidEnvelope, "the participants have not converged")
 	}
 	s.Commitment = &Commitment{
 		CommitmentID:    c.CommitmentID,

@@ -9,8 +9,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 	multiroundv1 "github.com/concord-macp/concord/proto/macp/modes/multi_round/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -23,8 +23,8 @@ const (
 )
 
 var (
-	IE = abi.CodeInvalidEnvelope
-	FB = abi.CodeForbidden
+	IE = macperr.InvalidEnvelope
+	FB = macperr.Forbidden
 )
 
 func session(participants ...string) guest.Session {
@@ -52,7 +52,7 @@ type msg struct {
 	sender  string
 	typ     string
 	payload []byte
-	code    string
+	code    macperr.Code
 }
 
 // play runs msgs in order, checking each verdict, and returns the state.
@@ -95,11 +95,11 @@ func contributeJSON(sender, value string) msg {
 	return msg{sender: sender, typ: "Contribute", payload: []byte(fmt.Sprintf(`{"value":%q}`, value))}
 }
 
-func raw(sender string, payload []byte, code string) msg {
+func raw(sender string, payload []byte, code macperr.Code) msg {
 	return msg{sender: sender, typ: "Contribute", payload: payload, code: code}
 }
 
-func commit(sender string, positive bool, code string) msg {
+func commit(sender string, positive bool, code macperr.Code) msg {
 	b, err := proto.Marshal(&macpv1.CommitmentPayload{
 		CommitmentId: "c1", Action: "multi_round.converged", AuthorityScope: "test", Reason: "done",
 		ModeVersion: "1.0.0", PolicyVersion: "policy.default", ConfigurationVersion: "cfg-1", OutcomePositive: positive,
@@ -110,7 +110,7 @@ func commit(sender string, positive bool, code string) msg {
 	return msg{sender: sender, typ: "Commitment", payload: b, code: code}
 }
 
-func withCode(m msg, code string) msg { m.code = code; return m }
+func withCode(m msg, code macperr.Code) msg { m.code = code; return m }
 
 func TestDecodeContribute(t *testing.T) {
 	cases := []struct {
@@ -270,7 +270,7 @@ func TestBadState(t *testing.T) {
 	sess := session()
 	for _, st := range [][]byte{nil, {0x0a, 0xff}, {0x08, 0x02}} {
 		res := Mode{}.Step(&guest.StepRequest{State: st, Envelope: guest.Envelope{MessageType: "Contribute", Sender: alice, Payload: protoValue("a")}, Session: sess})
-		if res.Accepted || res.Code != abi.CodeInternalError {
+		if res.Accepted || res.Code != macperr.InternalError {
 			t.Fatalf("state %x: got %v %s", st, res.Accepted, res.Code)
 		}
 	}

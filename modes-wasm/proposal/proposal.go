@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 // ModeName is the mode identifier.
@@ -58,7 +58,7 @@ func (Mode) Step(req *guest.StepRequest) guest.Result {
 	switch env.MessageType {
 	case typeSessionStart:
 		if len(req.State) != 0 {
-			return guest.Reject(abi.CodeInvalidEnvelope, "session already started")
+			return guest.Reject(macperr.InvalidEnvelope, "session already started")
 		}
 		return start(sess)
 	case typeProposal:
@@ -73,17 +73,17 @@ func (Mode) Step(req *guest.StepRequest) guest.Result {
 		handle = onWithdraw
 	case typeCommitment:
 	default:
-		return guest.Reject(abi.CodeInvalidEnvelope, "message type %q is not part of %s", env.MessageType, ModeName)
+		return guest.Reject(macperr.InvalidEnvelope, "message type %q is not part of %s", env.MessageType, ModeName)
 	}
 	if len(req.State) == 0 {
-		return guest.Reject(abi.CodeInternalError, "no mode state: SessionStart was not applied")
+		return guest.Reject(macperr.InternalError, "no mode state: SessionStart was not applied")
 	}
 	s, err := decodeState(req.State)
 	if err != nil {
-		return guest.Reject(abi.CodeInternalError, "%v", err)
+		return guest.Reject(macperr.InternalError, "%v", err)
 	}
 	if s.Phase == phaseCommitted {
-		return guest.Reject(abi.CodeInvalidEnvelope, "session already committed")
+		return guest.Reject(macperr.InvalidEnvelope, "session already committed")
 	}
 	if handle == nil {
 		return commit(s, env, sess)
@@ -91,7 +91,7 @@ func (Mode) Step(req *guest.StepRequest) guest.Result {
 	// Authorization comes before structure: an outsider's malformed message
 	// is FORBIDDEN.
 	if !sess.IsParticipant(env.Sender) {
-		return guest.Reject(abi.CodeForbidden, "%s may only be sent by a declared participant; %q is not one",
+		return guest.Reject(macperr.Forbidden, "%s may only be sent by a declared participant; %q is not one",
 			env.MessageType, env.Sender)
 	}
 	if r := handle(s, env); r != nil {
@@ -103,17 +103,18 @@ func (Mode) Step(req *guest.StepRequest) guest.Result {
 
 // rejection is a handler's refusal of an envelope.
 type rejection struct {
-	code, msg string
+	code macperr.Code
+	msg  string
 }
 
-func reject(code, format string, args ...any) *rejection {
+func reject(code macperr.Code, format string, args ...any) *rejection {
 	return &rejection{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
 func start(sess *guest.Session) guest.Result {
 	s := &state{Phase: phaseNegotiating}
 	if err := parseRules(sess.PolicyRules, s); err != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "%v", err)
+		return guest.Reject(macperr.InvalidEnvelope, "%v", err)
 	}
 	return guest.Accept(s.encode())
 }
@@ -123,7 +124,7 @@ func blank(s string) bool { return strings.TrimSpace(s) == "" }
 func onProposal(s *state, env *guest.Envelope) *rejection {
 	p, err := decodeProposal(env.Payload)
 	if err != nil {
-		return reject(abi.CodeInvalidEnvelope, "ProposalPayload: %v", err)
+		return reject(macperr.InvalidEnvelope, "ProposalPayload: %v", err)
 	}
 	if r := checkNewID(s, p.ProposalID); r != nil {
 		return r
@@ -137,19 +138,19 @@ func onProposal(s *state, env *guest.Envelope) *rejection {
 func onCounterProposal(s *state, env *guest.Envelope) *rejection {
 	p, err := decodeCounterProposal(env.Payload)
 	if err != nil {
-		return reject(abi.CodeInvalidEnvelope, "CounterProposalPayload: %v", err)
+		return reject(macperr.InvalidEnvelope, "CounterProposalPayload: %v", err)
 	}
 	if r := checkNewID(s, p.ProposalID); r != nil {
 		return r
 	}
 	if blank(p.Supersedes) {
-		return reject(abi.CodeInvalidEnvelope, "supersedes_proposal_id is empty")
+		return reject(macperr.InvalidEnvelope, "supersedes_proposal_id is empty")
 	}
 	if s.proposal(p.Supersedes) == nil {
-		return reject(abi.CodeInvalidEnvelope, "supersedes_proposal_id %q names no proposal", p.Supersedes)
+		return reject(macperr.InvalidEnvelope, "supersedes_proposal_id %q names no proposal", p.Supersedes)
 	}
 	if s.MaxRounds > 0 && s.counterProposals() >= s.MaxRounds {
-		return reject(abi.CodeInvalidEnvelope,
+		return reject(macperr.InvalidEnvelope,
 			"counter_proposal.max_rounds (%d) reached", s.MaxRounds)
 	}
 	s.Proposals = append(s.Proposals, proposalRecord{
@@ -161,10 +162,10 @@ func onCounterProposal(s *state, env *guest.Envelope) *rejection {
 // checkNewID checks that id may name a new proposal.
 func checkNewID(s *state, id string) *rejection {
 	if blank(id) {
-		return reject(abi.CodeInvalidEnvelope, "proposal_id is empty")
+		return reject(macperr.InvalidEnvelope, "proposal_id is empty")
 	}
 	if s.proposal(id) != nil {
-		return reject(abi.CodeInvalidEnvelope, "proposal_id %q already used", id)
+		return reject(macperr.InvalidEnvelope, "proposal_id %q already used", id)
 	}
 	return nil
 }
@@ -173,10 +174,10 @@ func checkNewID(s *state, id string) *rejection {
 func checkLive(s *state, id string) *rejection {
 	p := s.proposal(id)
 	if p == nil {
-		return reject(abi.CodeInvalidEnvelope, "unknown proposal %q", id)
+		return reject(macperr.InvalidEnvelope, "unknown proposal %q", id)
 	}
 	if p.Withdrawn {
-		return reject(abi.CodeInvalidEnvelope, "proposal %q was withdrawn", id)
+		return reject(macperr.InvalidEnvelope, "proposal %q was withdrawn", id)
 	}
 	return nil
 }
@@ -184,7 +185,7 @@ func checkLive(s *state, id string) *rejection {
 func onAccept(s *state, env *guest.Envelope) *rejection {
 	p, err := decodeAccept(env.Payload)
 	if err != nil {
-		return reject(abi.CodeInvalidEnvelope, "AcceptPayload: %v", err)
+		return reject(macperr.InvalidEnvelope, "AcceptPayload: %v", err)
 	}
 	if r := checkLive(s, p.ProposalID); r != nil {
 		return r
@@ -196,7 +197,7 @@ func onAccept(s *state, env *guest.Envelope) *rejection {
 func onReject(s *state, env *guest.Envelope) *rejection {
 	p, err := decodeReject(env.Payload)
 	if err != nil {
-		return reject(abi.CodeInvalidEnvelope, "RejectPayload: %v", err)
+		return reject(macperr.InvalidEnvelope, "RejectPayload: %v", err)
 	}
 	if r := checkLive(s, p.ProposalID); r != nil {
 		return r
@@ -213,17 +214,17 @@ func onReject(s *state, env *guest.Envelope) *rejection {
 func onWithdraw(s *state, env *guest.Envelope) *rejection {
 	p, err := decodeWithdraw(env.Payload)
 	if err != nil {
-		return reject(abi.CodeInvalidEnvelope, "WithdrawPayload: %v", err)
+		return reject(macperr.InvalidEnvelope, "WithdrawPayload: %v", err)
 	}
 	rec := s.proposal(p.ProposalID)
 	if rec == nil {
-		return reject(abi.CodeInvalidEnvelope, "unknown proposal %q", p.ProposalID)
+		return reject(macperr.InvalidEnvelope, "unknown proposal %q", p.ProposalID)
 	}
 	if rec.Proposer != env.Sender {
-		return reject(abi.CodeForbidden, "only %s, the author of %q, may withdraw it", rec.Proposer, rec.ID)
+		return reject(macperr.Forbidden, "only %s, the author of %q, may withdraw it", rec.Proposer, rec.ID)
 	}
 	if rec.Withdrawn {
-		return reject(abi.CodeInvalidEnvelope, "proposal %q already withdrawn", rec.ID)
+		return reject(macperr.InvalidEnvelope, "proposal %q already withdrawn", rec.ID)
 	}
 	rec.Withdrawn = true
 	s.clearAcceptsOf(rec.ID)
@@ -235,19 +236,19 @@ func onWithdraw(s *state, env *guest.Envelope) *rejection {
 func commit(s *state, env *guest.Envelope, sess *guest.Session) guest.Result {
 	c, err := guest.DecodeCommitment(env.Payload)
 	if err != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "CommitmentPayload: %v", err)
+		return guest.Reject(macperr.InvalidEnvelope, "CommitmentPayload: %v", err)
 	}
 	if s.Phase != phaseConverged && s.Phase != phaseTerminalRejected {
-		return guest.Reject(abi.CodeInvalidEnvelope,
+		return guest.Reject(macperr.InvalidEnvelope,
 			"commitment needs phase Converged or TerminalRejected, phase is %s", s.Phase)
 	}
 	if c.OutcomePositive {
 		if s.convergedProposal(sess) == "" {
-			return guest.Reject(abi.CodeInvalidEnvelope,
+			return guest.Reject(macperr.InvalidEnvelope,
 				"outcome_positive=true needs a converged proposal; the session stands terminally rejected")
 		}
 	} else if !s.standingTerminalRejection() {
-		return guest.Reject(abi.CodeInvalidEnvelope,
+		return guest.Reject(macperr.InvalidEnvelope,
 			"outcome_positive=false needs a standing terminal rejection; the session has converged")
 	}
 	s.Phase = phaseCommitted

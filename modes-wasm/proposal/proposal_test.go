@@ -9,9 +9,9 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
 	"github.com/concord-macp/concord/internal/fixturetest"
+	"github.com/concord-macp/concord/macperr"
 	proposalv1 "github.com/concord-macp/concord/proto/macp/modes/proposal/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -21,8 +21,8 @@ const (
 	seller   = "agent://seller"
 	broker   = "agent://broker"
 	outsider = "agent://outsider"
-	ie       = abi.CodeInvalidEnvelope
-	forbid   = abi.CodeForbidden
+	ie       = macperr.InvalidEnvelope
+	forbid   = macperr.Forbidden
 )
 
 func session(rules string, participants ...string) guest.Session {
@@ -50,7 +50,7 @@ func enc(t *testing.T, m proto.Message) []byte {
 type step struct {
 	sender, typ string
 	payload     []byte
-	want        string
+	want        macperr.Code
 }
 
 func prop(t *testing.T, from, id string) step {
@@ -84,7 +84,7 @@ func commitMsg(t *testing.T, positive bool) step {
 		ConfigurationVersion: "cfg-1", OutcomePositive: positive}), ""}
 }
 
-func (s step) fails(code string) step { s.want = code; return s }
+func (s step) fails(code macperr.Code) step { s.want = code; return s }
 
 // run starts a session and applies the steps, checking each outcome, and
 // returns the final state bytes.
@@ -162,7 +162,7 @@ func TestDescribe(t *testing.T) {
 func TestSessionStart(t *testing.T) {
 	cases := []struct {
 		name, rules string
-		want        string
+		want        macperr.Code
 		crit        criterion
 		rounds      uint64
 		terminal    bool
@@ -221,12 +221,12 @@ func TestStartEdgeCases(t *testing.T) {
 		t.Fatalf("second SessionStart: %+v", res)
 	}
 	res = m.Step(&guest.StepRequest{Envelope: guest.Envelope{MessageType: typeProposal, Sender: seller}, Session: sess})
-	if res.Accepted || res.Code != abi.CodeInternalError {
+	if res.Accepted || res.Code != macperr.InternalError {
 		t.Fatalf("no state: %+v", res)
 	}
 	res = m.Step(&guest.StepRequest{State: []byte{0xff}, Envelope: guest.Envelope{MessageType: typeProposal,
 		Sender: seller}, Session: sess})
-	if res.Accepted || res.Code != abi.CodeInternalError {
+	if res.Accepted || res.Code != macperr.InternalError {
 		t.Fatalf("corrupt state: %+v", res)
 	}
 	// Participants may be empty: the session starts, nobody may negotiate.
@@ -492,7 +492,7 @@ func TestCommitment(t *testing.T) {
 		name     string
 		prefix   func(t *testing.T) []step
 		positive bool
-		want     string
+		want     macperr.Code
 	}{
 		{"empty session", func(*testing.T) []step { return nil }, true, ie},
 		{"negotiating positive", func(t *testing.T) []step { return []step{prop(t, seller, "p1")} }, true, ie},

@@ -34,8 +34,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 // Identity of the mode.
@@ -83,20 +83,20 @@ func (Mode) Step(req *guest.StepRequest) guest.Result {
 	env := &req.Envelope
 	if env.MessageType == typeSessionStart {
 		if len(req.State) != 0 {
-			return guest.Reject(abi.CodeInvalidEnvelope, "session already started")
+			return guest.Reject(macperr.InvalidEnvelope, "session already started")
 		}
 		return start(&req.Session)
 	}
 	if len(req.State) == 0 {
-		return guest.Reject(abi.CodeInternalError, "quorum: no state for %s", env.MessageType)
+		return guest.Reject(macperr.InternalError, "quorum: no state for %s", env.MessageType)
 	}
 	s, err := Unmarshal(req.State)
 	if err != nil {
-		return guest.Reject(abi.CodeInternalError, "%v", err)
+		return guest.Reject(macperr.InternalError, "%v", err)
 	}
 	if s.Commitment != nil {
 		// The host closes the session first; this guards a host bug.
-		return guest.Reject(abi.CodeInvalidEnvelope, "the session is already committed")
+		return guest.Reject(macperr.InvalidEnvelope, "the session is already committed")
 	}
 	switch env.MessageType {
 	case typeApprovalRequest:
@@ -111,9 +111,9 @@ func (Mode) Step(req *guest.StepRequest) guest.Result {
 		return s.onCommitment(req)
 	}
 	if env.Sender != req.Session.Initiator && !req.Session.IsParticipant(env.Sender) {
-		return guest.Reject(abi.CodeForbidden, "%s is not a member of the session", env.Sender)
+		return guest.Reject(macperr.Forbidden, "%s is not a member of the session", env.Sender)
 	}
-	return guest.Reject(abi.CodeInvalidEnvelope, "unknown message type %q", env.MessageType)
+	return guest.Reject(macperr.InvalidEnvelope, "unknown message type %q", env.MessageType)
 }
 
 // start reads the policy's threshold rule and returns the initial state.
@@ -121,7 +121,7 @@ func start(sess *guest.Session) guest.Result {
 	s := &State{Electorate: uint64(len(sess.Participants))}
 	t, err := readThreshold(sess.PolicyRules, s.Electorate)
 	if err != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "quorum: bound policy rules: %v", err)
+		return guest.Reject(macperr.InvalidEnvelope, "quorum: bound policy rules: %v", err)
 	}
 	s.Threshold = t
 	return guest.Accept(s.Marshal())
@@ -199,21 +199,21 @@ func nonNegativeInt(n json.Number) (uint64, error) {
 func (s *State) onRequest(req *guest.StepRequest) guest.Result {
 	env := &req.Envelope
 	if env.Sender != req.Session.Initiator {
-		return guest.Reject(abi.CodeForbidden, "only the coordinator %s may send the ApprovalRequest", req.Session.Initiator)
+		return guest.Reject(macperr.Forbidden, "only the coordinator %s may send the ApprovalRequest", req.Session.Initiator)
 	}
 	p, err := decodeRequest(env.Payload)
 	if err != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "ApprovalRequest payload: %v", err)
+		return guest.Reject(macperr.InvalidEnvelope, "ApprovalRequest payload: %v", err)
 	}
 	switch {
 	case s.Request != nil:
-		return guest.Reject(abi.CodeInvalidEnvelope, "the session already has approval request %q", s.Request.RequestID)
+		return guest.Reject(macperr.InvalidEnvelope, "the session already has approval request %q", s.Request.RequestID)
 	case p.RequestID == "":
-		return guest.Reject(abi.CodeInvalidEnvelope, "request_id is empty")
+		return guest.Reject(macperr.InvalidEnvelope, "request_id is empty")
 	case p.RequiredApprovals == 0:
-		return guest.Reject(abi.CodeInvalidEnvelope, "required_approvals must be greater than zero")
+		return guest.Reject(macperr.InvalidEnvelope, "required_approvals must be greater than zero")
 	case uint64(p.RequiredApprovals) > s.Electorate:
-		return guest.Reject(abi.CodeInvalidEnvelope, "required_approvals %d exceeds the %d declared participants", p.RequiredApprovals, s.Electorate)
+		return guest.Reject(macperr.InvalidEnvelope, "required_approvals %d exceeds the %d declared participants", p.RequiredApprovals, s.Electorate)
 	}
 	p.RequestedBy = env.Sender
 	s.Request = &p
@@ -223,20 +223,20 @@ func (s *State) onRequest(req *guest.StepRequest) guest.Result {
 func (s *State) onBallot(req *guest.StepRequest, c Choice) guest.Result {
 	env := &req.Envelope
 	if !req.Session.IsParticipant(env.Sender) {
-		return guest.Reject(abi.CodeForbidden, "%s is not a declared participant and may not vote", env.Sender)
+		return guest.Reject(macperr.Forbidden, "%s is not a declared participant and may not vote", env.Sender)
 	}
 	requestID, reason, err := decodeBallot(env.Payload)
 	if err != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "%s payload: %v", env.MessageType, err)
+		return guest.Reject(macperr.InvalidEnvelope, "%s payload: %v", env.MessageType, err)
 	}
 	switch {
 	case s.Request == nil:
-		return guest.Reject(abi.CodeInvalidEnvelope, "no approval request yet")
+		return guest.Reject(macperr.InvalidEnvelope, "no approval request yet")
 	case requestID != s.Request.RequestID:
-		return guest.Reject(abi.CodeInvalidEnvelope, "request_id %q does not match the approval request %q", requestID, s.Request.RequestID)
+		return guest.Reject(macperr.InvalidEnvelope, "request_id %q does not match the approval request %q", requestID, s.Request.RequestID)
 	}
 	if b := s.ballot(env.Sender); b != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "%s already cast %s; one ballot per voter", env.Sender, b.Choice)
+		return guest.Reject(macperr.InvalidEnvelope, "%s already cast %s; one ballot per voter", env.Sender, b.Choice)
 	}
 	s.Ballots = append(s.Ballots, Ballot{Voter: env.Sender, Choice: c, Reason: reason})
 	return guest.Accept(s.Marshal())
@@ -246,22 +246,22 @@ func (s *State) onCommitment(req *guest.StepRequest) guest.Result {
 	env := &req.Envelope
 	c, err := guest.DecodeCommitment(env.Payload)
 	if err != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "Commitment payload: %v", err)
+		return guest.Reject(macperr.InvalidEnvelope, "Commitment payload: %v", err)
 	}
 	if s.Request == nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "no approval request yet")
+		return guest.Reject(macperr.InvalidEnvelope, "no approval request yet")
 	}
 	approvals, required := s.Count(Approve), s.Required()
 	switch s.Eligible() {
 	case EligibleNone:
-		return guest.Reject(abi.CodeInvalidEnvelope, "not eligible: %d of %d required approvals, %d voters left", approvals, required, s.Remaining())
+		return guest.Reject(macperr.InvalidEnvelope, "not eligible: %d of %d required approvals, %d voters left", approvals, required, s.Remaining())
 	case EligiblePositive:
 		if !c.OutcomePositive {
-			return guest.Reject(abi.CodeInvalidEnvelope, "the threshold is reached (%d of %d); only a positive commitment is eligible", approvals, required)
+			return guest.Reject(macperr.InvalidEnvelope, "the threshold is reached (%d of %d); only a positive commitment is eligible", approvals, required)
 		}
 	case EligibleNegative:
 		if c.OutcomePositive {
-			return guest.Reject(abi.CodeInvalidEnvelope, "the threshold is unreachable (%d of %d, %d voters left); only a negative commitment is eligible", approvals, required, s.Remaining())
+			return guest.Reject(macperr.InvalidEnvelope, "the threshold is unreachable (%d of %d, %d voters left); only a negative commitment is eligible", approvals, required, s.Remaining())
 		}
 	}
 	s.Commitment = &Commitment{

@@ -9,8 +9,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 	quorumv1 "github.com/concord-macp/concord/proto/macp/modes/quorum/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -24,8 +24,8 @@ const (
 )
 
 var (
-	IE = abi.CodeInvalidEnvelope
-	FB = abi.CodeForbidden
+	IE = macperr.InvalidEnvelope
+	FB = macperr.Forbidden
 )
 
 func session(rules string, participants ...string) guest.Session {
@@ -56,7 +56,7 @@ type msg struct {
 	sender  string
 	typ     string
 	payload any // proto.Message or []byte
-	code    string
+	code    macperr.Code
 }
 
 func marshal(t *testing.T, p any) []byte {
@@ -118,7 +118,7 @@ func abstain(voter string) msg {
 	return msg{sender: voter, typ: "Abstain", payload: &quorumv1.AbstainPayload{RequestId: "r1", Reason: "pass"}}
 }
 
-func commit(positive bool, code string) msg {
+func commit(positive bool, code macperr.Code) msg {
 	action := "quorum.approved"
 	if !positive {
 		action = "quorum.rejected"
@@ -129,7 +129,7 @@ func commit(positive bool, code string) msg {
 	}}
 }
 
-func rejected(m msg, code string) msg { m.code = code; return m }
+func rejected(m msg, code macperr.Code) msg { m.code = code; return m }
 
 func as(m msg, sender string) msg { m.sender = sender; return m }
 
@@ -140,7 +140,7 @@ func TestSessionStart(t *testing.T) {
 		name         string
 		rules        string
 		participants []string
-		code         string
+		code         macperr.Code
 		want         *Threshold
 	}{
 		{name: "default policy", rules: "{}"},
@@ -318,7 +318,7 @@ func TestBadState(t *testing.T) {
 	for _, st := range [][]byte{nil, garbage, {0x08, 0x09}} {
 		r := request("r1", 1)
 		res := Mode{}.Step(&guest.StepRequest{State: st, Envelope: guest.Envelope{MessageType: r.typ, Sender: coord, Payload: marshal(t, r.payload)}, Session: sess})
-		if res.Accepted || res.Code != abi.CodeInternalError {
+		if res.Accepted || res.Code != macperr.InternalError {
 			t.Fatalf("state %x: got %v %s", st, res.Accepted, res.Code)
 		}
 	}

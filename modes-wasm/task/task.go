@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 // Identity of the mode.
@@ -57,10 +57,11 @@ func (Mode) Describe() guest.Descriptor {
 
 // rejection is a handler's refusal of an envelope.
 type rejection struct {
-	code, msg string
+	code macperr.Code
+	msg  string
 }
 
-func reject(code, format string, args ...any) *rejection {
+func reject(code macperr.Code, format string, args ...any) *rejection {
 	return &rejection{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
@@ -74,7 +75,7 @@ func (Mode) Step(req *guest.StepRequest) guest.Result {
 	switch env.MessageType {
 	case MsgSessionStart:
 		if len(req.State) != 0 {
-			return guest.Reject(abi.CodeInvalidEnvelope, "the session has already started")
+			return guest.Reject(macperr.InvalidEnvelope, "the session has already started")
 		}
 		return start(sess)
 	case MsgTaskRequest:
@@ -91,17 +92,17 @@ func (Mode) Step(req *guest.StepRequest) guest.Result {
 		handle = onFail
 	case MsgCommitment:
 	default:
-		return guest.Reject(abi.CodeInvalidEnvelope, "message type %q is not part of %s", env.MessageType, ModeName)
+		return guest.Reject(macperr.InvalidEnvelope, "message type %q is not part of %s", env.MessageType, ModeName)
 	}
 	if len(req.State) == 0 {
-		return guest.Reject(abi.CodeInternalError, "no mode state: SessionStart was not applied")
+		return guest.Reject(macperr.InternalError, "no mode state: SessionStart was not applied")
 	}
 	s, err := decodeState(req.State)
 	if err != nil {
-		return guest.Reject(abi.CodeInternalError, "%v", err)
+		return guest.Reject(macperr.InternalError, "%v", err)
 	}
 	if s.Committed {
-		return guest.Reject(abi.CodeInvalidEnvelope, "the session is already committed")
+		return guest.Reject(macperr.InvalidEnvelope, "the session is already committed")
 	}
 	if handle == nil {
 		handle = onCommitment
@@ -115,27 +116,27 @@ func (Mode) Step(req *guest.StepRequest) guest.Result {
 func start(sess *guest.Session) guest.Result {
 	s := &state{}
 	if err := parseRules(sess.PolicyRules, s); err != nil {
-		return guest.Reject(abi.CodeInvalidEnvelope, "%v", err)
+		return guest.Reject(macperr.InvalidEnvelope, "%v", err)
 	}
 	return guest.Accept(s.encode())
 }
 
 func onRequest(s *state, env *guest.Envelope, sess *guest.Session) *rejection {
 	if env.Sender != sess.Initiator {
-		return reject(abi.CodeForbidden, "TaskRequest may only be sent by the initiator %q", sess.Initiator)
+		return reject(macperr.Forbidden, "TaskRequest may only be sent by the initiator %q", sess.Initiator)
 	}
 	p, err := decodeRequest(env.Payload)
 	if err != nil {
-		return reject(abi.CodeInvalidEnvelope, "TaskRequestPayload: %v", err)
+		return reject(macperr.InvalidEnvelope, "TaskRequestPayload: %v", err)
 	}
 	if s.Task != nil {
-		return reject(abi.CodeInvalidEnvelope, "task %q was already requested; a session holds one TaskRequest", s.Task.ID)
+		return reject(macperr.InvalidEnvelope, "task %q was already requested; a session holds one TaskRequest", s.Task.ID)
 	}
 	if strings.TrimSpace(p.TaskID) == "" {
-		return reject(abi.CodeInvalidEnvelope, "task_id is empty")
+		return reject(macperr.InvalidEnvelope, "task_id is empty")
 	}
 	if p.RequestedAssignee != "" && !sess.IsParticipant(p.RequestedAssignee) {
-		return reject(abi.CodeInvalidEnvelope, "requested_assignee %q is not a declared participant", p.RequestedAssignee)
+		return reject(macperr.InvalidEnvelope, "requested_assignee %q is not a declared participant", p.RequestedAssignee)
 	}
 	s.Task = &taskRecord{
 		ID:                p.TaskID,
@@ -152,11 +153,11 @@ func onRequest(s *state, env *guest.Envelope, sess *guest.Session) *rejection {
 // declared participant as sender, then the request itself.
 func requireTask(s *state, env *guest.Envelope, sess *guest.Session) *rejection {
 	if !sess.IsParticipant(env.Sender) {
-		return reject(abi.CodeForbidden, "%s may only be sent by a declared participant; %q is not one",
+		return reject(macperr.Forbidden, "%s may only be sent by a declared participant; %q is not one",
 			env.MessageType, env.Sender)
 	}
 	if s.Task == nil {
-		return reject(abi.CodeInvalidEnvelope, "%s before the TaskRequest", env.MessageType)
+		return reject(macperr.InvalidEnvelope, "%s before the TaskRequest", env.MessageType)
 	}
 	return nil
 }
@@ -164,10 +165,10 @@ func requireTask(s *state, env *guest.Envelope, sess *guest.Session) *rejection 
 // checkRefs checks the payload's task_id and, when set, its assignee.
 func checkRefs(s *state, env *guest.Envelope, taskID, assignee string) *rejection {
 	if taskID != s.Task.ID {
-		return reject(abi.CodeInvalidEnvelope, "task_id %q does not name the requested task %q", taskID, s.Task.ID)
+		return reject(macperr.InvalidEnvelope, "task_id %q does not name the requested task %q", taskID, s.Task.ID)
 	}
 	if assignee != "" && assignee != env.Sender {
-		return reject(abi.CodeInvalidEnvelope, "assignee %q is not the sender %q", assignee, env.Sender)
+		return reject(macperr.InvalidEnvelope, "assignee %q is not the sender %q", assignee, env.Sender)
 	}
 	return nil
 }
@@ -183,15 +184,15 @@ func answer(s *state, env *guest.Envelope, sess *guest.Session) (answerPayload, 
 	case env.Sender == s.ActiveAssignee:
 	case s.Task.RequestedAssignee != "":
 		if env.Sender != s.Task.RequestedAssignee {
-			return p, reject(abi.CodeForbidden, "only the requested assignee %q may answer the task",
+			return p, reject(macperr.Forbidden, "only the requested assignee %q may answer the task",
 				s.Task.RequestedAssignee)
 		}
 	case env.Sender == sess.Initiator:
-		return p, reject(abi.CodeForbidden, "the initiator cannot take on its own open task")
+		return p, reject(macperr.Forbidden, "the initiator cannot take on its own open task")
 	}
 	p, err := decodeAnswer(env.Payload)
 	if err != nil {
-		return p, reject(abi.CodeInvalidEnvelope, "%sPayload: %v", env.MessageType, err)
+		return p, reject(macperr.InvalidEnvelope, "%sPayload: %v", env.MessageType, err)
 	}
 	if r := checkRefs(s, env, p.TaskID, p.Assignee); r != nil {
 		return p, r
@@ -205,11 +206,11 @@ func onAccept(s *state, env *guest.Envelope, sess *guest.Session) *rejection {
 	}
 	switch {
 	case s.ActiveAssignee != "":
-		return reject(abi.CodeInvalidEnvelope, "the task is already assigned to %q", s.ActiveAssignee)
+		return reject(macperr.InvalidEnvelope, "the task is already assigned to %q", s.ActiveAssignee)
 	case s.rejected(env.Sender):
-		return reject(abi.CodeInvalidEnvelope, "%q already declined the task", env.Sender)
+		return reject(macperr.InvalidEnvelope, "%q already declined the task", env.Sender)
 	case len(s.Rejections) > 0 && !s.AllowReassignment:
-		return reject(abi.CodeInvalidEnvelope, "the task was declined and policy %s is false", reassignmentFlag)
+		return reject(macperr.InvalidEnvelope, "the task was declined and policy %s is false", reassignmentFlag)
 	}
 	s.ActiveAssignee = env.Sender
 	s.Assignments = append(s.Assignments, env.Sender)
@@ -225,14 +226,14 @@ func onReject(s *state, env *guest.Envelope, sess *guest.Session) *rejection {
 	switch {
 	case s.ActiveAssignee == env.Sender:
 		if !s.AllowReassignment {
-			return reject(abi.CodeInvalidEnvelope, "TaskAccept is irrevocable: policy %s is false", reassignmentFlag)
+			return reject(macperr.InvalidEnvelope, "TaskAccept is irrevocable: policy %s is false", reassignmentFlag)
 		}
 		s.ActiveAssignee = ""
 		rec.Released = true
 	case s.ActiveAssignee != "":
-		return reject(abi.CodeInvalidEnvelope, "the task is assigned to %q", s.ActiveAssignee)
+		return reject(macperr.InvalidEnvelope, "the task is assigned to %q", s.ActiveAssignee)
 	case s.rejected(env.Sender):
-		return reject(abi.CodeInvalidEnvelope, "%q already declined the task", env.Sender)
+		return reject(macperr.InvalidEnvelope, "%q already declined the task", env.Sender)
 	}
 	s.Rejections = append(s.Rejections, rec)
 	return nil
@@ -245,11 +246,11 @@ func requireAssignee(s *state, env *guest.Envelope, sess *guest.Session) *reject
 		return r
 	}
 	if s.ActiveAssignee == "" {
-		return reject(abi.CodeForbidden, "%s may only be sent by the active assignee; the task has none",
+		return reject(macperr.Forbidden, "%s may only be sent by the active assignee; the task has none",
 			env.MessageType)
 	}
 	if env.Sender != s.ActiveAssignee {
-		return reject(abi.CodeForbidden, "%s may only be sent by the active assignee %q", env.MessageType,
+		return reject(macperr.Forbidden, "%s may only be sent by the active assignee %q", env.MessageType,
 			s.ActiveAssignee)
 	}
 	return nil
@@ -258,7 +259,7 @@ func requireAssignee(s *state, env *guest.Envelope, sess *guest.Session) *reject
 // beforeReport refuses a message after the terminal report.
 func beforeReport(s *state) *rejection {
 	if s.Report != nil {
-		return reject(abi.CodeInvalidEnvelope, "the task already has its terminal report")
+		return reject(macperr.InvalidEnvelope, "the task already has its terminal report")
 	}
 	return nil
 }
@@ -269,7 +270,7 @@ func onUpdate(s *state, env *guest.Envelope, sess *guest.Session) *rejection {
 	}
 	p, err := decodeUpdate(env.Payload)
 	if err != nil {
-		return reject(abi.CodeInvalidEnvelope, "TaskUpdatePayload: %v", err)
+		return reject(macperr.InvalidEnvelope, "TaskUpdatePayload: %v", err)
 	}
 	if r := checkRefs(s, env, p.TaskID, ""); r != nil {
 		return r
@@ -289,7 +290,7 @@ func onComplete(s *state, env *guest.Envelope, sess *guest.Session) *rejection {
 	}
 	p, err := decodeComplete(env.Payload)
 	if err != nil {
-		return reject(abi.CodeInvalidEnvelope, "TaskCompletePayload: %v", err)
+		return reject(macperr.InvalidEnvelope, "TaskCompletePayload: %v", err)
 	}
 	if r := checkRefs(s, env, p.TaskID, p.Assignee); r != nil {
 		return r
@@ -308,7 +309,7 @@ func onFail(s *state, env *guest.Envelope, sess *guest.Session) *rejection {
 	}
 	p, err := decodeFail(env.Payload)
 	if err != nil {
-		return reject(abi.CodeInvalidEnvelope, "TaskFailPayload: %v", err)
+		return reject(macperr.InvalidEnvelope, "TaskFailPayload: %v", err)
 	}
 	if r := checkRefs(s, env, p.TaskID, p.Assignee); r != nil {
 		return r
@@ -325,10 +326,10 @@ func onFail(s *state, env *guest.Envelope, sess *guest.Session) *rejection {
 // authority and common fields the host has already checked.
 func onCommitment(s *state, env *guest.Envelope, _ *guest.Session) *rejection {
 	if _, err := guest.DecodeCommitment(env.Payload); err != nil {
-		return reject(abi.CodeInvalidEnvelope, "CommitmentPayload: %v", err)
+		return reject(macperr.InvalidEnvelope, "CommitmentPayload: %v", err)
 	}
 	if s.Report == nil {
-		return reject(abi.CodeInvalidEnvelope, "a Commitment needs the assignee's TaskComplete or TaskFail first")
+		return reject(macperr.InvalidEnvelope, "a Commitment needs the assignee's TaskComplete or TaskFail first")
 	}
 	s.Committed = true
 	return nil

@@ -11,8 +11,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 	taskv1 "github.com/concord-macp/concord/proto/macp/modes/task/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -22,8 +22,8 @@ const (
 	worker   = "agent://worker"
 	helper   = "agent://helper"
 	outsider = "agent://outsider"
-	ie       = abi.CodeInvalidEnvelope
-	forbid   = abi.CodeForbidden
+	ie       = macperr.InvalidEnvelope
+	forbid   = macperr.Forbidden
 	realloc  = `{"assignment":{"allow_reassignment_on_reject":true}}`
 )
 
@@ -52,10 +52,10 @@ func enc(t *testing.T, m proto.Message) []byte {
 type step struct {
 	sender, typ string
 	payload     []byte
-	want        string
+	want        macperr.Code
 }
 
-func (s step) fails(code string) step { s.want = code; return s }
+func (s step) fails(code macperr.Code) step { s.want = code; return s }
 
 func request(t *testing.T, from, id, assignee string) step {
 	return step{from, MsgTaskRequest, enc(t, &taskv1.TaskRequestPayload{TaskId: id, Title: "Build",
@@ -166,8 +166,9 @@ func TestDescribe(t *testing.T) {
 
 func TestSessionStart(t *testing.T) {
 	cases := []struct {
-		name, rules, want string
-		allow             bool
+		name, rules string
+		want        macperr.Code
+		allow       bool
 	}{
 		{"empty", "", "", false},
 		{"default", "{}", "", false},
@@ -211,15 +212,15 @@ func TestStateGuards(t *testing.T) {
 		name  string
 		state []byte
 		typ   string
-		want  string
+		want  macperr.Code
 	}{
 		{"second SessionStart", st, MsgSessionStart, ie},
-		{"no state", nil, MsgTaskRequest, abi.CodeInternalError},
-		{"corrupt state", []byte{0xff}, MsgTaskRequest, abi.CodeInternalError},
+		{"no state", nil, MsgTaskRequest, macperr.InternalError},
+		{"corrupt state", []byte{0xff}, MsgTaskRequest, macperr.InternalError},
 		{"unknown format", protowire.AppendVarint(protowire.AppendTag(nil, fFormat, protowire.VarintType), 2),
-			MsgTaskRequest, abi.CodeInternalError},
+			MsgTaskRequest, macperr.InternalError},
 		{"wrong wire type", protowire.AppendString(protowire.AppendTag(st, fUpdateCount, protowire.BytesType), "x"),
-			MsgTaskRequest, abi.CodeInternalError},
+			MsgTaskRequest, macperr.InternalError},
 		{"unknown type", st, "Vote", ie},
 		{"unknown type, lower case", st, "task_request", ie},
 	} {

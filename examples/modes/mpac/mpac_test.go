@@ -5,15 +5,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
 	"github.com/concord-macp/concord/examples/modes/internal/kit"
 	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 const (
-	FB = abi.CodeForbidden
-	IE = abi.CodeInvalidEnvelope
+	FB = macperr.Forbidden
+	IE = macperr.InvalidEnvelope
 )
 
 var roster = []string{kt.Alice, kt.Bob, kt.Carol, kt.Dave}
@@ -49,13 +49,13 @@ func crash(sender, participant string) kt.Msg {
 	return kt.Msg{Sender: sender, Type: MsgDeclareCrashed, Payload: map[string]any{"participant": participant, "reason": "no heartbeat"}}
 }
 
-func raw(sender, typ, payload, code string) kt.Msg {
+func raw(sender, typ, payload string, code macperr.Code) kt.Msg {
 	return kt.Msg{Sender: sender, Type: typ, Payload: payload, Code: code}
 }
 
-func with(m kt.Msg, code string) kt.Msg { m.Code = code; return m }
+func with(m kt.Msg, code macperr.Code) kt.Msg { m.Code = code; return m }
 
-func commit(positive bool, code string) kt.Msg { return kt.Commitment(kt.Coord, positive, code) }
+func commit(positive bool, code macperr.Code) kt.Msg { return kt.Commitment(kt.Coord, positive, code) }
 
 func TestDescribe(t *testing.T) {
 	d := Mode{}.Describe()
@@ -68,7 +68,7 @@ func TestSessionStart(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		rules   string
-		code    string
+		code    macperr.Code
 		arbiter string
 	}{
 		{"initiator by default", "", "", kt.Coord},

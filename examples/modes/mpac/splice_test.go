@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
 	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 // walker plays random sessions, deciding every envelope both by splicing
@@ -128,7 +128,7 @@ func (w *walker) compare(state []byte, env guest.Envelope, corrupt bool) guest.R
 	req := guest.StepRequest{State: state, Envelope: env, Session: w.sess}
 	full := step(&req, false)
 	spliced := step(&req, true)
-	if corrupt && !full.Accepted && full.Code == abi.CodeInternalError {
+	if corrupt && !full.Accepted && full.Code == macperr.InternalError {
 		return full
 	}
 	if full.Accepted != spliced.Accepted || full.Code != spliced.Code || full.Message != spliced.Message || !bytes.Equal(full.State, spliced.State) {

@@ -4,14 +4,14 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/examples/modes/internal/kit"
 	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 const (
-	FB = abi.CodeForbidden
-	IE = abi.CodeInvalidEnvelope
+	FB = macperr.Forbidden
+	IE = macperr.InvalidEnvelope
 )
 
 func assign(id, assignee string) kt.Msg {
@@ -26,9 +26,9 @@ func revoke(sender, id string) kt.Msg {
 	return kt.Msg{Sender: sender, Type: MsgRevoke, Payload: map[string]any{"item_id": id, "reason": "not needed"}}
 }
 
-func with(m kt.Msg, code string) kt.Msg { m.Code = code; return m }
+func with(m kt.Msg, code macperr.Code) kt.Msg { m.Code = code; return m }
 
-func commit(positive bool, code string) kt.Msg { return kt.Commitment(kt.Coord, positive, code) }
+func commit(positive bool, code macperr.Code) kt.Msg { return kt.Commitment(kt.Coord, positive, code) }
 
 func TestDescribe(t *testing.T) {
 	d := Mode{}.Describe()

@@ -4,14 +4,14 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/examples/modes/internal/kit"
 	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 const (
-	FB = abi.CodeForbidden
-	IE = abi.CodeInvalidEnvelope
+	FB = macperr.Forbidden
+	IE = macperr.InvalidEnvelope
 )
 
 func drive(sender, id string) kt.Msg {
@@ -22,9 +22,9 @@ func review(sender, id string, approved bool) kt.Msg {
 	return kt.Msg{Sender: sender, Type: MsgReview, Payload: map[string]any{"change_id": id, "approved": approved, "comment": "seen"}}
 }
 
-func with(m kt.Msg, code string) kt.Msg { m.Code = code; return m }
+func with(m kt.Msg, code macperr.Code) kt.Msg { m.Code = code; return m }
 
-func commit(positive bool, code string) kt.Msg { return kt.Commitment(kt.Coord, positive, code) }
+func commit(positive bool, code macperr.Code) kt.Msg { return kt.Commitment(kt.Coord, positive, code) }
 
 func TestDescribe(t *testing.T) {
 	d := Mode{}.Describe()
@@ -36,7 +36,7 @@ func TestDescribe(t *testing.T) {
 func TestSessionStart(t *testing.T) {
 	for _, tc := range []struct {
 		participants []string
-		code         string
+		code         macperr.Code
 	}{
 		{nil, IE},
 		{[]string{kt.Alice}, IE},

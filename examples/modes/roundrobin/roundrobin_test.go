@@ -4,14 +4,14 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/examples/modes/internal/kit"
 	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 const (
-	FB = abi.CodeForbidden
-	IE = abi.CodeInvalidEnvelope
+	FB = macperr.Forbidden
+	IE = macperr.InvalidEnvelope
 )
 
 func contribute(sender, content string) kt.Msg {
@@ -22,9 +22,9 @@ func pass(sender string) kt.Msg {
 	return kt.Msg{Sender: sender, Type: MsgPass, Payload: map[string]any{"reason": "nothing to add"}}
 }
 
-func with(m kt.Msg, code string) kt.Msg { m.Code = code; return m }
+func with(m kt.Msg, code macperr.Code) kt.Msg { m.Code = code; return m }
 
-func commit(positive bool, code string) kt.Msg { return kt.Commitment(kt.Coord, positive, code) }
+func commit(positive bool, code macperr.Code) kt.Msg { return kt.Commitment(kt.Coord, positive, code) }
 
 func TestDescribe(t *testing.T) {
 	d := Mode{}.Describe()
@@ -41,7 +41,7 @@ func TestSessionStart(t *testing.T) {
 		name         string
 		rules        string
 		participants []string
-		code         string
+		code         macperr.Code
 		rounds       uint64
 	}{
 		{"default rules", "{}", []string{kt.Alice}, "", 1},

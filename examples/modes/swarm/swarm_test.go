@@ -4,14 +4,14 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/examples/modes/internal/kit"
 	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 const (
-	FB = abi.CodeForbidden
-	IE = abi.CodeInvalidEnvelope
+	FB = macperr.Forbidden
+	IE = macperr.InvalidEnvelope
 )
 
 func contribute(sender, id string) kt.Msg {
@@ -22,9 +22,9 @@ func endorse(sender, id string) kt.Msg {
 	return kt.Msg{Sender: sender, Type: MsgEndorse, Payload: map[string]any{"contribution_id": id}}
 }
 
-func with(m kt.Msg, code string) kt.Msg { m.Code = code; return m }
+func with(m kt.Msg, code macperr.Code) kt.Msg { m.Code = code; return m }
 
-func commit(positive bool, code string) kt.Msg { return kt.Commitment(kt.Coord, positive, code) }
+func commit(positive bool, code macperr.Code) kt.Msg { return kt.Commitment(kt.Coord, positive, code) }
 
 var four = []string{kt.Alice, kt.Bob, kt.Carol, kt.Dave}
 
@@ -41,7 +41,7 @@ func TestSessionStart(t *testing.T) {
 		name         string
 		rules        string
 		participants []string
-		code         string
+		code         macperr.Code
 		quorum       uint64
 	}{
 		{"majority of 4", "", four, "", 3},

@@ -29,25 +29,25 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 // Forbidden rejects an envelope whose sender may not send it.
 func Forbidden(format string, args ...any) guest.Result {
-	return guest.Reject(abi.CodeForbidden, format, args...)
+	return guest.Reject(macperr.Forbidden, format, args...)
 }
 
 // Invalid rejects a malformed envelope, a bad reference or a message sent in
 // the wrong phase.
 func Invalid(format string, args ...any) guest.Result {
-	return guest.Reject(abi.CodeInvalidEnvelope, format, args...)
+	return guest.Reject(macperr.InvalidEnvelope, format, args...)
 }
 
 // Internal rejects an envelope because the state handed back by the host is
 // unusable; it never happens with a correct host.
 func Internal(format string, args ...any) guest.Result {
-	return guest.Reject(abi.CodeInternalError, format, args...)
+	return guest.Reject(macperr.InternalError, format, args...)
 }
 
 // Blank reports whether s is empty after trimming white space.

@@ -12,8 +12,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 
@@ -47,7 +47,7 @@ type Msg struct {
 	Sender  string
 	Type    string
 	Payload any
-	Code    string
+	Code    macperr.Code
 }
 
 // Start runs SessionStart and returns the initial state, failing the test
@@ -140,7 +140,7 @@ func Play(t testing.TB, m guest.Mode, sess guest.Session, state []byte, msgs []M
 }
 
 // Commitment returns a Commitment envelope from sender.
-func Commitment(sender string, positive bool, code string) Msg {
+func Commitment(sender string, positive bool, code macperr.Code) Msg {
 	action := "ext.completed"
 	if !positive {
 		action = "ext.failed"
@@ -267,7 +267,7 @@ func CorruptState(t testing.TB, m guest.Mode, sess guest.Session, typ string) {
 	t.Helper()
 	for _, state := range [][]byte{nil, {0x08, 0x09}, {0x0a}} {
 		res := Step(t, m, sess, state, 0, Msg{Sender: sess.Participants[0], Type: typ, Payload: "{}"})
-		if res.Accepted || res.Code != abi.CodeInternalError {
+		if res.Accepted || res.Code != macperr.InternalError {
 			t.Errorf("%s on state %x: accepted=%v %s (%s), want INTERNAL_ERROR", typ, state, res.Accepted, res.Code, res.Message)
 		}
 	}

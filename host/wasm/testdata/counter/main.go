@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/abi/guest"
+	"github.com/concord-macp/concord/macperr"
 )
 
 func init() { guest.Serve(counter{}) }
@@ -39,20 +39,20 @@ func (counter) Step(req *guest.StepRequest) guest.Result {
 	switch env.MessageType {
 	case "SessionStart":
 		if len(req.State) != 0 {
-			return guest.Reject(abi.CodeInvalidEnvelope, "session already started")
+			return guest.Reject(macperr.InvalidEnvelope, "session already started")
 		}
 		return guest.Accept(encode(0))
 	case "Add":
 		if !req.Session.IsParticipant(env.Sender) {
-			return guest.Reject(abi.CodeForbidden, "%s is not a participant", env.Sender)
+			return guest.Reject(macperr.Forbidden, "%s is not a participant", env.Sender)
 		}
 		n, ok := decode(req.State)
 		if !ok || len(env.Payload) != 8 {
-			return guest.Reject(abi.CodeInvalidEnvelope, "bad state or payload")
+			return guest.Reject(macperr.InvalidEnvelope, "bad state or payload")
 		}
 		sum := n + int64(binary.BigEndian.Uint64(env.Payload))
 		if sum < 0 {
-			return guest.Reject(abi.CodeForbidden, "count would drop below zero")
+			return guest.Reject(macperr.Forbidden, "count would drop below zero")
 		}
 		return guest.Accept(encode(sum))
 	case "Echo":
@@ -64,7 +64,7 @@ func (counter) Step(req *guest.StepRequest) guest.Result {
 			strings.Join(s.Participants, ","), s.StartedAtUnixMs, s.PolicyRules, s.PolicySchemaVersion,
 			req.NowUnixMs))
 	}
-	return guest.Reject(abi.CodeInvalidEnvelope, "unknown message type %q", env.MessageType)
+	return guest.Reject(macperr.InvalidEnvelope, "unknown message type %q", env.MessageType)
 }
 
 func (counter) View(state []byte, s *guest.Session) ([]byte, error) {
