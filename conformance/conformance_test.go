@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/internal/servertest"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
@@ -202,7 +203,7 @@ func runFixture(t *testing.T, srv *servertest.Server, fx fixture) {
 		}
 	}
 
-	in, err := srv.Server().Kernel().Inspect(ctx, fx.Initiator, false, sid)
+	in, err := srv.Server().Kernel().As(access.Caller{ID: fx.Initiator}).Inspect(ctx, sid)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,12 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/server"
+	"github.com/concord-macp/concord/host/store"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	"github.com/concord-macp/concord/proto/concord/admin/v1/adminv1connect"
 )
@@ -71,23 +72,22 @@ func replayLocal(ctx context.Context, dataDir, sid string) (*adminv1.ReplaySessi
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
-		if strings.Contains(err.Error(), "lock") {
+		if errors.Is(err, store.ErrLocked) {
 			return nil, fmt.Errorf("%w (is a server using %s? stop it or use --server)", err, dataDir)
 		}
 		return nil, err
 	}
 	defer func() { _ = srv.Shutdown(context.WithoutCancel(ctx)) }()
-	r, err := srv.Kernel().ReplaySession(ctx, sid)
+	// Whoever may open the data directory may read every session in it.
+	r, err := srv.Kernel().As(access.Operator("replay")).Replay(ctx, sid)
 	if err != nil {
 		return nil, err
 	}
-	out := &adminv1.ReplaySessionResponse{Entries: uint64(r.Entries), Exact: len(r.Divergences) == 0, Divergences: r.Divergences}
+	out := &adminv1.ReplaySessionResponse{Entries: uint64(r.Entries), Exact: len(r.Divergences) == 0,
+		Divergences: r.Divergences, ModeStateJson: string(r.ModeState)}
 	if r.Session != nil {
 		out.State = r.Session.GetMetadata().GetState()
 		out.Resolution = r.Session.GetResolution()
-		if v, err := srv.Kernel().ViewOf(ctx, r.Session); err == nil {
-			out.ModeStateJson = string(v)
-		}
 	}
 	return out, nil
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/concord-macp/concord/abi/guest"
 	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/internal/servertest"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
@@ -89,7 +90,7 @@ func TestExamplesUploadedIntoARunningServer(t *testing.T) {
 					accepted++
 				}
 			}
-			md, err := srv.Server().Kernel().Session(ctx, sess.Initiator, false, sess.SessionID)
+			md, err := srv.Server().Kernel().As(access.Caller{ID: sess.Initiator}).Session(ctx, sess.SessionID)
 			if err != nil || md.GetState() != macpv1.SessionState_SESSION_STATE_RESOLVED {
 				t.Fatalf("final state %v, %v; want RESOLVED", md.GetState(), err)
 			}

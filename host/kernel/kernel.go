@@ -20,6 +20,7 @@ import (
 	"github.com/concord-macp/concord/host/limits"
 	"github.com/concord-macp/concord/host/mode"
 	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/macperr"
 	"github.com/concord-macp/concord/policy"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -45,7 +46,8 @@ type Options struct {
 	// (default 7 days).
 	DefaultMaxSuspendMs int64
 	// Limits rate-limits each identity's envelopes and caps its open
-	// sessions; nil sets no limits.
+	// sessions; nil sets no server-wide limits (a caller's own
+	// MaxOpenSessions still applies).
 	Limits *limits.Limiter
 }
 
@@ -56,6 +58,7 @@ type Kernel struct {
 	governor policy.Governor
 	log      *slog.Logger
 	now      func() time.Time
+	limits   *limits.Limiter
 	opts     Options
 
 	sessions sync.Map // session id -> *session
@@ -93,6 +96,9 @@ func New(ctx context.Context, opts Options) (*Kernel, error) {
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = time.Second
 	}
+	if opts.Limits == nil {
+		opts.Limits = limits.New(limits.Options{})
+	}
 	if opts.DefaultMaxSuspendMs <= 0 {
 		opts.DefaultMaxSuspendMs = 7 * 24 * time.Hour.Milliseconds()
 	}
@@ -102,6 +108,7 @@ func New(ctx context.Context, opts Options) (*Kernel, error) {
 		governor: opts.Governor,
 		log:      opts.Logger,
 		now:      opts.Now,
+		limits:   opts.Limits,
 		opts:     opts,
 
 		feed:      bus.New[*storev1.Entry](),
@@ -141,7 +148,7 @@ func (k *Kernel) restore(ctx context.Context) error {
 				"session_id", rec.GetMetadata().GetSessionId(), "digest", rec.GetModuleDigest())
 		}
 		if isLive(rec.GetMetadata().GetState()) {
-			k.opts.Limits.Restore(rec.GetMetadata().GetInitiator())
+			k.limits.Restore(rec.GetMetadata().GetInitiator())
 		}
 		if err := k.store.Entries(ctx, rec.GetMetadata().GetSessionId(), 0, func(e *storev1.Entry) error {
 			if id := e.GetEnvelope().GetMessageId(); id != "" && e.GetOrigin() == storev1.Origin_ORIGIN_AGENT {
@@ -189,4 +196,32 @@ func (k *Kernel) sweep(ctx context.Context, every time.Duration) {
 			return ctx.Err() == nil
 		})
 	}
+}
+
+// lookup returns the session with id, dead or alive.
+func (k *Kernel) lookup(id string) (*session, bool) {
+	v, ok := k.sessions.Load(id)
+	if !ok {
+		return nil, false
+	}
+	return v.(*session), true
+}
+
+// locked returns session id with its lock held; an unknown session, or one
+// whose SessionStart failed, is SESSION_NOT_FOUND. The caller unlocks.
+func (k *Kernel) locked(id string) (*session, error) {
+	s, ok := k.lookup(id)
+	if !ok {
+		return nil, notFound(id)
+	}
+	s.mu.Lock()
+	if s.dead {
+		s.mu.Unlock()
+		return nil, notFound(id)
+	}
+	return s, nil
+}
+
+func notFound(id string) error {
+	return macperr.New(macperr.SessionNotFound, "session %.128q does not exist", id)
 }

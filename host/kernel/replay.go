@@ -3,6 +3,7 @@ package kernel
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/concord-macp/concord/abi"
+	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/mode"
 	"github.com/concord-macp/concord/host/store"
 	"github.com/concord-macp/concord/macperr"
@@ -27,6 +29,8 @@ import (
 type ReplayResult struct {
 	// Session is the snapshot the replay produced.
 	Session *storev1.Session
+	// ModeState is Session's mode state view, when View.Replay rendered it.
+	ModeState []byte
 	// Entries is how many log entries were replayed.
 	Entries int
 	// Divergences lists every difference from the recorded session; empty
@@ -40,88 +44,22 @@ type ReplayResult struct {
 // compares the outcome with the recording: every acceptance, the state bytes,
 // lifecycle state, resolution, deadline and dedup memory.
 func Replay(ctx context.Context, recorded *storev1.Session, entries []*storev1.Entry, catalog mode.Catalog, governor policy.Governor) (*ReplayResult, error) {
-	md := recorded.GetMetadata()
-	module, ok := catalog.Pinned(recorded.GetModuleDigest())
-	if !ok {
-		return nil, fmt.Errorf("replay %s: module %s is not available", md.GetSessionId(), recorded.GetModuleDigest())
-	}
-	_, strict, _ := catalog.Lookup(md.GetMode())
-	st, err := store.Open(ctx, store.Options{InMemory: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), GCInterval: -1})
+	r, err := newReplayer(ctx, recorded, catalog, governor)
 	if err != nil {
-		return nil, fmt.Errorf("replay: open scratch store: %w", err)
+		return nil, err
 	}
-	defer st.Close()
-	var now int64
-	k, err := New(ctx, Options{
-		Store:         st,
-		Catalog:       pinnedCatalog{mode: module, strict: strict || abi.IsStandard(md.GetMode())},
-		Governor:      pinnedGovernor{Governor: governor, bound: recorded.GetPolicy()},
-		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:           func() time.Time { return time.UnixMilli(now) },
-		SweepInterval: -1,
-		// The recording's caps are replay inputs.
-		MaxPayloadBytes:     1 << 30,
-		DefaultMaxSuspendMs: recorded.GetMaxSuspendMs(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("replay: start scratch kernel: %w", err)
-	}
-	defer k.Close()
-
+	defer r.close()
 	res := &ReplayResult{}
 	diverge := func(format string, args ...any) {
 		res.Divergences = append(res.Divergences, fmt.Sprintf(format, args...))
 	}
 	for _, e := range entries {
-		now = e.GetAcceptedAtUnixMs()
 		res.Entries++
-		env := e.GetEnvelope()
-		switch {
-		case env == nil: // a runtime expiry record
-			if _, err := k.observe(ctx, "", true, md.GetSessionId()); err != nil {
-				return nil, fmt.Errorf("replay: entry %d: %w", e.GetSequence(), err)
-			}
-		case isTimerRecord(e):
-			// A mode timer: the access at its recorded time fires it again.
-			if _, err := k.observe(ctx, "", true, md.GetSessionId()); err != nil {
-				return nil, fmt.Errorf("replay: entry %d: %w", e.GetSequence(), err)
-			}
-			if got := scratchEntry(ctx, st, md.GetSessionId(), e.GetSequence()); !proto.Equal(got.GetEnvelope(), env) {
-				diverge("entry %d: the runtime wrote %s %s when recorded, the replay wrote %v", e.GetSequence(),
-					env.GetMessageType(), env.GetMessageId(), got.GetEnvelope())
-			}
-		case e.GetOrigin() == storev1.Origin_ORIGIN_RUNTIME:
-			op, by, reason, err := runtimeRecord(env)
-			if err != nil {
-				diverge("entry %d: %v", e.GetSequence(), err)
-				continue
-			}
-			ack, err := k.Control(ctx, op, by, md.GetSessionId(), reason)
-			if err != nil || !ack.GetOk() {
-				diverge("entry %d (%s): recorded, but the replay refuses it: %v%v", e.GetSequence(), env.GetMessageType(), err, ack.GetError())
-			}
-		default:
-			ack := k.Send(ctx, env.GetSender(), env)
-			if !ack.GetOk() || ack.GetDuplicate() {
-				diverge("entry %d (%s %s from %s): accepted when recorded, replay says %s %s", e.GetSequence(),
-					env.GetMessageType(), env.GetMessageId(), env.GetSender(), ack.GetError().GetCode(), ack.GetError().GetMessage())
-			}
-		}
-		if e.GetGovernance() != nil {
-			got := scratchEntry(ctx, st, md.GetSessionId(), e.GetSequence())
-			if !proto.Equal(got.GetGovernance(), e.GetGovernance()) {
-				diverge("entry %d: the policy decided %v on replay, recorded %v", e.GetSequence(), got.GetGovernance(), e.GetGovernance())
-			}
-		}
-		s, ok := k.lookup(md.GetSessionId())
-		if ok && s.rec.GetLastSequence() != e.GetSequence() {
-			diverge("entry %d: the replay is at sequence %d", e.GetSequence(), s.rec.GetLastSequence())
-		}
-		if ok && s.rec.GetMetadata().GetState() != e.GetStateAfter() {
-			diverge("entry %d: state after is %v, recorded %v", e.GetSequence(), s.rec.GetMetadata().GetState(), e.GetStateAfter())
+		if err := r.apply(ctx, e, diverge); err != nil {
+			return nil, err
 		}
 	}
-	s, ok := k.lookup(md.GetSessionId())
+	s, ok := r.k.lookup(recorded.GetMetadata().GetSessionId())
 	if !ok {
 		diverge("the replay never created the session")
 		return res, nil
@@ -132,6 +70,136 @@ func Replay(ctx context.Context, recorded *storev1.Session, entries []*storev1.E
 		diverge("dedup memory differs: recorded %d ids, replayed %d", len(want), len(got))
 	}
 	return res, nil
+}
+
+// replayThrough replays entries, a prefix of recorded's log, and returns
+// the snapshot they lead to; it fails if the replay parts from the
+// recording on the way.
+func replayThrough(ctx context.Context, recorded *storev1.Session, entries []*storev1.Entry, catalog mode.Catalog, governor policy.Governor) (*storev1.Session, error) {
+	r, err := newReplayer(ctx, recorded, catalog, governor)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	var divergence error
+	for _, e := range entries {
+		if err := r.apply(ctx, e, func(format string, args ...any) {
+			if divergence == nil {
+				divergence = fmt.Errorf("replay diverges: "+format, args...)
+			}
+		}); err != nil {
+			return nil, err
+		}
+		if divergence != nil {
+			return nil, divergence
+		}
+	}
+	s, ok := r.k.lookup(recorded.GetMetadata().GetSessionId())
+	if !ok {
+		return nil, errors.New("the replay never created the session")
+	}
+	return s.rec, nil
+}
+
+// replayer is a private in-memory kernel that re-applies one recorded
+// session's log at the recorded times.
+type replayer struct {
+	k   *Kernel
+	st  *store.Store
+	id  string
+	now int64
+}
+
+func newReplayer(ctx context.Context, recorded *storev1.Session, catalog mode.Catalog, governor policy.Governor) (*replayer, error) {
+	md := recorded.GetMetadata()
+	module, ok := catalog.Pinned(recorded.GetModuleDigest())
+	if !ok {
+		return nil, fmt.Errorf("replay %s: module %s is not available", md.GetSessionId(), recorded.GetModuleDigest())
+	}
+	_, strict, _ := catalog.Lookup(md.GetMode())
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.Open(ctx, store.Options{InMemory: true, Logger: discard, GCInterval: -1})
+	if err != nil {
+		return nil, fmt.Errorf("replay: open scratch store: %w", err)
+	}
+	r := &replayer{st: st, id: md.GetSessionId()}
+	r.k, err = New(ctx, Options{
+		Store:         st,
+		Catalog:       pinnedCatalog{mode: module, strict: strict || abi.IsStandard(md.GetMode())},
+		Governor:      pinnedGovernor{Governor: governor, bound: recorded.GetPolicy()},
+		Logger:        discard,
+		Now:           func() time.Time { return time.UnixMilli(r.now) },
+		SweepInterval: -1,
+		// The recording's caps are replay inputs.
+		MaxPayloadBytes:     1 << 30,
+		DefaultMaxSuspendMs: recorded.GetMaxSuspendMs(),
+	})
+	if err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("replay: start scratch kernel: %w", err)
+	}
+	return r, nil
+}
+
+func (r *replayer) close() {
+	r.k.Close()
+	_ = r.st.Close()
+}
+
+// apply re-applies one recorded entry at its recorded time and reports
+// every way the outcome differs from the record.
+func (r *replayer) apply(ctx context.Context, e *storev1.Entry, diverge func(string, ...any)) error {
+	r.now = e.GetAcceptedAtUnixMs()
+	operator := r.k.As(access.Operator(RuntimeSender))
+	env := e.GetEnvelope()
+	switch {
+	case env == nil: // a runtime expiry record: an access at its time writes it again
+		if _, err := operator.snapshot(ctx, r.id); err != nil {
+			return fmt.Errorf("replay: entry %d: %w", e.GetSequence(), err)
+		}
+	case isTimerRecord(e):
+		// A mode timer: the access at its recorded time fires it again.
+		if _, err := operator.snapshot(ctx, r.id); err != nil {
+			return fmt.Errorf("replay: entry %d: %w", e.GetSequence(), err)
+		}
+		if got := scratchEntry(ctx, r.st, r.id, e.GetSequence()); !proto.Equal(got.GetEnvelope(), env) {
+			diverge("entry %d: the runtime wrote %s %s when recorded, the replay wrote %v", e.GetSequence(),
+				env.GetMessageType(), env.GetMessageId(), got.GetEnvelope())
+		}
+	case e.GetOrigin() == storev1.Origin_ORIGIN_RUNTIME:
+		op, by, reason, err := runtimeRecord(env)
+		if err != nil {
+			diverge("entry %d: %v", e.GetSequence(), err)
+			return nil
+		}
+		ack, err := r.k.Control(ctx, access.Caller{ID: by}, op, r.id, reason)
+		if err != nil || !ack.GetOk() {
+			diverge("entry %d (%s): recorded, but the replay refuses it: %v%v", e.GetSequence(), env.GetMessageType(), err, ack.GetError())
+		}
+	default:
+		// The recorded sender was authenticated and authorised when the
+		// entry was accepted; the replay grants it what it needed.
+		ack := r.k.Send(ctx, access.Caller{ID: env.GetSender(), CanStartSessions: true}, env)
+		if !ack.GetOk() || ack.GetDuplicate() {
+			diverge("entry %d (%s %s from %s): accepted when recorded, replay says %s %s", e.GetSequence(),
+				env.GetMessageType(), env.GetMessageId(), env.GetSender(), ack.GetError().GetCode(), ack.GetError().GetMessage())
+		}
+	}
+	if e.GetGovernance() != nil {
+		got := scratchEntry(ctx, r.st, r.id, e.GetSequence())
+		if !proto.Equal(got.GetGovernance(), e.GetGovernance()) {
+			diverge("entry %d: the policy decided %v on replay, recorded %v", e.GetSequence(), got.GetGovernance(), e.GetGovernance())
+		}
+	}
+	if s, ok := r.k.lookup(r.id); ok {
+		if s.rec.GetLastSequence() != e.GetSequence() {
+			diverge("entry %d: the replay is at sequence %d", e.GetSequence(), s.rec.GetLastSequence())
+		}
+		if s.rec.GetMetadata().GetState() != e.GetStateAfter() {
+			diverge("entry %d: state after is %v, recorded %v", e.GetSequence(), s.rec.GetMetadata().GetState(), e.GetStateAfter())
+		}
+	}
+	return nil
 }
 
 // compareSnapshots reports every replay-relevant difference between the
@@ -233,24 +301,4 @@ func (g pinnedGovernor) Bind(context.Context, string, string) (*macpv1.PolicyDes
 		return nil, macperr.New(macperr.UnknownPolicyVersion, "the recorded session bound no policy")
 	}
 	return proto.Clone(g.bound).(*macpv1.PolicyDescriptor), nil
-}
-
-// ReplaySession replays session id of this kernel's store (see Replay).
-func (k *Kernel) ReplaySession(ctx context.Context, id string) (*ReplayResult, error) {
-	rec, err := k.observe(ctx, "", true, id)
-	if err != nil {
-		return nil, err
-	}
-	var entries []*storev1.Entry
-	if err := k.store.Entries(ctx, id, 0, func(e *storev1.Entry) error {
-		entries = append(entries, e)
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("replay %s: read log: %w", id, err)
-	}
-	// Entries past the snapshot (a commit racing this read) are left out.
-	for len(entries) > 0 && entries[len(entries)-1].GetSequence() > rec.GetLastSequence() {
-		entries = entries[:len(entries)-1]
-	}
-	return Replay(ctx, rec, entries, k.catalog, k.governor)
 }

@@ -2,15 +2,13 @@ package kernel
 
 import (
 	"context"
-	"encoding/json"
-	"regexp"
 	"sort"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/macperr"
-	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -21,31 +19,10 @@ const (
 	maxParticipants = 1000
 )
 
-var (
-	uuidV4V7   = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[47][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	tokenIDPat = regexp.MustCompile(`^[A-Za-z0-9_-]{22,}$`)
-)
-
-// ValidSessionID reports whether id is an acceptable session id: a
-// lowercase canonical UUID v4 or v7, or a token of at least 22 characters
-// of [A-Za-z0-9_-]. A 36-character id with a hyphen must be a valid UUID.
-func ValidSessionID(id string) bool {
-	if len(id) > maxSessionIDLen {
-		return false
-	}
-	if uuidV4V7.MatchString(id) {
-		return true
-	}
-	if len(id) == 36 && strings.Contains(id, "-") {
-		return false
-	}
-	return tokenIDPat.MatchString(id)
-}
-
-// start runs the SessionStart pipeline.
-func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, error) {
+// start runs the SessionStart pipeline (RFC-MACP-0001 §5.2, in its order).
+func (k *Kernel) start(ctx context.Context, caller access.Caller, env *macpv1.Envelope) (*macpv1.Ack, error) {
 	if !ValidSessionID(env.SessionId) {
-		return nil, macperr.New(macperr.InvalidSessionID, "session_id %q is neither a lowercase UUID v4/v7 nor a token of 22+ characters of [A-Za-z0-9_-]", env.SessionId)
+		return nil, macperr.New(macperr.InvalidSessionID, "session_id %.128q is neither a lowercase UUID v4/v7 nor a token of 22+ characters of [A-Za-z0-9_-]", env.SessionId)
 	}
 	module, strict, err := k.catalog.Lookup(env.Mode)
 	if err != nil {
@@ -62,18 +39,18 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		return nil, err
 	}
 	if want := module.Descriptor().GetModeVersion(); strict && p.ModeVersion != want {
-		return nil, macperr.New(macperr.ModeNotSupported, "mode %s is served at version %q, not %q", env.Mode, want, p.ModeVersion)
+		return nil, macperr.New(macperr.ModeNotSupported, "mode %s is served at version %q, not %.64q", env.Mode, want, p.ModeVersion)
 	}
 	if existing, ok := k.lookup(env.SessionId); ok {
 		return k.restart(existing, env)
 	}
-	if !k.opts.Limits.Open(env.Sender) {
-		return nil, macperr.New(macperr.RateLimited, "%s already has as many open sessions as this server allows", env.Sender)
+	if !k.limits.Open(env.Sender, caller.MaxOpenSessions) {
+		return nil, macperr.New(macperr.RateLimited, "%.64q already has as many open sessions as this server allows", env.Sender)
 	}
 	started := false
 	defer func() {
 		if !started {
-			k.opts.Limits.Close(env.Sender)
+			k.limits.Close(env.Sender)
 		}
 	}()
 	pol, err := k.governor.Bind(ctx, env.Mode, p.PolicyVersion)
@@ -99,6 +76,8 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		extKeys = append(extKeys, key)
 	}
 	sort.Strings(extKeys)
+	// The session before its first entry: the transition of the
+	// SessionStart makes it sequence 1.
 	rec := &storev1.Session{
 		Metadata: &macpv1.SessionMetadata{
 			SessionId:            env.SessionId,
@@ -120,7 +99,6 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		TtlMs:          ttl,
 		MaxSuspendMs:   maxSuspend,
 		AnchorUnixMs:   anchor,
-		LastSequence:   1,
 	}
 
 	s := newSession(rec, module)
@@ -139,34 +117,17 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		}
 		return nil, err
 	}
-
-	clock := sessionClock(rec, now)
-	res, err := module.Step(ctx, &abiv1.StepRequest{Envelope: env, Session: abiSession(rec), NowUnixMs: now, SessionClockMs: clock})
-	if err != nil {
-		return fail(macperr.Wrap(macperr.InternalError, err, "the mode module failed on SessionStart"))
+	t := transition{env: env, origin: storev1.Origin_ORIGIN_AGENT, at: now}
+	if t.stepped, err = k.step(ctx, module, rec, env, now, sessionClock(rec, now), false); err != nil {
+		return fail(err)
 	}
-	if res.GetVerdict() != abiv1.Verdict_VERDICT_ACCEPT {
-		return fail(modeRejection(res))
-	}
-	rec.ModeState = res.GetState()
-	if rec.Timers, err = k.pendingTimers(res, clock); err != nil {
-		return fail(macperr.Wrap(macperr.InternalError, err, "the mode module answered SessionStart with an unusable timer"))
-	}
-	recordActivity(rec.Metadata, env.Sender, now)
-	entry := &storev1.Entry{
-		Sequence:         1,
-		Envelope:         env,
-		AcceptedAtUnixMs: now,
-		Origin:           storev1.Origin_ORIGIN_AGENT,
-		StateAfter:       macpv1.SessionState_SESSION_STATE_OPEN,
-	}
-	if err := k.commit(ctx, s, rec, entry); err != nil {
-		return fail(macperr.Wrap(macperr.InternalError, err, "the session could not be made durable"))
+	if err := k.recordNow(ctx, s, t); err != nil {
+		return fail(err)
 	}
 	started = true
 	k.log.Debug("session started", "session_id", env.SessionId, "mode", env.Mode, "initiator", env.Sender)
 	return &macpv1.Ack{Ok: true, MessageId: env.MessageId, SessionId: env.SessionId,
-		AcceptedAtUnixMs: now, SessionState: macpv1.SessionState_SESSION_STATE_OPEN}, nil
+		AcceptedAtUnixMs: now, SessionState: s.state()}, nil
 }
 
 // restart answers a SessionStart for a session id already in use: a retry
@@ -201,7 +162,7 @@ func validateStart(p *macpv1.SessionStartPayload, strict bool) error {
 			return macperr.New(macperr.InvalidEnvelope, "participant id exceeds %d bytes", maxSenderLen)
 		}
 		if _, dup := seen[id]; dup {
-			return macperr.New(macperr.InvalidEnvelope, "participant %q is listed twice", id)
+			return macperr.New(macperr.InvalidEnvelope, "participant %.64q is listed twice", id)
 		}
 		seen[id] = struct{}{}
 	}
@@ -218,20 +179,4 @@ func validateStart(p *macpv1.SessionStartPayload, strict bool) error {
 		return macperr.New(macperr.InvalidEnvelope, "configuration_version is required")
 	}
 	return nil
-}
-
-// policyDenied builds the POLICY_DENIED rejection with its reasons in the
-// details as {"reasons":[…]}.
-func policyDenied(reasons []string) error {
-	if reasons == nil {
-		reasons = []string{}
-	}
-	details, _ := json.Marshal(struct {
-		Reasons []string `json:"reasons"`
-	}{reasons})
-	msg := "the bound policy denied the commitment"
-	if len(reasons) > 0 {
-		msg += ": " + strings.Join(reasons, "; ")
-	}
-	return &macperr.Error{Code: macperr.PolicyDenied, Message: msg, Details: details}
 }

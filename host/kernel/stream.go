@@ -26,43 +26,31 @@ type Subscription struct {
 	live   *bus.Subscription[*storev1.Entry]
 }
 
-// ErrStreamLagging ends a subscription whose reader fell too far behind the
-// live session.
-var ErrStreamLagging = errors.New("kernel: subscriber fell too far behind the session")
-
 // Subscribe opens a subscription to session id's log after sequence after
-// (0 = from the start) for identity; observers may follow any session, others
-// only those they started or take part in.
-func (k *Kernel) Subscribe(ctx context.Context, identity string, observer bool, id string, after uint64) (*Subscription, error) {
-	s, ok := k.lookup(id)
-	if !ok {
-		return nil, macperr.New(macperr.SessionNotFound, "session %q does not exist", id)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.dead {
-		return nil, macperr.New(macperr.SessionNotFound, "session %q does not exist", id)
-	}
-	if !observer && !mayObserve(s.rec.GetMetadata(), identity) {
-		return nil, macperr.New(macperr.Forbidden, "%q may not observe session %q", identity, id)
-	}
-	if _, err := k.catchUp(ctx, s); err != nil {
+// (0 = from the start). A resume point at or past the end of the log
+// replays nothing and follows the session live from now on: the cursor is
+// clamped to the log's end (RATIONALE "Resuming past the end of a log").
+func (v View) Subscribe(ctx context.Context, id string, after uint64) (*Subscription, error) {
+	s, err := v.open(ctx, id)
+	if err != nil {
 		return nil, err
 	}
+	defer s.mu.Unlock()
 	// Subscribing under the publication lock fixes the hand-over point:
 	// every entry up to catch is durable in the store, every later one is
-	// published live after this subscription exists.
+	// published live after this subscription exists. Entries applied but
+	// not yet durable are above catch and arrive live.
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
 	return &Subscription{
-		k: k, id: id, cursor: after, catch: s.published,
-		live: k.feed.Subscribe(id, bus.DefaultBuffer),
+		k: v.k, id: id, cursor: min(after, s.published), catch: s.published,
+		live: v.k.feed.Subscribe(id, bus.DefaultBuffer),
 	}, nil
 }
 
 // Next returns the next entry of the session's log, waiting for one if the
 // subscription has caught up. It fails with ctx's error when ctx ends and
-// with ErrStreamLagging when the reader fell behind.
+// with ErrLagging when the reader fell behind.
 func (sub *Subscription) Next(ctx context.Context) (*storev1.Entry, error) {
 	return sub.next(ctx, true)
 }
@@ -107,10 +95,7 @@ func (sub *Subscription) next(ctx context.Context, wait bool) (*storev1.Entry, e
 			}
 		}
 		if !ok {
-			if errors.Is(sub.live.Err(), bus.ErrLagging) {
-				return nil, ErrStreamLagging
-			}
-			return nil, context.Canceled
+			return nil, subscriptionEnd(sub.live.Err())
 		}
 		if e.GetSequence() <= sub.cursor {
 			continue

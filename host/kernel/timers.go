@@ -5,9 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
-
-	"google.golang.org/protobuf/proto"
 
 	"github.com/concord-macp/concord/macperr"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
@@ -24,21 +21,6 @@ import (
 // the moment they came due. That keeps the log in time order and makes the
 // outcome independent of when the access happened, so replay, which runs
 // each entry at its recorded time, reproduces every firing exactly.
-
-// runtimeIDPrefixes start the message ids the runtime writes itself.
-// Agents may not use them, so a runtime record can never collide with an
-// agent's message or be pre-empted by one.
-var runtimeIDPrefixes = []string{"runtime:", "implicit-accept:"}
-
-// reservedID reports whether id belongs to the runtime's namespace.
-func reservedID(id string) bool {
-	for _, p := range runtimeIDPrefixes {
-		if strings.HasPrefix(id, p) {
-			return true
-		}
-	}
-	return false
-}
 
 // maxTimers caps the timers one session may have pending.
 const maxTimers = 16
@@ -129,49 +111,15 @@ func (k *Kernel) fire(ctx context.Context, s *session, t *abiv1.Timer, due int64
 		TimestampUnixMs: due,
 		Payload:         t.GetPayload(),
 	}
-	drop := func(why string, args ...any) error {
-		k.log.Info("dropped a mode timer: "+why, append([]any{"session_id", s.id(), "message_id", t.GetMessageId()}, args...)...)
-		next := proto.Clone(s.rec).(*storev1.Session)
+	out, err := k.step(ctx, s.mode, s.rec, env, due, t.GetDueSessionClockMs(), true)
+	if err != nil {
+		k.log.Info("dropped a mode timer the mode did not accept", "session_id", s.id(), "message_id", t.GetMessageId(), "err", err)
+		next := successor(s.rec)
 		next.Timers = next.Timers[1:]
 		s.rec = next // not written: a later commit or a replay drops it again
 		return nil
 	}
-	res, err := s.mode.Step(ctx, &abiv1.StepRequest{
-		State:          s.rec.GetModeState(),
-		Envelope:       env,
-		Session:        abiSession(s.rec),
-		NowUnixMs:      due,
-		RuntimeWritten: true,
-		SessionClockMs: t.GetDueSessionClockMs(),
-	})
-	if err != nil {
-		return drop("the module failed", "err", err)
-	}
-	if res.GetVerdict() != abiv1.Verdict_VERDICT_ACCEPT {
-		return drop("the mode refused it", "code", res.GetErrorCode(), "reason", res.GetErrorMessage())
-	}
-	if len(res.GetState()) > maxModeStateBytes {
-		return drop("state over the limit", "bytes", len(res.GetState()))
-	}
-	timers, err := k.pendingTimers(res, t.GetDueSessionClockMs())
-	if err != nil {
-		return drop("unusable timers", "err", err)
-	}
-	next := proto.Clone(s.rec).(*storev1.Session)
-	next.ModeState = res.GetState()
-	next.Timers = timers
-	next.LastSequence++
-	if isTerminal(s.mode.Descriptor(), env.MessageType) {
-		next.Metadata.State = macpv1.SessionState_SESSION_STATE_RESOLVED
-	}
-	entry := &storev1.Entry{
-		Sequence:         next.LastSequence,
-		Envelope:         env,
-		AcceptedAtUnixMs: due,
-		Origin:           storev1.Origin_ORIGIN_RUNTIME,
-		StateAfter:       next.Metadata.State,
-	}
-	if err := k.commit(ctx, s, next, entry); err != nil {
+	if err := k.recordNow(ctx, s, transition{env: env, origin: storev1.Origin_ORIGIN_RUNTIME, at: due, stepped: out}); err != nil {
 		return macperr.Wrap(macperr.InternalError, err, "could not record the runtime's "+env.MessageType)
 	}
 	k.log.Info("runtime wrote a timed record", "session_id", s.id(), "message_type", env.MessageType, "message_id", env.MessageId)

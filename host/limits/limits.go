@@ -102,15 +102,21 @@ func (l *Limiter) sweep(now time.Time) {
 }
 
 // Open takes one open-session slot for identity; it reports false, and
-// takes nothing, when identity already has MaxOpenSessions. Each slot taken
+// takes nothing, when identity already holds its cap: capOverride when it
+// is positive (a per-identity grant), else Options.MaxOpenSessions; with
+// neither there is no cap, but the slot is still counted. Each slot taken
 // must be given back with Close once the session ends (or fails to start).
-func (l *Limiter) Open(identity string) bool {
-	if l == nil || l.opts.MaxOpenSessions <= 0 {
+func (l *Limiter) Open(identity string, capOverride int) bool {
+	if l == nil {
 		return true
+	}
+	limit := l.opts.MaxOpenSessions
+	if capOverride > 0 {
+		limit = capOverride
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.open[identity] >= l.opts.MaxOpenSessions {
+	if limit > 0 && l.open[identity] >= limit {
 		return false
 	}
 	l.open[identity]++
@@ -120,7 +126,7 @@ func (l *Limiter) Open(identity string) bool {
 // Restore counts a session that is already open, found at startup, even
 // beyond the cap.
 func (l *Limiter) Restore(identity string) {
-	if l == nil || l.opts.MaxOpenSessions <= 0 {
+	if l == nil {
 		return
 	}
 	l.mu.Lock()
@@ -130,7 +136,7 @@ func (l *Limiter) Restore(identity string) {
 
 // Close gives back a slot taken by Open or Restore.
 func (l *Limiter) Close(identity string) {
-	if l == nil || l.opts.MaxOpenSessions <= 0 {
+	if l == nil {
 		return
 	}
 	l.mu.Lock()

@@ -47,7 +47,7 @@ func TestZeroMeansUnlimited(t *testing.T) {
 	var nilLimiter *limits.Limiter
 	l := limits.New(limits.Options{})
 	for i := range 10_000 {
-		if !l.Allow("a", limits.Message, t0) || !l.Open("a") || !nilLimiter.Allow("a", limits.Start, t0) || !nilLimiter.Open("a") {
+		if !l.Allow("a", limits.Message, t0) || !l.Open("a", 0) || !nilLimiter.Allow("a", limits.Start, t0) || !nilLimiter.Open("a", 0) {
 			t.Fatalf("refused at %d without limits", i)
 		}
 	}
@@ -56,20 +56,20 @@ func TestZeroMeansUnlimited(t *testing.T) {
 func TestOpenSessionQuota(t *testing.T) {
 	l := limits.New(limits.Options{MaxOpenSessions: 2})
 	l.Restore("alice") // found open at startup
-	if !l.Open("alice") {
+	if !l.Open("alice", 0) {
 		t.Fatal("second slot refused")
 	}
-	if l.Open("alice") {
+	if l.Open("alice", 0) {
 		t.Fatal("third slot granted over a cap of 2")
 	}
-	if !l.Open("bob") {
+	if !l.Open("bob", 0) {
 		t.Fatal("bob refused because of alice")
 	}
 	l.Close("alice")
 	if got := l.OpenSessions("alice"); got != 1 {
 		t.Fatalf("alice holds %d slots, want 1", got)
 	}
-	if !l.Open("alice") {
+	if !l.Open("alice", 0) {
 		t.Fatal("a slot given back was not reusable")
 	}
 	l.Close("alice")
@@ -77,6 +77,25 @@ func TestOpenSessionQuota(t *testing.T) {
 	l.Close("alice") // more closes than opens never go negative
 	if got := l.OpenSessions("alice"); got != 0 {
 		t.Fatalf("alice holds %d slots, want 0", got)
+	}
+}
+
+// TestPerIdentityCap: a per-identity grant replaces the server's cap, and
+// applies even when the server sets none.
+func TestPerIdentityCap(t *testing.T) {
+	for _, serverCap := range []int{0, 5} {
+		l := limits.New(limits.Options{MaxOpenSessions: serverCap})
+		if !l.Open("alice", 1) {
+			t.Fatalf("server cap %d: first slot refused", serverCap)
+		}
+		if l.Open("alice", 1) {
+			t.Fatalf("server cap %d: second slot granted over a per-identity cap of 1", serverCap)
+		}
+		for range 2 {
+			if !l.Open("bob", 0) {
+				t.Fatalf("server cap %d: bob refused", serverCap)
+			}
+		}
 	}
 }
 

@@ -1,8 +1,14 @@
 package rpc
 
 import (
+	"context"
+	"errors"
+	"log/slog"
+
 	"connectrpc.com/connect"
 
+	"github.com/concord-macp/concord/host/kernel"
+	"github.com/concord-macp/concord/host/modes"
 	"github.com/concord-macp/concord/macperr"
 )
 
@@ -35,27 +41,50 @@ var statusCodes = map[macperr.Code]connect.Code{
 }
 
 // StatusCode returns the gRPC/Connect code for a MACP registry code.
-func StatusCode(macpCode macperr.Code) connect.Code {
-	if c, ok := statusCodes[macpCode]; ok {
-		return c
+func StatusCode(c macperr.Code) connect.Code {
+	if sc, ok := statusCodes[c]; ok {
+		return sc
 	}
 	return connect.CodeUnknown
 }
 
-// statusError converts a kernel error into a connect error with the mapped
-// status and the MACP code in the metadata.
-func statusError(err error) error {
-	e := macperr.As(err)
-	msg := e.Message
-	if e.Code == macperr.InternalError {
-		msg = "internal error"
+// sentinels maps the errors of the layers below that carry no MACP code to
+// a status. It is the only place such errors are translated.
+var sentinels = []struct {
+	err  error
+	code connect.Code
+}{
+	{kernel.ErrBadPage, connect.CodeInvalidArgument},
+	{kernel.ErrLagging, connect.CodeResourceExhausted},
+	{modes.ErrRefused, connect.CodeInvalidArgument},
+	{context.Canceled, connect.CodeCanceled},
+	{context.DeadlineExceeded, connect.CodeDeadlineExceeded},
+}
+
+// statusError converts an error from the layers below into a connect error.
+// A MACP-coded error keeps its code (in the CodeHeader metadata too) and its
+// message; a known sentinel gets its status and its text; anything else is
+// logged with its details and answered "internal error", so internal
+// details never reach a client.
+func statusError(log *slog.Logger, procedure string, err error) error {
+	var me *macperr.Error
+	if errors.As(err, &me) {
+		if me.Code == macperr.InternalError && me.Err != nil {
+			log.Error("internal error", "procedure", procedure, "err", err)
+		}
+		ce := withMACPCode(connect.NewError(StatusCode(me.Code), &codedMessage{code: me.Code, msg: me.Message}), me.Code)
+		if len(me.Details) > 0 {
+			ce.Meta().Set(DetailsHeader, connect.EncodeBinaryHeader(me.Details))
+		}
+		return ce
 	}
-	ce := connect.NewError(StatusCode(e.Code), &codedMessage{code: e.Code, msg: msg})
-	ce = withMACPCode(ce, e.Code)
-	if len(e.Details) > 0 {
-		ce.Meta().Set(DetailsHeader, connect.EncodeBinaryHeader(e.Details))
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			return connect.NewError(s.code, err)
+		}
 	}
-	return ce
+	log.Error("internal error", "procedure", procedure, "err", err)
+	return withMACPCode(connect.NewError(connect.CodeInternal, errors.New("internal error")), macperr.InternalError)
 }
 
 type codedMessage struct {
@@ -68,4 +97,14 @@ func (c *codedMessage) Error() string { return string(c.code) + ": " + c.msg }
 func withMACPCode(ce *connect.Error, code macperr.Code) *connect.Error {
 	ce.Meta().Set(CodeHeader, string(code))
 	return ce
+}
+
+// inlineError is err as a MACPError for answers that carry errors inline
+// (StreamSession frames, registry responses).
+func inlineError(log *slog.Logger, procedure string, err error) *macperr.Error {
+	e := macperr.As(err)
+	if e.Code == macperr.InternalError {
+		log.Error("internal error", "procedure", procedure, "err", err)
+	}
+	return e
 }

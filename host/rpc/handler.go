@@ -48,7 +48,10 @@ const requestOverhead = 64 << 10
 // NewHandler returns the http.Handler serving the MACP API, gRPC health and
 // reflection on one mux, wrapped in CORS.
 func NewHandler(opts Options) http.Handler {
-	svc := &service{kernel: opts.Kernel, modes: opts.Modes, policies: opts.Policies, version: opts.Version, done: opts.Done}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	svc := &service{kernel: opts.Kernel, modes: opts.Modes, policies: opts.Policies, log: opts.Logger, version: opts.Version, done: opts.Done}
 	mux := http.NewServeMux()
 	path, h := macpv1connect.NewMACPRuntimeServiceHandler(svc,
 		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
@@ -58,7 +61,7 @@ func NewHandler(opts Options) http.Handler {
 	)
 	mux.Handle(path, h)
 	mux.HandleFunc(ManifestPath, svc.serveManifest)
-	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine},
+	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine, log: opts.Logger},
 		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
 		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead),
 		connect.WithCompressMinBytes(compressMinBytes)))

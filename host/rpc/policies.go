@@ -15,8 +15,8 @@ import (
 
 // registryError renders a registry refusal as the spec's error string,
 // prefixed with its registry code.
-func registryError(err error) string {
-	e := macperr.As(err)
+func (s *service) registryError(procedure string, err error) string {
+	e := inlineError(s.log, procedure, err)
 	return string(e.Code) + ": " + e.Message
 }
 
@@ -30,7 +30,7 @@ func (s *service) RegisterPolicy(ctx context.Context, req *connect.Request[macpv
 		return connect.NewResponse(&macpv1.RegisterPolicyResponse{Error: "INVALID_POLICY_DEFINITION: policy_descriptor is required"}), nil
 	}
 	if _, err := s.policies.Register(ctx, req.Msg.GetPolicyDescriptor()); err != nil {
-		return connect.NewResponse(&macpv1.RegisterPolicyResponse{Error: registryError(err)}), nil
+		return connect.NewResponse(&macpv1.RegisterPolicyResponse{Error: s.registryError(req.Spec().Procedure, err)}), nil
 	}
 	return connect.NewResponse(&macpv1.RegisterPolicyResponse{Ok: true}), nil
 }
@@ -41,7 +41,7 @@ func (s *service) UnregisterPolicy(ctx context.Context, req *connect.Request[mac
 		return nil, err
 	}
 	if err := s.policies.Unregister(ctx, req.Msg.GetPolicyId()); err != nil {
-		return connect.NewResponse(&macpv1.UnregisterPolicyResponse{Error: registryError(err)}), nil
+		return connect.NewResponse(&macpv1.UnregisterPolicyResponse{Error: s.registryError(req.Spec().Procedure, err)}), nil
 	}
 	return connect.NewResponse(&macpv1.UnregisterPolicyResponse{Ok: true}), nil
 }
@@ -114,7 +114,7 @@ func (a *admin) PushPolicy(ctx context.Context, req *connect.Request[adminv1.Pus
 	}
 	d, err := a.policyEngine.RegisterCustom(ctx, req.Msg.GetPolicyDescriptor(), []byte(req.Msg.GetRego()))
 	if err != nil {
-		return nil, statusError(err)
+		return nil, statusError(a.log, req.Spec().Procedure, err)
 	}
 	return connect.NewResponse(&adminv1.PushPolicyResponse{PolicyDescriptor: d}), nil
 }

@@ -9,33 +9,18 @@ import (
 
 	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/modes"
-	"github.com/concord-macp/concord/macperr"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 
 // modeWriter returns the caller if it may change the mode registry.
 func modeWriter(ctx context.Context) (access.Caller, error) {
-	id, err := authenticated(ctx)
-	if err != nil {
-		return id, err
-	}
-	if !id.CanManageModes {
-		return id, withMACPCode(connect.NewError(connect.CodePermissionDenied, errors.New(id.ID+" may not change the mode registry")), macperr.Forbidden)
-	}
-	return id, nil
+	return require(ctx, func(c access.Caller) bool { return c.CanManageModes }, "may not change the mode registry")
 }
 
 // policyWriter returns the caller if it may change the policy registry.
 func policyWriter(ctx context.Context) (access.Caller, error) {
-	id, err := authenticated(ctx)
-	if err != nil {
-		return id, err
-	}
-	if !id.CanManagePolicies {
-		return id, withMACPCode(connect.NewError(connect.CodePermissionDenied, errors.New(id.ID+" may not change the policy registry")), macperr.Forbidden)
-	}
-	return id, nil
+	return require(ctx, func(c access.Caller) bool { return c.CanManagePolicies }, "may not change the policy registry")
 }
 
 // RegisterExtMode binds a descriptor to an uploaded module implementing it.
@@ -44,7 +29,7 @@ func (s *service) RegisterExtMode(ctx context.Context, req *connect.Request[macp
 		return nil, err
 	}
 	if err := s.modes.Register(ctx, req.Msg.GetModeDescriptor()); err != nil {
-		return connect.NewResponse(&macpv1.RegisterExtModeResponse{Error: err.Error()}), nil
+		return connect.NewResponse(&macpv1.RegisterExtModeResponse{Error: s.refusal(req.Spec().Procedure, err)}), nil
 	}
 	return connect.NewResponse(&macpv1.RegisterExtModeResponse{Ok: true}), nil
 }
@@ -55,7 +40,7 @@ func (s *service) UnregisterExtMode(ctx context.Context, req *connect.Request[ma
 		return nil, err
 	}
 	if err := s.modes.Unregister(ctx, req.Msg.GetMode()); err != nil {
-		return connect.NewResponse(&macpv1.UnregisterExtModeResponse{Error: err.Error()}), nil
+		return connect.NewResponse(&macpv1.UnregisterExtModeResponse{Error: s.refusal(req.Spec().Procedure, err)}), nil
 	}
 	return connect.NewResponse(&macpv1.UnregisterExtModeResponse{Ok: true}), nil
 }
@@ -67,7 +52,7 @@ func (s *service) PromoteMode(ctx context.Context, req *connect.Request[macpv1.P
 	}
 	name, err := s.modes.Promote(ctx, req.Msg.GetMode(), req.Msg.GetPromotedModeName())
 	if err != nil {
-		return connect.NewResponse(&macpv1.PromoteModeResponse{Error: err.Error()}), nil
+		return connect.NewResponse(&macpv1.PromoteModeResponse{Error: s.refusal(req.Spec().Procedure, err)}), nil
 	}
 	return connect.NewResponse(&macpv1.PromoteModeResponse{Ok: true, Mode: name}), nil
 }
@@ -106,10 +91,7 @@ func (a *admin) UploadMode(ctx context.Context, req *connect.Request[adminv1.Upl
 	}
 	m, err := a.modes.Upload(ctx, req.Msg.GetWasm())
 	if err != nil {
-		if errors.Is(err, modes.ErrRefused) {
-			return nil, connect.NewError(connect.CodeInvalidArgument, err)
-		}
-		return nil, connect.NewError(connect.CodeInternal, err)
+		return nil, statusError(a.log, req.Spec().Procedure, err)
 	}
 	return connect.NewResponse(&adminv1.UploadModeResponse{Module: &adminv1.Module{
 		Mode: m.Descriptor().GetMode(), Digest: m.Digest(), ModeDescriptor: m.Descriptor(),
@@ -118,7 +100,7 @@ func (a *admin) UploadMode(ctx context.Context, req *connect.Request[adminv1.Upl
 
 // ListModules lists the modes serving new sessions and their modules.
 func (a *admin) ListModules(ctx context.Context, _ *connect.Request[adminv1.ListModulesRequest]) (*connect.Response[adminv1.ListModulesResponse], error) {
-	if _, err := authenticated(ctx); err != nil {
+	if _, err := administrator(ctx); err != nil {
 		return nil, err
 	}
 	var out []*adminv1.Module
@@ -135,10 +117,18 @@ func (a *admin) RemoveMode(ctx context.Context, req *connect.Request[adminv1.Rem
 		return nil, err
 	}
 	if err := a.modes.Unregister(ctx, req.Msg.GetMode()); err != nil {
-		if errors.Is(err, modes.ErrRefused) {
-			return nil, connect.NewError(connect.CodeFailedPrecondition, err)
-		}
-		return nil, connect.NewError(connect.CodeInternal, err)
+		return nil, statusError(a.log, req.Spec().Procedure, err)
 	}
 	return connect.NewResponse(&adminv1.RemoveModeResponse{}), nil
+}
+
+// refusal is the error text of a registry answer that carries its outcome
+// in the response: a refusal's reason, or "internal error" (logged) for a
+// failure the client cannot act on.
+func (s *service) refusal(procedure string, err error) string {
+	if errors.Is(err, modes.ErrRefused) {
+		return err.Error()
+	}
+	s.log.Error("internal error", "procedure", procedure, "err", err)
+	return "internal error"
 }

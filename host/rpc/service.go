@@ -6,6 +6,8 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 
@@ -36,6 +38,7 @@ type service struct {
 	kernel   *kernel.Kernel
 	modes    *modes.Registry
 	policies *policy.Registry
+	log      *slog.Logger
 	version  string
 	// done closes when the server shuts down: long-lived streams end then,
 	// so that shutdown does not wait for clients to hang up.
@@ -90,14 +93,22 @@ func (s *service) Send(ctx context.Context, req *connect.Request[macpv1.SendRequ
 	if env == nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("SendRequest.envelope is required"))
 	}
-	id, _ := auth.FromContext(ctx)
-	return connect.NewResponse(&macpv1.SendResponse{Ack: s.kernel.Send(ctx, id.ID, env)}), nil
+	return connect.NewResponse(&macpv1.SendResponse{Ack: s.send(ctx, env)}), nil
+}
+
+// send runs env through the kernel as the request's caller.
+func (s *service) send(ctx context.Context, env *macpv1.Envelope) *macpv1.Ack {
+	c, err := auth.FromContext(ctx)
+	if err != nil {
+		return s.kernel.SendUnauthenticated(ctx, err, env)
+	}
+	return s.kernel.Send(ctx, c, env)
 }
 
 // GetSession returns a session's metadata to its initiator, participants
 // and observers.
 func (s *service) GetSession(ctx context.Context, req *connect.Request[macpv1.GetSessionRequest]) (*connect.Response[macpv1.GetSessionResponse], error) {
-	id, err := authenticated(ctx)
+	c, err := authenticated(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -105,9 +116,9 @@ func (s *service) GetSession(ctx context.Context, req *connect.Request[macpv1.Ge
 	if sid == "" {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("session_id is required"))
 	}
-	md, err := s.kernel.Session(ctx, id.ID, id.Observer, sid)
+	md, err := s.kernel.As(c).Session(ctx, sid)
 	if err != nil {
-		return nil, statusError(err)
+		return nil, statusError(s.log, req.Spec().Procedure, err)
 	}
 	return connect.NewResponse(&macpv1.GetSessionResponse{Metadata: md}), nil
 }
@@ -167,11 +178,30 @@ func (s *service) ListExtModes(context.Context, *connect.Request[macpv1.ListExtM
 	return connect.NewResponse(&macpv1.ListExtModesResponse{Modes: s.modes.Extensions()}), nil
 }
 
-// authenticated returns the caller's identity or an Unauthenticated error.
+// authenticated returns the caller, or an UNAUTHENTICATED status that says
+// why it has no identity.
 func authenticated(ctx context.Context) (access.Caller, error) {
-	id, err := auth.FromContext(ctx)
+	c, err := auth.FromContext(ctx)
 	if err != nil {
 		return access.Caller{}, withMACPCode(connect.NewError(connect.CodeUnauthenticated, err), macperr.Unauthenticated)
 	}
-	return id, nil
+	return c, nil
+}
+
+// administrator returns the caller if it may use the AdminService.
+func administrator(ctx context.Context) (access.Caller, error) {
+	return require(ctx, func(c access.Caller) bool { return c.Admin }, "is not an administrator of this server")
+}
+
+// require returns the authenticated caller if it holds a capability, and a
+// PERMISSION_DENIED status saying what it lacks otherwise.
+func require(ctx context.Context, holds func(access.Caller) bool, lacks string) (access.Caller, error) {
+	c, err := authenticated(ctx)
+	if err != nil {
+		return c, err
+	}
+	if !holds(c) {
+		return c, withMACPCode(connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%.64q %s", c.ID, lacks)), macperr.Forbidden)
+	}
+	return c, nil
 }

@@ -3,25 +3,32 @@ package rpc
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/macperr"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
+	"github.com/concord-macp/concord/proto/macp/v1/macpv1connect"
 )
+
+// procStreamSession names StreamSession in logs.
+const procStreamSession = macpv1connect.MACPRuntimeServiceStreamSessionProcedure
 
 // StreamSession runs envelopes through the Send pipeline and streams the
 // session's accepted envelopes back, from any point of its history. Invalid
 // input is answered inline with a MACPError and the stream stays open; only
 // protocol violations of the stream itself end it.
 func (s *service) StreamSession(ctx context.Context, stream *connect.BidiStream[macpv1.StreamSessionRequest, macpv1.StreamSessionResponse]) error {
-	id, err := authenticated(ctx)
+	caller, err := authenticated(ctx)
 	if err != nil {
 		return err
 	}
+	view := s.kernel.As(caller)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	out := &streamWriter{stream: stream, flushes: heldFlushes(ctx)}
@@ -40,14 +47,14 @@ func (s *service) StreamSession(ctx context.Context, stream *connect.BidiStream[
 		}
 	}()
 	bind := func(sessionID string, after uint64) error {
-		sub, err := s.kernel.Subscribe(ctx, id.ID, id.Observer, sessionID, after)
+		sub, err := view.Subscribe(ctx, sessionID, after)
 		if err != nil {
 			return err
 		}
 		bound = sessionID
 		go func() {
 			defer close(pumpDone)
-			pumpErr <- pump(ctx, sub, out)
+			pumpErr <- pump(ctx, s.log, sub, out)
 		}()
 		return nil
 	}
@@ -106,7 +113,7 @@ func (s *service) StreamSession(ctx context.Context, stream *connect.BidiStream[
 				continue // already following this session
 			}
 			if err := bind(subscribe, req.GetAfterSequence()); err != nil {
-				if err := out.error(macperr.As(err), subscribe, ""); err != nil {
+				if err := out.error(inlineError(s.log, procStreamSession, err), subscribe, ""); err != nil {
 					return err
 				}
 			}
@@ -118,7 +125,7 @@ func (s *service) StreamSession(ctx context.Context, stream *connect.BidiStream[
 			}
 			continue
 		}
-		ack := s.kernel.Send(ctx, id.ID, env)
+		ack := s.send(ctx, env)
 		if !ack.GetOk() {
 			e := ack.GetError()
 			if err := out.send(&macpv1.StreamSessionResponse{Response: &macpv1.StreamSessionResponse_Error{Error: e}}); err != nil {
@@ -130,7 +137,7 @@ func (s *service) StreamSession(ctx context.Context, stream *connect.BidiStream[
 			// Bind from the session's start: the sender sees its own envelope
 			// and everything since, in order.
 			if err := bind(env.GetSessionId(), 0); err != nil {
-				if err := out.error(macperr.As(err), env.GetSessionId(), env.GetMessageId()); err != nil {
+				if err := out.error(inlineError(s.log, procStreamSession, err), env.GetSessionId(), env.GetMessageId()); err != nil {
 					return err
 				}
 			}
@@ -139,7 +146,7 @@ func (s *service) StreamSession(ctx context.Context, stream *connect.BidiStream[
 }
 
 // pump copies a session's accepted envelopes to the stream.
-func pump(ctx context.Context, sub *kernel.Subscription, out *streamWriter) error {
+func pump(ctx context.Context, log *slog.Logger, sub *kernel.Subscription, out *streamWriter) error {
 	defer sub.Close()
 	for {
 		// Sends are not flushed while more entries are ready: a burst
@@ -150,13 +157,10 @@ func pump(ctx context.Context, sub *kernel.Subscription, out *streamWriter) erro
 			e, err = sub.Next(ctx)
 		}
 		if err != nil {
-			if errors.Is(err, kernel.ErrStreamLagging) {
-				return connect.NewError(connect.CodeResourceExhausted, err)
-			}
 			if ctx.Err() != nil {
 				return nil
 			}
-			return statusError(err)
+			return statusError(log, procStreamSession, err)
 		}
 		if e.GetEnvelope() == nil {
 			continue // runtime records without an envelope (expiry)
@@ -212,90 +216,84 @@ func (w *streamWriter) close() {
 }
 
 func (w *streamWriter) error(e *macperr.Error, sessionID, messageID string) error {
-	msg := e.Message
-	if e.Code == macperr.InternalError {
-		msg = "internal error"
-	}
 	return w.send(&macpv1.StreamSessionResponse{Response: &macpv1.StreamSessionResponse_Error{Error: &macpv1.MACPError{
-		Code: string(e.Code), Message: msg, SessionId: sessionID, MessageId: messageID, Details: e.Details,
+		Code: string(e.Code), Message: e.Message, SessionId: sessionID, MessageId: messageID, Details: e.Details,
 	}}})
 }
 
 // WatchSessions sends one CREATED event per visible session, then every
 // lifecycle event of the sessions the caller may see.
-func (s *service) WatchSessions(ctx context.Context, _ *connect.Request[macpv1.WatchSessionsRequest], stream *connect.ServerStream[macpv1.WatchSessionsResponse]) error {
-	id, err := authenticated(ctx)
+func (s *service) WatchSessions(ctx context.Context, req *connect.Request[macpv1.WatchSessionsRequest], stream *connect.ServerStream[macpv1.WatchSessionsResponse]) error {
+	caller, err := authenticated(ctx)
 	if err != nil {
 		return err
 	}
-	initial, sub := s.kernel.WatchSessions(ctx, id.ID, id.Observer)
-	defer sub.Close()
-	// A session created while the listing was taken is in the listing and
-	// also has its CREATED event waiting in the subscription: send it once.
-	listed := make(map[string]bool, len(initial))
-	for _, ev := range initial {
-		listed[ev.GetSession().GetSessionId()] = true
+	w := s.kernel.As(caller).WatchSessions(ctx, kernel.SessionFilter{})
+	defer w.Close()
+	ctx, stop := s.untilShutdown(ctx)
+	defer stop()
+	for {
+		ev, err := w.Next(ctx)
+		if err != nil {
+			return s.streamEnd(ctx, req.Spec().Procedure, err)
+		}
 		if err := stream.Send(&macpv1.WatchSessionsResponse{Event: ev}); err != nil {
 			return err
 		}
 	}
+}
+
+// WatchSignals streams every accepted ambient Signal and Progress. It needs
+// no credentials.
+func (s *service) WatchSignals(ctx context.Context, req *connect.Request[macpv1.WatchSignalsRequest], stream *connect.ServerStream[macpv1.WatchSignalsResponse]) error {
+	c, _ := auth.FromContext(ctx)
+	w := s.kernel.As(c).WatchSignals()
+	defer w.Close()
+	ctx, stop := s.untilShutdown(ctx)
+	defer stop()
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.done:
-			return nil
-		case ev, ok := <-sub.C:
-			if !ok {
-				return connect.NewError(connect.CodeResourceExhausted, sub.Err())
-			}
-			if !kernel.MayObserve(ev.GetSession(), id.ID, id.Observer) {
-				continue
-			}
-			if ev.GetEventType() == macpv1.SessionLifecycleEvent_EVENT_TYPE_CREATED && listed[ev.GetSession().GetSessionId()] {
-				delete(listed, ev.GetSession().GetSessionId()) // it comes once
-				continue
-			}
-			if err := stream.Send(&macpv1.WatchSessionsResponse{Event: ev}); err != nil {
-				return err
-			}
+		env, err := w.Next(ctx)
+		if err != nil {
+			return s.streamEnd(ctx, req.Spec().Procedure, err)
+		}
+		if err := stream.Send(&macpv1.WatchSignalsResponse{Envelope: env}); err != nil {
+			return err
 		}
 	}
 }
 
-// WatchSignals streams every accepted ambient Signal and Progress.
-func (s *service) WatchSignals(ctx context.Context, _ *connect.Request[macpv1.WatchSignalsRequest], stream *connect.ServerStream[macpv1.WatchSignalsResponse]) error {
-	sub := s.kernel.WatchSignals()
-	defer sub.Close()
-	for {
+// untilShutdown returns ctx ended also by the server's shutdown, so that
+// long-lived streams do not hold the drain up.
+func (s *service) untilShutdown(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
 		select {
 		case <-ctx.Done():
-			return nil
 		case <-s.done:
-			return nil
-		case env, ok := <-sub.C:
-			if !ok {
-				return connect.NewError(connect.CodeResourceExhausted, sub.Err())
-			}
-			if err := stream.Send(&macpv1.WatchSignalsResponse{Envelope: env}); err != nil {
-				return err
-			}
+			cancel()
 		}
+	}()
+	return ctx, cancel
+}
+
+// streamEnd is how a watch ends: quietly when its client left or the server
+// is shutting down, with the error's status otherwise.
+func (s *service) streamEnd(ctx context.Context, procedure string, err error) error {
+	if ctx.Err() != nil {
+		return nil
 	}
+	return statusError(s.log, procedure, err)
 }
 
 // ListSessions pages through the sessions the caller may see.
 func (s *service) ListSessions(ctx context.Context, req *connect.Request[macpv1.ListSessionsRequest]) (*connect.Response[macpv1.ListSessionsResponse], error) {
-	id, err := authenticated(ctx)
+	c, err := authenticated(ctx)
 	if err != nil {
 		return nil, err
 	}
-	page, next, err := s.kernel.ListSessions(ctx, id.ID, id.Observer, req.Msg.GetPageSize(), req.Msg.GetPageToken())
+	page, next, err := s.kernel.As(c).ListSessions(ctx, kernel.SessionFilter{}, req.Msg.GetPageSize(), req.Msg.GetPageToken())
 	if err != nil {
-		if errors.Is(err, kernel.ErrBadPage) {
-			return nil, connect.NewError(connect.CodeInvalidArgument, err)
-		}
-		return nil, statusError(err)
+		return nil, statusError(s.log, req.Spec().Procedure, err)
 	}
 	return connect.NewResponse(&macpv1.ListSessionsResponse{Sessions: page, NextPageToken: next}), nil
 }

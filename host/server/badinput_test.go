@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/internal/servertest"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
@@ -127,7 +128,7 @@ func TestEveryEnvelopeRuleHasItsCode(t *testing.T) {
 	}
 	// The log holds exactly the two accepted envelopes.
 	var ids []string
-	if err := srv.Server().Kernel().Log(context.Background(), sid, 0, func(e *storev1.Entry) error {
+	if err := srv.Server().Kernel().As(access.Operator("test")).Log(context.Background(), sid, 0, func(e *storev1.Entry) error {
 		ids = append(ids, e.GetEnvelope().GetMessageId())
 		return nil
 	}); err != nil {
@@ -203,7 +204,7 @@ func TestTTLExpiry(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	// The sweeper wrote the expiry before anyone asked.
 	var last *storev1.Entry
-	_ = sweptSrv.Server().Kernel().Log(context.Background(), swept, 0, func(e *storev1.Entry) error { last = e; return nil })
+	_ = sweptSrv.Server().Kernel().As(access.Operator("test")).Log(context.Background(), swept, 0, func(e *storev1.Entry) error { last = e; return nil })
 	if last.GetOrigin() != storev1.Origin_ORIGIN_RUNTIME || last.GetStateAfter() != macpv1.SessionState_SESSION_STATE_EXPIRED {
 		t.Fatalf("swept session's last log entry = %v, want a runtime expiry record", last)
 	}
@@ -217,7 +218,7 @@ func TestTTLExpiry(t *testing.T) {
 			t.Fatalf("state after the TTL = %v, want EXPIRED", md.GetState())
 		}
 		last = nil
-		_ = srv.Server().Kernel().Log(context.Background(), id, 0, func(e *storev1.Entry) error { last = e; return nil })
+		_ = srv.Server().Kernel().As(access.Operator("test")).Log(context.Background(), id, 0, func(e *storev1.Entry) error { last = e; return nil })
 		if last.GetOrigin() != storev1.Origin_ORIGIN_RUNTIME || last.GetStateAfter() != macpv1.SessionState_SESSION_STATE_EXPIRED {
 			t.Fatalf("last log entry = %v, want a runtime expiry record", last)
 		}

@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/internal/servertest"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
@@ -52,7 +53,7 @@ func handoffCommitment(positive bool) *macpv1.CommitmentPayload {
 func logOf(t *testing.T, srv *servertest.Server, sid string) []*storev1.Entry {
 	t.Helper()
 	var out []*storev1.Entry
-	if err := srv.Server().Kernel().Log(context.Background(), sid, 0, func(e *storev1.Entry) error {
+	if err := srv.Server().Kernel().As(access.Operator("test")).Log(context.Background(), sid, 0, func(e *storev1.Entry) error {
 		out = append(out, e)
 		return nil
 	}); err != nil {

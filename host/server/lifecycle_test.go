@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/internal/servertest"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
@@ -88,7 +89,7 @@ func TestCancelSuspendResume(t *testing.T) {
 	// The resume record banks the remaining TTL: 10s - 4s = 6s.
 	var resume macpv1.SessionResumePayload
 	var types []string
-	_ = srv.Server().Kernel().Log(ctx, sid, 0, func(e *storev1.Entry) error {
+	_ = srv.Server().Kernel().As(access.Operator("test")).Log(ctx, sid, 0, func(e *storev1.Entry) error {
 		types = append(types, e.GetEnvelope().GetMessageType())
 		if e.GetEnvelope().GetMessageType() == "SessionResume" {
 			_ = proto.Unmarshal(e.GetEnvelope().GetPayload(), &resume)
@@ -112,7 +113,7 @@ func TestCancelSuspendResume(t *testing.T) {
 		t.Fatalf("second cancel: %v %v", res, err)
 	}
 	types = nil
-	_ = srv.Server().Kernel().Log(ctx, sid, 0, func(e *storev1.Entry) error {
+	_ = srv.Server().Kernel().As(access.Operator("test")).Log(ctx, sid, 0, func(e *storev1.Entry) error {
 		types = append(types, e.GetEnvelope().GetMessageType())
 		return nil
 	})

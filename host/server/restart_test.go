@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/internal/servertest"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
@@ -49,7 +50,7 @@ func TestRestartKeepsStateAndDedupMemory(t *testing.T) {
 	send(t, client, sid, step{"bob", "Vote", "m9", script[6].payload, "SESSION_NOT_OPEN"})
 
 	var seqs []uint64
-	err := srv.Server().Kernel().Log(context.Background(), sid, 0, func(e *storev1.Entry) error {
+	err := srv.Server().Kernel().As(access.Operator("test")).Log(context.Background(), sid, 0, func(e *storev1.Entry) error {
 		seqs = append(seqs, e.GetSequence())
 		return nil
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,7 @@ type Stats struct {
 // Store is the durable session log. Its methods are safe for concurrent use.
 type Store struct {
 	db       *badger.DB
+	lock     *os.File // the directory lock; nil in memory
 	log      *slog.Logger
 	maxGroup int
 	maxBytes int
@@ -112,14 +114,26 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	log = log.With("component", "store")
 
-	var bo badger.Options
+	var (
+		bo   badger.Options
+		lock *os.File
+	)
 	if opts.InMemory {
 		bo = badger.DefaultOptions("").WithInMemory(true)
 	} else {
 		if opts.Dir == "" {
 			return nil, errors.New("store: open: no directory and not in memory")
 		}
+		var err error
+		if lock, err = lockDir(opts.Dir); err != nil {
+			return nil, fmt.Errorf("store: open: %w", err)
+		}
 		bo = badger.DefaultOptions(opts.Dir).WithSyncWrites(true)
+	}
+	unlock := func() {
+		if lock != nil {
+			_ = lock.Close()
+		}
 	}
 	bo = bo.WithLogger(badgerLogger{log}).
 		WithDetectConflicts(false). // one writer: the committer
@@ -127,14 +141,18 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 
 	db, err := badger.Open(bo)
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("store: open %q: %w", opts.Dir, err)
 	}
 	if err := checkFormat(db); err != nil {
-		return nil, errors.Join(fmt.Errorf("store: open %q: %w", opts.Dir, err), db.Close())
+		err = errors.Join(fmt.Errorf("store: open %q: %w", opts.Dir, err), db.Close())
+		unlock()
+		return nil, err
 	}
 
 	s := &Store{
 		db:       db,
+		lock:     lock,
 		log:      log,
 		maxGroup: opts.MaxGroupCommits,
 		maxBytes: opts.MaxGroupBytes,
@@ -198,6 +216,9 @@ func (s *Store) Close() error {
 		<-s.gcDone
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("store: close: %w", err)
+		}
+		if s.lock != nil {
+			_ = s.lock.Close()
 		}
 	})
 	return s.closeErr

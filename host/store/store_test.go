@@ -721,3 +721,21 @@ func TestTooLargeFailsAlone(t *testing.T) {
 	}
 	commitRange(t, s, "big", 1, 1)
 }
+
+// TestSecondOpenIsLocked: a directory another store has open is refused
+// with ErrLocked, and free again once that store is closed.
+func TestSecondOpenIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	first := openDisk(t, dir)
+	if _, err := Open(context.Background(), Options{Dir: dir, Logger: testLogger(t)}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(context.Background(), Options{Dir: dir, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	_ = again.Close()
+}
