@@ -49,6 +49,23 @@ type Options struct {
 	// sessions; nil sets no server-wide limits (a caller's own
 	// MaxOpenSessions still applies).
 	Limits *limits.Limiter
+	// Observe, when set, is told the outcome of every envelope Send
+	// answers (metrics, the admin UI's overview). It runs on the sender's
+	// goroutine and must be fast and must not block.
+	Observe func(Outcome)
+}
+
+// Outcome is what Send answered one envelope.
+type Outcome struct {
+	// Mode and MessageType are the envelope's (bounded: the kernel refuses
+	// longer ones, and reports "" for them).
+	Mode, MessageType string
+	// Code is the rejection code; "" when the envelope was accepted.
+	Code macperr.Code
+	// Duplicate marks a retry answered as a duplicate.
+	Duplicate bool
+	// State is the session's state after the envelope (accepted ones).
+	State macpv1.SessionState
 }
 
 // Kernel runs sessions.

@@ -484,3 +484,24 @@ func TestManySendersOneSession(t *testing.T) {
 		t.Fatalf("state %s, want n=%d", in.ModeState, total-1)
 	}
 }
+
+// TestObserve: every answer is reported, accepted or not.
+func TestObserve(t *testing.T) {
+	var mu sync.Mutex
+	var seen []Outcome
+	f := newFixture(t, fixtureOptions{})
+	f.k.opts.Observe = func(o Outcome) { mu.Lock(); seen = append(seen, o); mu.Unlock() }
+	f.start()
+	f.mustSend(agent("bob"), env("bob", "Note", "n1", nil))
+	f.mustSend(agent("bob"), env("bob", "Note", "n1", nil))
+	f.send(agent("mallory"), env("mallory", "Note", "n2", nil))
+	want := []Outcome{
+		{Mode: testMode, MessageType: "SessionStart", State: macpv1.SessionState_SESSION_STATE_OPEN},
+		{Mode: testMode, MessageType: "Note", State: macpv1.SessionState_SESSION_STATE_OPEN},
+		{Mode: testMode, MessageType: "Note", Duplicate: true, State: macpv1.SessionState_SESSION_STATE_OPEN},
+		{Mode: testMode, MessageType: "Note", Code: macperr.Forbidden},
+	}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Fatalf("observed %v, want %v", seen, want)
+	}
+}

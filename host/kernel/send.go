@@ -38,6 +38,9 @@ func (k *Kernel) SendUnauthenticated(ctx context.Context, reason error, env *mac
 
 // answer renders the outcome of a Send as its Ack.
 func (k *Kernel) answer(env *macpv1.Envelope, ack *macpv1.Ack, err error) *macpv1.Ack {
+	if k.opts.Observe != nil {
+		k.opts.Observe(outcomeOf(env, ack, err))
+	}
 	if err == nil {
 		return ack
 	}
@@ -156,4 +159,18 @@ func (k *Kernel) ambient(env *macpv1.Envelope) (*macpv1.Ack, error) {
 		AcceptedAtUnixMs: k.now().UnixMilli(),
 		SessionState:     macpv1.SessionState_SESSION_STATE_OPEN,
 	}, nil
+}
+
+// outcomeOf summarises an answer for Options.Observe.
+func outcomeOf(env *macpv1.Envelope, ack *macpv1.Ack, err error) Outcome {
+	o := Outcome{Mode: env.GetMode(), MessageType: env.GetMessageType()}
+	if len(o.Mode) > maxTypeLen || len(o.MessageType) > maxTypeLen {
+		o.Mode, o.MessageType = "", ""
+	}
+	if err != nil {
+		o.Code = macperr.CodeOf(err)
+		return o
+	}
+	o.Duplicate, o.State = ack.GetDuplicate(), ack.GetSessionState()
+	return o
 }
