@@ -7,8 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"connectrpc.com/connect"
 
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/internal/servertest"
@@ -117,6 +120,19 @@ func TestModeCommands(t *testing.T) {
 	srv := servertest.Start(t, server.Config{Memory: true})
 	ctx := context.Background()
 	var out, errs bytes.Buffer
+	// An SDK declares the mode before its module exists.
+	reg, err := srv.Client(servertest.GRPC, "operator").RegisterExtMode(ctx, connect.NewRequest(&macpv1.RegisterExtModeRequest{
+		ModeDescriptor: &macpv1.ModeDescriptor{Mode: "ext.test.counter.v1", ModeVersion: "1.0.0", MessageTypes: []string{"Tick", "Panic", "Trap", "Loop", "Bomb", "Big", "Commitment"}}}))
+	if err != nil || !reg.Msg.GetOk() {
+		t.Fatalf("RegisterExtMode: %v %v", reg, err)
+	}
+	if code := run(ctx, []string{"mode", "ls", "--server", srv.URL, "--as", "operator"}, &out, &errs); code != 0 {
+		t.Fatalf("mode ls exited %d: %s", code, errs.String())
+	}
+	if !regexp.MustCompile(`(?m)^ext\.test\.counter\.v1 +1\.0\.0 +declared, no module +-$`).MatchString(out.String()) {
+		t.Fatalf("mode ls does not show the declaration as declared, no module:\n%s", out.String())
+	}
+	out.Reset()
 	if code := run(ctx, []string{"mode", "push", "--server", srv.URL, "--as", "operator", wasmFile}, &out, &errs); code != 0 {
 		t.Fatalf("mode push exited %d: %s", code, errs.String())
 	}
@@ -131,6 +147,9 @@ func TestModeCommands(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("mode ls lacks %q:\n%s", want, out.String())
 		}
+	}
+	if strings.Contains(out.String(), "declared") {
+		t.Fatalf("the upload did not fill the declaration:\n%s", out.String())
 	}
 	if code := run(ctx, []string{"mode", "rm", "--server", srv.URL, "--as", "operator", "macp.mode.decision.v1"}, io.Discard, &errs); code != 1 {
 		t.Fatalf("removing a built-in exited %d", code)

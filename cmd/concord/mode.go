@@ -16,7 +16,7 @@ import (
 
 const modeUsage = `Usage:
   concord mode push [flags] FILE.wasm   upload a mode module; its mode is usable at once
-  concord mode ls [flags]               list the modes serving new sessions
+  concord mode ls [flags]               list the modes serving new sessions and the declared ones
   concord mode rm [flags] MODE          stop a mode from serving new sessions
 
 Flags: --server URL (default http://127.0.0.1:50051), --as IDENTITY
@@ -82,14 +82,16 @@ func modeList(ctx context.Context, c *clientFlags, stdout io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MODE\tVERSION\tKIND\tMODULE")
 	for _, m := range res.Msg.GetModules() {
-		kind := "uploaded"
+		kind, module := "uploaded", m.GetDigest()
 		switch {
+		case m.GetDeclared():
+			kind, module = "declared, no module", "-"
 		case m.GetBuiltin():
 			kind = "built-in"
 		case m.GetStandardsTrack():
 			kind = "promoted"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.GetMode(), m.GetModeDescriptor().GetModeVersion(), kind, m.GetDigest()[:12])
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.GetMode(), m.GetModeDescriptor().GetModeVersion(), kind, module[:min(12, len(module))])
 	}
 	return tw.Flush()
 }

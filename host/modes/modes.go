@@ -1,6 +1,7 @@
 // Package modes is the registry of coordination modes a Concord server can
-// run: which module serves each mode name for new sessions, and every module
-// ever loaded by its digest, so that sessions keep the module they bound.
+// run: which module serves each mode name for new sessions, every module
+// ever loaded by its digest, so that sessions keep the module they bound,
+// and the modes declared by a descriptor alone, waiting for a module.
 package modes
 
 import (
@@ -24,11 +25,21 @@ type Loader interface {
 
 // Registry maps mode names to modules. It is safe for concurrent use.
 type Registry struct {
+	// changeMu serialises changes (register, upload, unregister, promote),
+	// store writes included, so that the checks a change makes still hold
+	// when it is applied. Readers take only mu.
+	changeMu sync.Mutex
 	mu       sync.RWMutex
 	byName   map[string]entry
 	byDigest map[string]mode.Module
-	uploads  *Uploads // nil until EnableUploads
-	changes  *bus.Hub[struct{}]
+	// declared holds descriptors registered without a module, by mode name;
+	// a name is never both declared and in byName.
+	declared map[string]*macpv1.ModeDescriptor
+	// lastBound is the digest of the module last bound to each uploaded
+	// mode name, still there after the mode is unregistered.
+	lastBound map[string]string
+	uploads   *Uploads // nil until EnableUploads
+	changes   *bus.Hub[struct{}]
 }
 
 type entry struct {
@@ -42,7 +53,11 @@ type entry struct {
 
 // New returns an empty registry.
 func New() *Registry {
-	return &Registry{byName: map[string]entry{}, byDigest: map[string]mode.Module{}, changes: bus.New[struct{}]()}
+	return &Registry{
+		byName: map[string]entry{}, byDigest: map[string]mode.Module{},
+		declared: map[string]*macpv1.ModeDescriptor{}, lastBound: map[string]string{},
+		changes: bus.New[struct{}](),
+	}
 }
 
 // LoadBuiltins loads every module embedded in the binary and registers the
@@ -89,6 +104,11 @@ func (r *Registry) Lookup(name string) (mode.Module, bool, error) {
 	defer r.mu.RUnlock()
 	e, ok := r.byName[name]
 	if !ok {
+		if d, declared := r.declared[name]; declared {
+			return nil, false, macperr.New(macperr.ModeNotSupported,
+				"mode %s is declared, but no module implements it: upload the Wasm module for %s %s (concord mode push FILE.wasm) before starting sessions",
+				name, name, d.GetModeVersion())
+		}
 		return nil, false, macperr.New(macperr.ModeNotSupported, "mode %.128q is not registered", name)
 	}
 	return e.mode, e.strict, nil
@@ -105,10 +125,12 @@ func (r *Registry) Pinned(digest string) (mode.Module, bool) {
 // Standard returns the descriptors of standards-track modes, sorted by name.
 func (r *Registry) Standard() []*macpv1.ModeDescriptor { return r.list(true) }
 
-// Extensions returns the descriptors of extension modes, sorted by name.
+// Extensions returns the descriptors of extension modes, served or only
+// declared, sorted by name.
 func (r *Registry) Extensions() []*macpv1.ModeDescriptor { return r.list(false) }
 
-// Names returns every registered mode name, sorted.
+// Names returns the name of every mode sessions can start in, sorted.
+// Declared modes without a module are not among them.
 func (r *Registry) Names() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -129,6 +151,11 @@ func (r *Registry) list(standard bool) []*macpv1.ModeDescriptor {
 			out = append(out, e.mode.Descriptor())
 		}
 	}
+	if !standard {
+		for _, d := range r.declared {
+			out = append(out, d)
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].GetMode() < out[j].GetMode() })
 	return out
 }
@@ -139,22 +166,32 @@ type LoaderFunc func(ctx context.Context, wasm []byte) (mode.Module, error)
 // Load calls f.
 func (f LoaderFunc) Load(ctx context.Context, wasm []byte) (mode.Module, error) { return f(ctx, wasm) }
 
-// Info describes a mode the registry serves.
+// Info describes a mode the registry serves or that is declared.
 type Info struct {
 	// Name is the mode name new sessions use.
-	Name     string
+	Name string
+	// Descriptor is the module's descriptor, or the declared one.
+	Descriptor *macpv1.ModeDescriptor
+	// Mode is the module serving new sessions; nil when Declared.
 	Mode     mode.Module
 	Builtin  bool
 	Standard bool
+	// Declared marks a mode registered by its descriptor alone, which no
+	// module implements yet.
+	Declared bool
 }
 
-// List returns every mode that serves new sessions, sorted by name.
+// List returns every mode that serves new sessions and every declared mode,
+// sorted by name.
 func (r *Registry) List() []Info {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := make([]Info, 0, len(r.byName))
+	out := make([]Info, 0, len(r.byName)+len(r.declared))
 	for name, e := range r.byName {
-		out = append(out, Info{Name: name, Mode: e.mode, Builtin: e.builtin, Standard: e.standard})
+		out = append(out, Info{Name: name, Descriptor: e.mode.Descriptor(), Mode: e.mode, Builtin: e.builtin, Standard: e.standard})
+	}
+	for name, d := range r.declared {
+		out = append(out, Info{Name: name, Descriptor: d, Declared: true})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

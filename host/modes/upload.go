@@ -24,9 +24,11 @@ const DefaultMaxModuleBytes = 16 << 20
 // ErrRefused wraps every reason an upload or registry change is refused.
 var ErrRefused = errors.New("refused")
 
-// Persistence is where uploads and bindings are kept (host/store).
+// Persistence is where uploads, bindings and declarations are kept
+// (host/store).
 type Persistence interface {
 	Put(ctx context.Context, r store.Registry, key string, value []byte) error
+	Delete(ctx context.Context, r store.Registry, key string) error
 	Each(ctx context.Context, r store.Registry, fn func(key string, value []byte) error) error
 	PutBlob(ctx context.Context, name string, data []byte) error
 	Blob(ctx context.Context, name string) ([]byte, error)
@@ -45,9 +47,9 @@ type Uploads struct {
 	Now func() time.Time
 }
 
-// EnableUploads lets the registry accept uploaded modules and restores the
-// modules and bindings stored by earlier runs. Call it once, after
-// LoadBuiltins.
+// EnableUploads lets the registry accept uploaded modules and declarations,
+// and restores the modules, bindings and declarations stored by earlier
+// runs. Call it once, after LoadBuiltins.
 func (r *Registry) EnableUploads(ctx context.Context, u Uploads) error {
 	if u.MaxModuleBytes <= 0 {
 		u.MaxModuleBytes = DefaultMaxModuleBytes
@@ -81,7 +83,7 @@ func (r *Registry) EnableUploads(ctx context.Context, u Uploads) error {
 		r.byDigest[m.Digest()] = m
 		r.mu.Unlock()
 	}
-	return u.Store.Each(ctx, store.ModeBindings, func(_ string, v []byte) error {
+	err = u.Store.Each(ctx, store.ModeBindings, func(_ string, v []byte) error {
 		var b storev1.ModeBinding
 		if err := proto.Unmarshal(v, &b); err != nil {
 			return fmt.Errorf("modes: decode binding: %w", err)
@@ -92,11 +94,16 @@ func (r *Registry) EnableUploads(ctx context.Context, u Uploads) error {
 		if !ok {
 			return fmt.Errorf("modes: binding of %s names a missing module %s", b.GetMode(), b.GetModuleDigest())
 		}
+		r.lastBound[b.GetMode()] = b.GetModuleDigest()
 		if b.GetActive() {
 			r.byName[b.GetMode()] = entry{mode: renamed(m, b.GetMode()), standard: b.GetPromoted(), strict: mode.Strict(b.GetMode(), false, b.GetPromoted())}
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return r.restoreDeclarations(ctx, u.Store)
 }
 
 // Upload validates a module, stores it under its sha256 and makes the mode
@@ -120,6 +127,8 @@ func (r *Registry) Upload(ctx context.Context, wasm []byte) (mode.Module, error)
 		return nil, fmt.Errorf("%w: the module does not load as a Concord mode (ABI v1): %w", ErrRefused, err)
 	}
 	d := m.Descriptor()
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
 	if err := r.checkDescriptor(d, m.Digest()); err != nil {
 		return nil, err
 	}
@@ -132,7 +141,9 @@ func (r *Registry) Upload(ctx context.Context, wasm []byte) (mode.Module, error)
 	return m, nil
 }
 
-// bind makes m serve name for new sessions, durably, and announces it.
+// bind makes m serve name for new sessions, durably, and announces it. A
+// declaration of name is filled: it is no longer listed as declared and its
+// record is removed. The caller holds changeMu.
 func (r *Registry) bind(ctx context.Context, name string, m mode.Module, promoted bool) error {
 	b := &storev1.ModeBinding{Mode: name, ModuleDigest: m.Digest(), Promoted: promoted, Active: true,
 		RegisteredAtUnixMs: r.uploads.Now().UnixMilli()}
@@ -142,8 +153,18 @@ func (r *Registry) bind(ctx context.Context, name string, m mode.Module, promote
 	r.mu.Lock()
 	r.byName[name] = entry{mode: renamed(m, name), standard: promoted, strict: mode.Strict(name, false, promoted)}
 	r.byDigest[m.Digest()] = m
+	r.lastBound[name] = m.Digest()
+	_, filled := r.declared[name]
+	delete(r.declared, name)
 	r.mu.Unlock()
 	r.announce()
+	if filled {
+		// The binding is durable, so a record left behind by a failure
+		// here is dropped at the next start (restoreDeclarations).
+		if err := r.uploads.Store.Delete(ctx, store.ModeDeclarations, name); err != nil {
+			return fmt.Errorf("modes: %s is served, but its filled declaration could not be removed: %w", name, err)
+		}
+	}
 	return nil
 }
 
@@ -158,44 +179,25 @@ func (r *Registry) putBinding(ctx context.Context, b *storev1.ModeBinding) error
 	return nil
 }
 
-// Register binds a descriptor to the uploaded module that describes the
-// same mode and version (MACP RegisterExtMode). A descriptor alone cannot
-// run: without such a module it is refused.
-func (r *Registry) Register(ctx context.Context, d *macpv1.ModeDescriptor) error {
-	if err := checkRegistrable(d); err != nil {
-		return err
-	}
-	r.mu.RLock()
-	if r.uploads == nil {
-		r.mu.RUnlock()
-		return fmt.Errorf("%w: this server does not accept extension modes", ErrRefused)
-	}
-	if _, ok := r.byName[d.GetMode()]; ok {
-		r.mu.RUnlock()
-		return fmt.Errorf("%w: mode %s is already registered", ErrRefused, d.GetMode())
-	}
-	var match mode.Module
-	for _, m := range r.byDigest {
-		md := m.Descriptor()
-		if md.GetMode() == d.GetMode() && md.GetModeVersion() == d.GetModeVersion() && !r.isBuiltinDigest(m.Digest()) {
-			match = m
-		}
-	}
-	r.mu.RUnlock()
-	if match == nil {
-		return fmt.Errorf("%w: no uploaded module implements %s %s; upload its Wasm first (concord mode push FILE.wasm)", ErrRefused, d.GetMode(), d.GetModeVersion())
-	}
-	return r.bind(ctx, d.GetMode(), match, false)
+// Unregister stops mode from serving new sessions, or withdraws its
+// declaration. Sessions already bound to it keep their module. Built-in and
+// standards-track modes stay.
+func (r *Registry) Unregister(ctx context.Context, mode string) error {
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
+	return r.unregister(ctx, mode)
 }
 
-// Unregister stops mode from serving new sessions. Sessions already bound
-// to it keep their module. Built-in and standards-track modes stay.
-func (r *Registry) Unregister(ctx context.Context, mode string) error {
+// unregister is Unregister for a caller that holds changeMu.
+func (r *Registry) unregister(ctx context.Context, mode string) error {
 	r.mu.RLock()
 	e, ok := r.byName[mode]
+	_, declared := r.declared[mode]
 	u := r.uploads
 	r.mu.RUnlock()
 	switch {
+	case declared:
+		return r.withdraw(ctx, mode)
 	case !ok:
 		return fmt.Errorf("%w: mode %s is not registered", ErrRefused, mode)
 	case e.builtin || abi.IsStandard(mode) || e.standard:
@@ -218,23 +220,29 @@ func (r *Registry) Unregister(ctx context.Context, mode string) error {
 // strict SessionStart validation), optionally under a new name outside
 // macp.mode.*. It returns the name the mode is served under.
 func (r *Registry) Promote(ctx context.Context, mode, newName string) (string, error) {
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
 	r.mu.RLock()
 	e, ok := r.byName[mode]
 	u := r.uploads
 	_, taken := r.byName[newName]
+	_, declaredOld := r.declared[mode]
+	_, declaredNew := r.declared[newName]
 	r.mu.RUnlock()
 	name := mode
 	if newName != "" {
 		name = newName
 	}
 	switch {
+	case declaredOld:
+		return "", fmt.Errorf("%w: mode %s is declared, but no module implements it; upload its module before promoting it", ErrRefused, mode)
 	case !ok:
 		return "", fmt.Errorf("%w: mode %s is not registered", ErrRefused, mode)
 	case e.standard:
 		return "", fmt.Errorf("%w: %s is already standards-track", ErrRefused, mode)
 	case abi.IsStandard(name):
 		return "", fmt.Errorf("%w: names under %s need the specification's approval", ErrRefused, abi.StandardPrefix)
-	case newName != "" && newName != mode && taken:
+	case newName != "" && newName != mode && (taken || declaredNew):
 		return "", fmt.Errorf("%w: mode %s already exists", ErrRefused, newName)
 	case newName != "" && !modeNamePattern.MatchString(newName):
 		return "", fmt.Errorf("%w: %q is not a valid mode name", ErrRefused, newName)
@@ -245,7 +253,7 @@ func (r *Registry) Promote(ctx context.Context, mode, newName string) (string, e
 		return "", err
 	}
 	if name != mode {
-		if err := r.Unregister(ctx, mode); err != nil {
+		if err := r.unregister(ctx, mode); err != nil {
 			return "", err
 		}
 	}
@@ -256,15 +264,6 @@ func (r *Registry) Promote(ctx context.Context, mode, newName string) (string, e
 func (r *Registry) Changes() *bus.Subscription[struct{}] { return r.changes.Subscribe("", 16) }
 
 func (r *Registry) announce() { r.changes.Publish("", struct{}{}) }
-
-func (r *Registry) isBuiltinDigest(digest string) bool {
-	for _, e := range r.byName {
-		if e.builtin && e.mode.Digest() == digest {
-			return true
-		}
-	}
-	return false
-}
 
 // Limits on what an uploaded module may describe.
 const (
@@ -282,7 +281,8 @@ var (
 	reservedTypes      = map[string]bool{"SessionCancel": true, "SessionSuspend": true, "SessionResume": true, "Signal": true, "Progress": true}
 )
 
-// checkDescriptor validates what an uploaded module says about itself.
+// checkDescriptor validates what an uploaded module says about itself, and
+// that it agrees with the mode's declaration, if there is one.
 func (r *Registry) checkDescriptor(d *macpv1.ModeDescriptor, digest string) error {
 	if err := checkRegistrable(d); err != nil {
 		return err
@@ -294,6 +294,12 @@ func (r *Registry) checkDescriptor(d *macpv1.ModeDescriptor, digest string) erro
 	}
 	if e, ok := r.byName[d.GetMode()]; ok && e.mode.Digest() == digest {
 		return fmt.Errorf("%w: this module (%s) already serves %s", ErrRefused, short(digest), d.GetMode())
+	}
+	if declared, ok := r.declared[d.GetMode()]; ok {
+		if diffs := disagreements(declared, d); len(diffs) > 0 {
+			return fmt.Errorf("%w: %s is declared with a descriptor this module's does not match: %s; upload a module that matches the declaration, or withdraw it first (UnregisterExtMode)",
+				ErrRefused, d.GetMode(), strings.Join(diffs, "; "))
+		}
 	}
 	return nil
 }

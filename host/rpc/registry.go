@@ -23,7 +23,8 @@ func policyWriter(ctx context.Context) (access.Caller, error) {
 	return require(ctx, func(c access.Caller) bool { return c.CanManagePolicies }, "may not change the policy registry")
 }
 
-// RegisterExtMode binds a descriptor to an uploaded module implementing it.
+// RegisterExtMode declares a mode by its descriptor; the module that
+// implements it may be uploaded before or after (host/modes.Registry.Register).
 func (s *service) RegisterExtMode(ctx context.Context, req *connect.Request[macpv1.RegisterExtModeRequest]) (*connect.Response[macpv1.RegisterExtModeResponse], error) {
 	if _, err := modeWriter(ctx); err != nil {
 		return nil, err
@@ -98,15 +99,19 @@ func (a *admin) UploadMode(ctx context.Context, req *connect.Request[adminv1.Upl
 	}}), nil
 }
 
-// ListModules lists the modes serving new sessions and their modules.
+// ListModules lists the modes serving new sessions and their modules, and
+// the declared modes no module implements yet.
 func (a *admin) ListModules(ctx context.Context, _ *connect.Request[adminv1.ListModulesRequest]) (*connect.Response[adminv1.ListModulesResponse], error) {
 	if _, err := administrator(ctx); err != nil {
 		return nil, err
 	}
 	var out []*adminv1.Module
 	for _, in := range a.modes.List() {
-		out = append(out, &adminv1.Module{Mode: in.Name, Digest: in.Mode.Digest(), ModeDescriptor: in.Mode.Descriptor(),
-			Builtin: in.Builtin, StandardsTrack: in.Standard})
+		m := &adminv1.Module{Mode: in.Name, ModeDescriptor: in.Descriptor, Builtin: in.Builtin, StandardsTrack: in.Standard, Declared: in.Declared}
+		if in.Mode != nil {
+			m.Digest = in.Mode.Digest()
+		}
+		out = append(out, m)
 	}
 	return connect.NewResponse(&adminv1.ListModulesResponse{Modules: out}), nil
 }

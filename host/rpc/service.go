@@ -73,7 +73,9 @@ func (s *service) Initialize(_ context.Context, req *connect.Request[macpv1.Init
 	}), nil
 }
 
-// capabilities advertises exactly what this server implements.
+// capabilities advertises exactly what this server does, flag by flag
+// (host/server/capabilities_test.go checks each against behaviour). The
+// roots are fixed (there are none), so roots.list_changed is false.
 func (s *service) capabilities() *macpv1.Capabilities {
 	return &macpv1.Capabilities{
 		Sessions:       &macpv1.SessionsCapability{Stream: true, ListSessions: true, WatchSessions: true},
@@ -81,7 +83,7 @@ func (s *service) capabilities() *macpv1.Capabilities {
 		Progress:       &macpv1.ProgressCapability{Progress: true},
 		Manifest:       &macpv1.ManifestCapability{GetManifest: true},
 		ModeRegistry:   &macpv1.ModeRegistryCapability{ListModes: true, ListChanged: true},
-		Roots:          &macpv1.RootsCapability{ListRoots: true, ListChanged: true},
+		Roots:          &macpv1.RootsCapability{ListRoots: true},
 		PolicyRegistry: &macpv1.PolicyRegistryCapability{RegisterPolicy: true, ListPolicies: true, ListChanged: true},
 	}
 }

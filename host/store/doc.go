@@ -40,8 +40,12 @@
 //	0x00 "format"                        store format version (value "1")
 //	0x01 <session id> 0x00 <seq uint64>  log entry, Entry; seq big-endian
 //	0x02 <session id> 0x00               session snapshot, Session
-//	0x03 ...                             reserved: module registry
-//	0x04 ...                             reserved: policy registry
+//	0x03 <name> 0x00 <chunk uint32>      blob chunk (module bytes, Rego sources)
+//	0x04 <policy id>                     policy registry record
+//	0x05 <mode>                          mode binding, ModeBinding
+//	0x06 <name>                          blob manifest (length, chunk count)
+//	0x07 <session id> 0x00 <key>         audit record
+//	0x08 <mode>                          mode declaration, ModeDeclaration
 //
 // Big-endian sequences make a prefix scan of 0x01 <id> 0x00 return the
 // session's log in sequence order, and a seek to a given sequence start a

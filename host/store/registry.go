@@ -22,6 +22,9 @@ const (
 	ModeBindings Registry = 0x05
 	// Audit holds per-session audit records under "<session id>\x00<key>".
 	Audit Registry = 0x07
+	// ModeDeclarations holds descriptors registered without a module, by
+	// mode name.
+	ModeDeclarations Registry = 0x08
 )
 
 // kindBlob holds content-addressed blobs (module bytes) in chunks:

@@ -613,9 +613,9 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestKeyLayout(t *testing.T) {
-	kinds := []byte{kindMeta, kindEntry, kindSession, kindBlob, kindPolicy, byte(ModeBindings), kindBlobManifest, byte(Audit)}
+	kinds := []byte{kindMeta, kindEntry, kindSession, kindBlob, kindPolicy, byte(ModeBindings), kindBlobManifest, byte(Audit), byte(ModeDeclarations)}
 	slices.Sort(kinds)
-	if len(slices.Compact(kinds)) != 8 {
+	if len(slices.Compact(kinds)) != 9 {
 		t.Fatal("record kinds collide")
 	}
 	for _, a := range prefixIDs {

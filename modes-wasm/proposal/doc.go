@@ -45,10 +45,12 @@
 //
 // View renders {phase, accepts{participant: proposal_id},
 // proposals{id: {proposal_id, proposer, disposition: Live|Withdrawn, kind,
-// supersedes_proposal_id, title, summary, tags, accepted_by}},
-// proposal_order, rejections[{proposal_id, sender, terminal, standing,
-// reason}], counter_proposals, converged_proposal_id, rules{criterion,
-// max_rounds, terminal_on_any_reject}}, with arrays in acceptance order.
+// supersedes_proposal_id, title, summary, tags}}, proposal_order,
+// rejections[{proposal_id, sender, terminal, standing, reason}],
+// counter_proposals, converged_proposal_id, rules{criterion, max_rounds,
+// terminal_on_any_reject}}, with arrays in acceptance order. Acceptance is
+// only in accepts, one current accept per participant, never on the
+// proposal records (the parity contract's acceptance_tracking per_sender).
 //
 // # State
 //

@@ -28,9 +28,6 @@ type proposalView struct {
 	Title                string   `json:"title"`
 	Summary              string   `json:"summary"`
 	Tags                 []string `json:"tags"`
-	// AcceptedBy lists the participants whose current accept names the
-	// proposal, sorted.
-	AcceptedBy []string `json:"accepted_by"`
 }
 
 type rejectionView struct {
@@ -87,18 +84,12 @@ func (Mode) View(b []byte, sess *guest.Session) ([]byte, error) {
 			Title:                p.Title,
 			Summary:              p.Summary,
 			Tags:                 append([]string{}, p.Tags...),
-			AcceptedBy:           []string{},
 		}
 		if p.Withdrawn {
 			pv.Disposition = "Withdrawn"
 		}
 		if p.Supersedes != "" {
 			pv.Kind = "counter_proposal"
-		}
-		for _, a := range s.Accepts { // sorted by participant
-			if a.ProposalID == p.ID {
-				pv.AcceptedBy = append(pv.AcceptedBy, a.Participant)
-			}
 		}
 		v.Proposals[p.ID] = pv
 		v.ProposalOrder = append(v.ProposalOrder, p.ID)

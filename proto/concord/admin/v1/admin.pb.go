@@ -408,8 +408,12 @@ type Module struct {
 	Builtin bool `protobuf:"varint,4,opt,name=builtin,proto3" json:"builtin,omitempty"`
 	// Listed by ListModes (the spec's modes and promoted ones).
 	StandardsTrack bool `protobuf:"varint,5,opt,name=standards_track,json=standardsTrack,proto3" json:"standards_track,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Declared by RegisterExtMode with no module implementing it yet: digest
+	// is empty, mode_descriptor is the declared one, and sessions cannot
+	// start in the mode until a module whose descriptor agrees is uploaded.
+	Declared      bool `protobuf:"varint,6,opt,name=declared,proto3" json:"declared,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Module) Reset() {
@@ -473,6 +477,13 @@ func (x *Module) GetBuiltin() bool {
 func (x *Module) GetStandardsTrack() bool {
 	if x != nil {
 		return x.StandardsTrack
+	}
+	return false
+}
+
+func (x *Module) GetDeclared() bool {
+	if x != nil {
+		return x.Declared
 	}
 	return false
 }
@@ -604,7 +615,8 @@ func (*ListModulesRequest) Descriptor() ([]byte, []int) {
 
 type ListModulesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Modes that serve new sessions, sorted by name.
+	// Modes that serve new sessions, and declared modes waiting for a
+	// module, sorted by name.
 	Modules       []*Module `protobuf:"bytes,1,rep,name=modules,proto3" json:"modules,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -868,13 +880,14 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"resolution\x18\x05 \x01(\v2\x1a.macp.v1.CommitmentPayloadR\n" +
 	"resolution\x12&\n" +
-	"\x0fmode_state_json\x18\x06 \x01(\tR\rmodeStateJson\"\xb9\x01\n" +
+	"\x0fmode_state_json\x18\x06 \x01(\tR\rmodeStateJson\"\xd5\x01\n" +
 	"\x06Module\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12@\n" +
 	"\x0fmode_descriptor\x18\x03 \x01(\v2\x17.macp.v1.ModeDescriptorR\x0emodeDescriptor\x12\x18\n" +
 	"\abuiltin\x18\x04 \x01(\bR\abuiltin\x12'\n" +
-	"\x0fstandards_track\x18\x05 \x01(\bR\x0estandardsTrack\"'\n" +
+	"\x0fstandards_track\x18\x05 \x01(\bR\x0estandardsTrack\x12\x1a\n" +
+	"\bdeclared\x18\x06 \x01(\bR\bdeclared\"'\n" +
 	"\x11UploadModeRequest\x12\x12\n" +
 	"\x04wasm\x18\x01 \x01(\fR\x04wasm\"F\n" +
 	"\x12UploadModeResponse\x120\n" +

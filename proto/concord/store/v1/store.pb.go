@@ -516,6 +516,62 @@ func (x *ModeBinding) GetRegisteredAtUnixMs() int64 {
 	return 0
 }
 
+// ModeDeclaration is a descriptor registered by RegisterExtMode (what the
+// SDKs' register_ext_mode sends) before any module implements it. It is
+// listed and announced, but sessions cannot start in it; an uploaded module
+// whose own descriptor agrees with it fills it, and the record is removed.
+type ModeDeclaration struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	ModeDescriptor   *v1.ModeDescriptor     `protobuf:"bytes,1,opt,name=mode_descriptor,json=modeDescriptor,proto3" json:"mode_descriptor,omitempty"`
+	DeclaredAtUnixMs int64                  `protobuf:"varint,2,opt,name=declared_at_unix_ms,json=declaredAtUnixMs,proto3" json:"declared_at_unix_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ModeDeclaration) Reset() {
+	*x = ModeDeclaration{}
+	mi := &file_concord_store_v1_store_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModeDeclaration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModeDeclaration) ProtoMessage() {}
+
+func (x *ModeDeclaration) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_store_v1_store_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModeDeclaration.ProtoReflect.Descriptor instead.
+func (*ModeDeclaration) Descriptor() ([]byte, []int) {
+	return file_concord_store_v1_store_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ModeDeclaration) GetModeDescriptor() *v1.ModeDescriptor {
+	if x != nil {
+		return x.ModeDescriptor
+	}
+	return nil
+}
+
+func (x *ModeDeclaration) GetDeclaredAtUnixMs() int64 {
+	if x != nil {
+		return x.DeclaredAtUnixMs
+	}
+	return 0
+}
+
 var File_concord_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_concord_store_v1_store_proto_rawDesc = "" +
@@ -566,7 +622,10 @@ const file_concord_store_v1_store_proto_rawDesc = "" +
 	"\rmodule_digest\x18\x02 \x01(\tR\fmoduleDigest\x12\x1a\n" +
 	"\bpromoted\x18\x03 \x01(\bR\bpromoted\x12\x16\n" +
 	"\x06active\x18\x04 \x01(\bR\x06active\x121\n" +
-	"\x15registered_at_unix_ms\x18\x05 \x01(\x03R\x12registeredAtUnixMs*F\n" +
+	"\x15registered_at_unix_ms\x18\x05 \x01(\x03R\x12registeredAtUnixMs\"\x82\x01\n" +
+	"\x0fModeDeclaration\x12@\n" +
+	"\x0fmode_descriptor\x18\x01 \x01(\v2\x17.macp.v1.ModeDescriptorR\x0emodeDescriptor\x12-\n" +
+	"\x13declared_at_unix_ms\x18\x02 \x01(\x03R\x10declaredAtUnixMs*F\n" +
 	"\x06Origin\x12\x16\n" +
 	"\x12ORIGIN_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fORIGIN_AGENT\x10\x01\x12\x12\n" +
@@ -585,34 +644,37 @@ func file_concord_store_v1_store_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_store_v1_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_concord_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_concord_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_concord_store_v1_store_proto_goTypes = []any{
 	(Origin)(0),                  // 0: concord.store.v1.Origin
 	(*Entry)(nil),                // 1: concord.store.v1.Entry
 	(*Governance)(nil),           // 2: concord.store.v1.Governance
 	(*Session)(nil),              // 3: concord.store.v1.Session
 	(*ModeBinding)(nil),          // 4: concord.store.v1.ModeBinding
-	(*v1.Envelope)(nil),          // 5: macp.v1.Envelope
-	(v1.SessionState)(0),         // 6: macp.v1.SessionState
-	(*v1.SessionMetadata)(nil),   // 7: macp.v1.SessionMetadata
-	(*v1.PolicyDescriptor)(nil),  // 8: macp.v1.PolicyDescriptor
-	(*v1.CommitmentPayload)(nil), // 9: macp.v1.CommitmentPayload
-	(*v11.Timer)(nil),            // 10: concord.abi.v1.Timer
+	(*ModeDeclaration)(nil),      // 5: concord.store.v1.ModeDeclaration
+	(*v1.Envelope)(nil),          // 6: macp.v1.Envelope
+	(v1.SessionState)(0),         // 7: macp.v1.SessionState
+	(*v1.SessionMetadata)(nil),   // 8: macp.v1.SessionMetadata
+	(*v1.PolicyDescriptor)(nil),  // 9: macp.v1.PolicyDescriptor
+	(*v1.CommitmentPayload)(nil), // 10: macp.v1.CommitmentPayload
+	(*v11.Timer)(nil),            // 11: concord.abi.v1.Timer
+	(*v1.ModeDescriptor)(nil),    // 12: macp.v1.ModeDescriptor
 }
 var file_concord_store_v1_store_proto_depIdxs = []int32{
-	5,  // 0: concord.store.v1.Entry.envelope:type_name -> macp.v1.Envelope
+	6,  // 0: concord.store.v1.Entry.envelope:type_name -> macp.v1.Envelope
 	0,  // 1: concord.store.v1.Entry.origin:type_name -> concord.store.v1.Origin
-	6,  // 2: concord.store.v1.Entry.state_after:type_name -> macp.v1.SessionState
+	7,  // 2: concord.store.v1.Entry.state_after:type_name -> macp.v1.SessionState
 	2,  // 3: concord.store.v1.Entry.governance:type_name -> concord.store.v1.Governance
-	7,  // 4: concord.store.v1.Session.metadata:type_name -> macp.v1.SessionMetadata
-	8,  // 5: concord.store.v1.Session.policy:type_name -> macp.v1.PolicyDescriptor
-	9,  // 6: concord.store.v1.Session.resolution:type_name -> macp.v1.CommitmentPayload
-	10, // 7: concord.store.v1.Session.timers:type_name -> concord.abi.v1.Timer
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	8,  // 4: concord.store.v1.Session.metadata:type_name -> macp.v1.SessionMetadata
+	9,  // 5: concord.store.v1.Session.policy:type_name -> macp.v1.PolicyDescriptor
+	10, // 6: concord.store.v1.Session.resolution:type_name -> macp.v1.CommitmentPayload
+	11, // 7: concord.store.v1.Session.timers:type_name -> concord.abi.v1.Timer
+	12, // 8: concord.store.v1.ModeDeclaration.mode_descriptor:type_name -> macp.v1.ModeDescriptor
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_concord_store_v1_store_proto_init() }
@@ -626,7 +688,7 @@ func file_concord_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_store_v1_store_proto_rawDesc), len(file_concord_store_v1_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
