@@ -19,6 +19,8 @@ type admin struct {
 	kernel       *kernel.Kernel
 	modes        *modes.Registry
 	policyEngine *policy.Engine
+	// done, when closed, ends every open stream (server shutdown).
+	done <-chan struct{}
 }
 
 var _ adminv1connect.AdminServiceHandler = (*admin)(nil)

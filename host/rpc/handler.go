@@ -56,7 +56,7 @@ func NewHandler(opts Options) http.Handler {
 	)
 	mux.Handle(path, h)
 	mux.HandleFunc(ManifestPath, svc.serveManifest)
-	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine},
+	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine, done: opts.Done},
 		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
 		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead),
 		connect.WithCompressMinBytes(compressMinBytes)))
