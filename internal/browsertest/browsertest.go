@@ -85,9 +85,9 @@ func Start(t testing.TB) *Browser {
 	return &Browser{t: t, ctx: ctx}
 }
 
-// Tab is one browser tab.
+// Tab is one browser tab, bound to the test (or subtest) that opened it.
 type Tab struct {
-	b   *Browser
+	t   testing.TB
 	ctx context.Context
 
 	mu      sync.Mutex
@@ -95,14 +95,15 @@ type Tab struct {
 	dir     string // artifact folder, made on first use
 }
 
-// NewTab opens a tab that closes when the test ends.
-func (b *Browser) NewTab() *Tab {
-	b.t.Helper()
+// NewTab opens a tab for t, a test or a subtest of the browser's test; the
+// tab closes when t ends.
+func (b *Browser) NewTab(t testing.TB) *Tab {
+	t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx)
-	b.t.Cleanup(cancel)
-	tab := &Tab{b: b, ctx: ctx}
+	t.Cleanup(cancel)
+	tab := &Tab{t: t, ctx: ctx}
 	if err := chromedp.Listen(ctx, tab.record); err != nil {
-		b.t.Fatalf("browsertest: open tab: %v", err)
+		t.Fatalf("browsertest: open tab: %v", err)
 	}
 	return tab
 }
@@ -153,10 +154,10 @@ func (tab *Tab) Context() context.Context { return tab.ctx }
 // Run runs the actions in order, each Run bounded by DefaultTimeout. On an
 // error it saves a screenshot and fails the test with the page's console.
 func (tab *Tab) Run(actions ...chromedp.Action[chromedp.Void]) {
-	tab.b.t.Helper()
+	tab.t.Helper()
 	if err := tab.Try(actions...); err != nil {
 		shot := tab.Screenshot("failure")
-		tab.b.t.Fatalf("browsertest: %v\nscreenshot: %s\nconsole:\n  %s", err, shot, strings.Join(tab.Console(), "\n  "))
+		tab.t.Fatalf("browsertest: %v\nscreenshot: %s\nconsole:\n  %s", err, shot, strings.Join(tab.Console(), "\n  "))
 	}
 }
 
@@ -179,26 +180,26 @@ func Eval[T any](tab *Tab, expression string) (T, error) {
 // folder and returns its path ("" when the capture itself failed, which is
 // logged).
 func (tab *Tab) Screenshot(name string) string {
-	tab.b.t.Helper()
+	tab.t.Helper()
 	ctx, cancel := context.WithTimeout(tab.ctx, DefaultTimeout)
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
-		tab.b.t.Logf("browsertest: screenshot %s: %v", name, err)
+		tab.t.Logf("browsertest: screenshot %s: %v", name, err)
 		return ""
 	}
 	tab.mu.Lock()
 	if tab.dir == "" {
-		tab.dir = ArtifactDir(tab.b.t)
+		tab.dir = ArtifactDir(tab.t)
 	}
 	dir := tab.dir
 	tab.mu.Unlock()
 	path := filepath.Join(dir, sanitize(name)+".png")
 	if err := os.WriteFile(path, png, 0o644); err != nil {
-		tab.b.t.Logf("browsertest: save screenshot: %v", err)
+		tab.t.Logf("browsertest: save screenshot: %v", err)
 		return ""
 	}
-	tab.b.t.Logf("browsertest: screenshot %s", path)
+	tab.t.Logf("browsertest: screenshot %s", path)
 	return path
 }
 

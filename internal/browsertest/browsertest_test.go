@@ -22,7 +22,7 @@ func TestTabRunsPageAndSavesScreenshot(t *testing.T) {
 	defer page.Close()
 	t.Setenv(browsertest.ArtifactsEnv, t.TempDir())
 
-	tab := browsertest.Start(t).NewTab()
+	tab := browsertest.Start(t).NewTab(t)
 	tab.Run(chromedp.Navigate(page.URL), chromedp.Poll[chromedp.Void](`document.getElementById("p").textContent === "ready"`))
 	sum, err := browsertest.Eval[int](tab, `Promise.resolve(40 + 2)`)
 	if err != nil || sum != 42 {
