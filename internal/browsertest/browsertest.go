@@ -54,7 +54,6 @@ var flags = []chromedp.ExecAllocatorOption{
 
 // Browser is a headless Chromium that lives until its test ends.
 type Browser struct {
-	t   testing.TB
 	ctx context.Context
 }
 
@@ -82,7 +81,7 @@ func Start(t testing.TB) *Browser {
 		cancel()
 		cancelAlloc()
 	})
-	return &Browser{t: t, ctx: ctx}
+	return &Browser{ctx: ctx}
 }
 
 // Tab is one browser tab, bound to the test (or subtest) that opened it.
