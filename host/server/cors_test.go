@@ -125,6 +125,14 @@ func TestCORSCustomHeaders(t *testing.T) {
 	if !strings.Contains(allowed, "x-tenant") || !strings.Contains(allowed, "x-feature-flags") {
 		t.Fatalf("Access-Control-Allow-Headers = %q", allowed)
 	}
+	if got := allowHeaders(preflight(t, listed.URL, origin, "content-type,x-other")); len(got) != 0 {
+		t.Fatalf("a header outside --allowed-headers passed: %v", got)
+	}
+	// "*" allows any request header.
+	anyHeader := servertest.Start(t, server.Config{Memory: true, AllowedOrigins: []string{origin}, AllowedHeaders: []string{"*"}})
+	if h := preflight(t, anyHeader.URL, origin, "content-type,x-whatever"); h.Get("Access-Control-Allow-Origin") != origin {
+		t.Fatalf("--allowed-headers '*' refused x-whatever: %v", allowHeaders(h))
+	}
 }
 
 func TestCORSActualCallExposesErrorHeaders(t *testing.T) {
