@@ -5,8 +5,12 @@ WASM_DIR := modes-wasm/builtin/modules
 MODES    := decision proposal task handoff quorum multiround
 BIN      := bin/concord
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The browser example: npm packages from its lockfile, bundle in dist/.
+WEB      := examples/web
+WEB_DEPS := $(WEB)/node_modules/.package-lock.json
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: all build wasm run test test-race gen check-gen lint bench example clean FORCE
+.PHONY: all build wasm run test test-race gen check-gen lint bench example web-example web-demo chromium clean FORCE
 
 all: build
 
@@ -24,8 +28,8 @@ build: wasm
 run: build
 	$(BIN) serve --dev
 
-## test: every test, against real servers on random ports
-test: wasm
+## test: every test, against real servers on random ports (and a real Chromium)
+test: wasm web-example chromium
 	$(GO) test -count=1 ./...
 
 ## test-race: the kernel, the store, the fan-out and the server's concurrent tests under the race detector
@@ -34,14 +38,15 @@ test-race: wasm
 	$(GO) test -count=1 -race ./host/kernel/... ./host/store/... ./host/bus/... ./host/limits/... ./host/rpc/...
 	$(GO) test -count=1 -race -run '$(RACE_SERVER_TESTS)' ./host/server/
 
-## gen: regenerate protobuf and Connect code
-gen:
+## gen: regenerate protobuf and Connect code, and the example's TypeScript
+gen: $(WEB_DEPS)
 	$(GO) tool buf generate
+	$(GO) tool buf generate --template $(WEB)/buf.gen.yaml
 
 ## check-gen: fail when generated code is stale
 check-gen: gen
-	@git diff --exit-code --stat -- proto || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- proto)" || (git status --porcelain -- proto; echo "generated code is untracked or stale: run make gen and commit" >&2; exit 1)
+	@git diff --exit-code --stat -- proto $(WEB)/src/gen || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- proto $(WEB)/src/gen)" || (git status --porcelain -- proto $(WEB)/src/gen; echo "generated code is untracked or stale: run make gen and commit" >&2; exit 1)
 
 ## lint: gofmt, go vet, staticcheck, buf lint
 lint: wasm
@@ -57,5 +62,22 @@ bench: wasm
 example:
 	$(GO) run ./examples/decision-client
 
+## web-example: type-checks and bundles the browser example into examples/web/dist
+web-example: $(WEB_DEPS)
+	cd $(WEB) && npm run --silent check && npm run --silent build
+
+$(WEB_DEPS): $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund
+
+## web-demo: a dev server that also serves the example at /examples/web/
+web-demo: build web-example
+	$(BIN) serve --dev --serve-example $(WEB)/dist
+
+## chromium: Debian's chromium for the browser tests, installed when missing
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "the browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+
 clean:
-	rm -rf bin $(WASM_DIR)/*.wasm
+	rm -rf bin $(WASM_DIR)/*.wasm $(WEB)/dist

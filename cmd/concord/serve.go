@@ -21,6 +21,7 @@ import (
 // Concord unchanged. A flag given on the command line wins.
 type serveFlags struct {
 	addr, dataDir, tlsCert, tlsKey, logLevel, origins, wasmCache string
+	headers, exampleDir                                          string
 	memory, dev, insecure                                        bool
 	maxPayload                                                   int
 	limits                                                       limits.Options
@@ -39,6 +40,8 @@ var envNames = map[string][]string{
 	"max-payload-bytes":   {"CONCORD_MAX_PAYLOAD_BYTES", "MACP_MAX_PAYLOAD_BYTES"},
 	"log-level":           {"CONCORD_LOG_LEVEL"},
 	"allowed-origins":     {"CONCORD_ALLOWED_ORIGINS"},
+	"allowed-headers":     {"CONCORD_ALLOWED_HEADERS"},
+	"serve-example":       {"CONCORD_SERVE_EXAMPLE"},
 	"wasm-cache-dir":      {"CONCORD_WASM_CACHE_DIR"},
 	"shutdown-grace":      {"CONCORD_SHUTDOWN_GRACE"},
 	"starts-per-minute":   {"CONCORD_STARTS_PER_MINUTE"},
@@ -58,7 +61,9 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.IntVar(&f.maxPayload, "max-payload-bytes", 1<<20, "largest envelope payload accepted")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&f.origins, "allowed-origins", "", "comma-separated browser origins allowed by CORS (empty: any)")
+	fs.StringVar(&f.origins, "allowed-origins", "", "comma-separated browser origins allowed by CORS: exact (https://app.example.com), * or wildcard subdomains (https://*.example.com); empty: any")
+	fs.StringVar(&f.headers, "allowed-headers", "", "comma-separated extra request headers browsers may send (beyond Connect, gRPC-web, Authorization, X-Macp-Token, traceparent, tracestate, x-request-id)")
+	fs.StringVar(&f.exampleDir, "serve-example", "", "serve the built browser example from this folder at /examples/web/ (make web-example builds examples/web/dist)")
 	fs.StringVar(&f.wasmCache, "wasm-cache-dir", "", "Wasm compilation cache (default: DATA_DIR/wasm-cache)")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long shutdown waits for calls in flight")
 	fs.IntVar(&f.limits.StartsPerMinute, "starts-per-minute", 60, "SessionStarts one identity may send per minute (0: no limit)")
@@ -93,6 +98,18 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// splitList splits a comma-separated flag value, dropping blanks around
+// and between items.
+func splitList(s string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) int {
@@ -132,9 +149,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		Logger:          logger,
 		Version:         version,
 	}
-	if f.origins != "" {
-		cfg.AllowedOrigins = strings.Split(f.origins, ",")
-	}
+	cfg.AllowedOrigins = splitList(f.origins)
+	cfg.AllowedHeaders = splitList(f.headers)
+	cfg.ExampleDir = f.exampleDir
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		logger.Error("--tls-cert and --tls-key go together")
 		return 2

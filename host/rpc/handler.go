@@ -5,10 +5,8 @@ import (
 	"net/http"
 
 	"connectrpc.com/connect"
-	connectcors "connectrpc.com/cors"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
-	"github.com/rs/cors"
 
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/kernel"
@@ -32,9 +30,9 @@ type Options struct {
 	// this size plus room for the rest of the message, so that an oversized
 	// payload is answered with PAYLOAD_TOO_LARGE in the Ack.
 	MaxPayloadBytes int
-	// AllowedOrigins for browsers; empty allows every origin (credentials
-	// travel in headers, never cookies).
-	AllowedOrigins []string
+	// CORS is the browser access policy; the zero value allows every
+	// origin. It must be valid (CORS.Validate).
+	CORS CORS
 	// Done, when closed, ends every open stream (server shutdown).
 	Done <-chan struct{}
 }
@@ -61,7 +59,7 @@ func NewHandler(opts Options) http.Handler {
 	)
 	mux.Handle(path, h)
 	mux.HandleFunc(ManifestPath, svc.serveManifest)
-	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine, log: opts.Logger},
+	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine, log: opts.Logger, done: opts.Done},
 		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
 		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead),
 		connect.WithCompressMinBytes(compressMinBytes)))
@@ -70,17 +68,5 @@ func NewHandler(opts Options) http.Handler {
 	reflector := grpcreflect.NewStaticReflector(macpv1connect.MACPRuntimeServiceName, adminv1connect.AdminServiceName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	return withCORS(withFlushHolder(mux), opts.AllowedOrigins)
-}
-
-func withCORS(h http.Handler, origins []string) http.Handler {
-	c := cors.New(cors.Options{
-		AllowedOrigins:  origins,
-		AllowOriginFunc: func(string) bool { return len(origins) == 0 },
-		AllowedMethods:  connectcors.AllowedMethods(),
-		AllowedHeaders:  append(connectcors.AllowedHeaders(), "Authorization", "X-Macp-Token"),
-		ExposedHeaders:  append(connectcors.ExposedHeaders(), CodeHeader, DetailsHeader),
-		MaxAge:          7200,
-	})
-	return c.Handler(h)
+	return withCORS(withFlushHolder(mux), opts.CORS)
 }

@@ -47,8 +47,15 @@ type Config struct {
 	// WasmCacheDir is the compilation cache; default DataDir/wasm-cache, or
 	// none for a memory server.
 	WasmCacheDir string
-	// AllowedOrigins restricts browser origins (CORS); empty allows all.
+	// AllowedOrigins restricts browser origins (CORS): exact origins, "*",
+	// or wildcard subdomains ("https://*.example.com"); empty allows all.
 	AllowedOrigins []string
+	// AllowedHeaders are request headers browsers may send beyond those the
+	// protocols, bearer tokens and tracing need.
+	AllowedHeaders []string
+	// ExampleDir, when set, is the built browser example (examples/web/dist),
+	// served at ExamplePath for a demo.
+	ExampleDir string
 	// MaxModuleBytes caps an uploaded mode module (default 16 MiB).
 	MaxModuleBytes int
 	// SweepInterval is how often expired sessions are swept (default 1s).
@@ -88,6 +95,16 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	}
 	if err := checkExposure(cfg); err != nil {
 		return nil, err
+	}
+	browserAccess := rpc.CORS{Origins: cfg.AllowedOrigins, Headers: cfg.AllowedHeaders}
+	if err := browserAccess.Validate(); err != nil {
+		return nil, fmt.Errorf("server: CORS: %w", err)
+	}
+	var example http.Handler
+	if cfg.ExampleDir != "" {
+		if example, err = exampleFiles(cfg.ExampleDir); err != nil {
+			return nil, err
+		}
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, streamsDone: make(chan struct{})}
 	defer func() {
@@ -171,9 +188,12 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Logger:          cfg.Logger,
 		Version:         cfg.Version,
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
-		AllowedOrigins:  cfg.AllowedOrigins,
+		CORS:            browserAccess,
 		Done:            s.streamsDone,
 	})
+	if example != nil {
+		handler = withExample(handler, example)
+	}
 	s.http = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -839,6 +839,133 @@ func (x *PushPolicyResponse) GetPolicyDescriptor() *v1.PolicyDescriptor {
 	return nil
 }
 
+// WatchSessionRequest follows one session's log from after_sequence on.
+type WatchSessionRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// 0 starts at the session's first entry.
+	AfterSequence uint64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSessionRequest) Reset() {
+	*x = WatchSessionRequest{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSessionRequest) ProtoMessage() {}
+
+func (x *WatchSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSessionRequest.ProtoReflect.Descriptor instead.
+func (*WatchSessionRequest) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *WatchSessionRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *WatchSessionRequest) GetAfterSequence() uint64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
+// WatchSessionResponse is one entry of a session's log.
+type WatchSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-based position in the session's log.
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// The envelope as accepted; absent for a runtime record without one
+	// (expiry).
+	Envelope         *v1.Envelope `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	AcceptedAtUnixMs int64        `protobuf:"varint,3,opt,name=accepted_at_unix_ms,json=acceptedAtUnixMs,proto3" json:"accepted_at_unix_ms,omitempty"`
+	// The session's state right after this entry.
+	StateAfter    v1.SessionState `protobuf:"varint,4,opt,name=state_after,json=stateAfter,proto3,enum=macp.v1.SessionState" json:"state_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSessionResponse) Reset() {
+	*x = WatchSessionResponse{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSessionResponse) ProtoMessage() {}
+
+func (x *WatchSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSessionResponse.ProtoReflect.Descriptor instead.
+func (*WatchSessionResponse) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *WatchSessionResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *WatchSessionResponse) GetEnvelope() *v1.Envelope {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+func (x *WatchSessionResponse) GetAcceptedAtUnixMs() int64 {
+	if x != nil {
+		return x.AcceptedAtUnixMs
+	}
+	return 0
+}
+
+func (x *WatchSessionResponse) GetStateAfter() v1.SessionState {
+	if x != nil {
+		return x.StateAfter
+	}
+	return v1.SessionState(0)
+}
+
 var File_concord_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_concord_admin_v1_admin_proto_rawDesc = "" +
@@ -902,7 +1029,17 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\x11policy_descriptor\x18\x01 \x01(\v2\x19.macp.v1.PolicyDescriptorR\x10policyDescriptor\x12\x12\n" +
 	"\x04rego\x18\x02 \x01(\tR\x04rego\"\\\n" +
 	"\x12PushPolicyResponse\x12F\n" +
-	"\x11policy_descriptor\x18\x01 \x01(\v2\x19.macp.v1.PolicyDescriptorR\x10policyDescriptor2\xbc\x04\n" +
+	"\x11policy_descriptor\x18\x01 \x01(\v2\x19.macp.v1.PolicyDescriptorR\x10policyDescriptor\"[\n" +
+	"\x13WatchSessionRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12%\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\"\xc8\x01\n" +
+	"\x14WatchSessionResponse\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12-\n" +
+	"\benvelope\x18\x02 \x01(\v2\x11.macp.v1.EnvelopeR\benvelope\x12-\n" +
+	"\x13accepted_at_unix_ms\x18\x03 \x01(\x03R\x10acceptedAtUnixMs\x126\n" +
+	"\vstate_after\x18\x04 \x01(\x0e2\x15.macp.v1.SessionStateR\n" +
+	"stateAfter2\x9d\x05\n" +
 	"\fAdminService\x12c\n" +
 	"\x0eInspectSession\x12'.concord.admin.v1.InspectSessionRequest\x1a(.concord.admin.v1.InspectSessionResponse\x12`\n" +
 	"\rReplaySession\x12&.concord.admin.v1.ReplaySessionRequest\x1a'.concord.admin.v1.ReplaySessionResponse\x12W\n" +
@@ -912,7 +1049,8 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"RemoveMode\x12#.concord.admin.v1.RemoveModeRequest\x1a$.concord.admin.v1.RemoveModeResponse\x12W\n" +
 	"\n" +
-	"PushPolicy\x12#.concord.admin.v1.PushPolicyRequest\x1a$.concord.admin.v1.PushPolicyResponseB@Z>github.com/concord-macp/concord/proto/concord/admin/v1;adminv1b\x06proto3"
+	"PushPolicy\x12#.concord.admin.v1.PushPolicyRequest\x1a$.concord.admin.v1.PushPolicyResponse\x12_\n" +
+	"\fWatchSession\x12%.concord.admin.v1.WatchSessionRequest\x1a&.concord.admin.v1.WatchSessionResponse0\x01B@Z>github.com/concord-macp/concord/proto/concord/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_concord_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -926,7 +1064,7 @@ func file_concord_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_concord_admin_v1_admin_proto_rawDescData
 }
 
-var file_concord_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_concord_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_concord_admin_v1_admin_proto_goTypes = []any{
 	(*InspectSessionRequest)(nil),  // 0: concord.admin.v1.InspectSessionRequest
 	(*InspectSessionResponse)(nil), // 1: concord.admin.v1.InspectSessionResponse
@@ -942,40 +1080,47 @@ var file_concord_admin_v1_admin_proto_goTypes = []any{
 	(*RemoveModeResponse)(nil),     // 11: concord.admin.v1.RemoveModeResponse
 	(*PushPolicyRequest)(nil),      // 12: concord.admin.v1.PushPolicyRequest
 	(*PushPolicyResponse)(nil),     // 13: concord.admin.v1.PushPolicyResponse
-	(*v1.SessionMetadata)(nil),     // 14: macp.v1.SessionMetadata
-	(*v1.CommitmentPayload)(nil),   // 15: macp.v1.CommitmentPayload
-	(v1.SessionState)(0),           // 16: macp.v1.SessionState
-	(*v1.ModeDescriptor)(nil),      // 17: macp.v1.ModeDescriptor
-	(*v1.PolicyDescriptor)(nil),    // 18: macp.v1.PolicyDescriptor
+	(*WatchSessionRequest)(nil),    // 14: concord.admin.v1.WatchSessionRequest
+	(*WatchSessionResponse)(nil),   // 15: concord.admin.v1.WatchSessionResponse
+	(*v1.SessionMetadata)(nil),     // 16: macp.v1.SessionMetadata
+	(*v1.CommitmentPayload)(nil),   // 17: macp.v1.CommitmentPayload
+	(v1.SessionState)(0),           // 18: macp.v1.SessionState
+	(*v1.ModeDescriptor)(nil),      // 19: macp.v1.ModeDescriptor
+	(*v1.PolicyDescriptor)(nil),    // 20: macp.v1.PolicyDescriptor
+	(*v1.Envelope)(nil),            // 21: macp.v1.Envelope
 }
 var file_concord_admin_v1_admin_proto_depIdxs = []int32{
-	14, // 0: concord.admin.v1.InspectSessionResponse.metadata:type_name -> macp.v1.SessionMetadata
-	15, // 1: concord.admin.v1.InspectSessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
+	16, // 0: concord.admin.v1.InspectSessionResponse.metadata:type_name -> macp.v1.SessionMetadata
+	17, // 1: concord.admin.v1.InspectSessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
 	2,  // 2: concord.admin.v1.InspectSessionResponse.governance:type_name -> concord.admin.v1.GovernanceDecision
-	16, // 3: concord.admin.v1.ReplaySessionResponse.state:type_name -> macp.v1.SessionState
-	15, // 4: concord.admin.v1.ReplaySessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
-	17, // 5: concord.admin.v1.Module.mode_descriptor:type_name -> macp.v1.ModeDescriptor
+	18, // 3: concord.admin.v1.ReplaySessionResponse.state:type_name -> macp.v1.SessionState
+	17, // 4: concord.admin.v1.ReplaySessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
+	19, // 5: concord.admin.v1.Module.mode_descriptor:type_name -> macp.v1.ModeDescriptor
 	5,  // 6: concord.admin.v1.UploadModeResponse.module:type_name -> concord.admin.v1.Module
 	5,  // 7: concord.admin.v1.ListModulesResponse.modules:type_name -> concord.admin.v1.Module
-	18, // 8: concord.admin.v1.PushPolicyRequest.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
-	18, // 9: concord.admin.v1.PushPolicyResponse.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
-	0,  // 10: concord.admin.v1.AdminService.InspectSession:input_type -> concord.admin.v1.InspectSessionRequest
-	3,  // 11: concord.admin.v1.AdminService.ReplaySession:input_type -> concord.admin.v1.ReplaySessionRequest
-	6,  // 12: concord.admin.v1.AdminService.UploadMode:input_type -> concord.admin.v1.UploadModeRequest
-	8,  // 13: concord.admin.v1.AdminService.ListModules:input_type -> concord.admin.v1.ListModulesRequest
-	10, // 14: concord.admin.v1.AdminService.RemoveMode:input_type -> concord.admin.v1.RemoveModeRequest
-	12, // 15: concord.admin.v1.AdminService.PushPolicy:input_type -> concord.admin.v1.PushPolicyRequest
-	1,  // 16: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
-	4,  // 17: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
-	7,  // 18: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
-	9,  // 19: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
-	11, // 20: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
-	13, // 21: concord.admin.v1.AdminService.PushPolicy:output_type -> concord.admin.v1.PushPolicyResponse
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	20, // 8: concord.admin.v1.PushPolicyRequest.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
+	20, // 9: concord.admin.v1.PushPolicyResponse.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
+	21, // 10: concord.admin.v1.WatchSessionResponse.envelope:type_name -> macp.v1.Envelope
+	18, // 11: concord.admin.v1.WatchSessionResponse.state_after:type_name -> macp.v1.SessionState
+	0,  // 12: concord.admin.v1.AdminService.InspectSession:input_type -> concord.admin.v1.InspectSessionRequest
+	3,  // 13: concord.admin.v1.AdminService.ReplaySession:input_type -> concord.admin.v1.ReplaySessionRequest
+	6,  // 14: concord.admin.v1.AdminService.UploadMode:input_type -> concord.admin.v1.UploadModeRequest
+	8,  // 15: concord.admin.v1.AdminService.ListModules:input_type -> concord.admin.v1.ListModulesRequest
+	10, // 16: concord.admin.v1.AdminService.RemoveMode:input_type -> concord.admin.v1.RemoveModeRequest
+	12, // 17: concord.admin.v1.AdminService.PushPolicy:input_type -> concord.admin.v1.PushPolicyRequest
+	14, // 18: concord.admin.v1.AdminService.WatchSession:input_type -> concord.admin.v1.WatchSessionRequest
+	1,  // 19: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
+	4,  // 20: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
+	7,  // 21: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
+	9,  // 22: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
+	11, // 23: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
+	13, // 24: concord.admin.v1.AdminService.PushPolicy:output_type -> concord.admin.v1.PushPolicyResponse
+	15, // 25: concord.admin.v1.AdminService.WatchSession:output_type -> concord.admin.v1.WatchSessionResponse
+	19, // [19:26] is the sub-list for method output_type
+	12, // [12:19] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_concord_admin_v1_admin_proto_init() }
@@ -989,7 +1134,7 @@ func file_concord_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_admin_v1_admin_proto_rawDesc), len(file_concord_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

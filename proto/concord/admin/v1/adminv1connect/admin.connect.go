@@ -51,6 +51,9 @@ const (
 	AdminServiceRemoveModeProcedure = "/concord.admin.v1.AdminService/RemoveMode"
 	// AdminServicePushPolicyProcedure is the fully-qualified name of the AdminService's PushPolicy RPC.
 	AdminServicePushPolicyProcedure = "/concord.admin.v1.AdminService/PushPolicy"
+	// AdminServiceWatchSessionProcedure is the fully-qualified name of the AdminService's WatchSession
+	// RPC.
+	AdminServiceWatchSessionProcedure = "/concord.admin.v1.AdminService/WatchSession"
 )
 
 // AdminServiceClient is a client for the concord.admin.v1.AdminService service.
@@ -65,6 +68,11 @@ type AdminServiceClient interface {
 	// PushPolicy registers a custom Rego policy once it compiles and its
 	// shipped tests pass.
 	PushPolicy(context.Context, *connect.Request[v1.PushPolicyRequest]) (*connect.Response[v1.PushPolicyResponse], error)
+	// WatchSession streams a session's log entries, backfilled from any
+	// sequence and then live, to its initiator, participants and observers.
+	// It is StreamSession's subscription as a server stream, which browsers
+	// can call: fetch cannot send a request body while reading the response.
+	WatchSession(context.Context, *connect.Request[v1.WatchSessionRequest]) (*connect.ServerStreamForClient[v1.WatchSessionResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the concord.admin.v1.AdminService service. By
@@ -114,6 +122,12 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("PushPolicy")),
 			connect.WithClientOptions(opts...),
 		),
+		watchSession: connect.NewClient[v1.WatchSessionRequest, v1.WatchSessionResponse](
+			httpClient,
+			baseURL+AdminServiceWatchSessionProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("WatchSession")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -125,6 +139,7 @@ type adminServiceClient struct {
 	listModules    *connect.Client[v1.ListModulesRequest, v1.ListModulesResponse]
 	removeMode     *connect.Client[v1.RemoveModeRequest, v1.RemoveModeResponse]
 	pushPolicy     *connect.Client[v1.PushPolicyRequest, v1.PushPolicyResponse]
+	watchSession   *connect.Client[v1.WatchSessionRequest, v1.WatchSessionResponse]
 }
 
 // InspectSession calls concord.admin.v1.AdminService.InspectSession.
@@ -157,6 +172,11 @@ func (c *adminServiceClient) PushPolicy(ctx context.Context, req *connect.Reques
 	return c.pushPolicy.CallUnary(ctx, req)
 }
 
+// WatchSession calls concord.admin.v1.AdminService.WatchSession.
+func (c *adminServiceClient) WatchSession(ctx context.Context, req *connect.Request[v1.WatchSessionRequest]) (*connect.ServerStreamForClient[v1.WatchSessionResponse], error) {
+	return c.watchSession.CallServerStream(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the concord.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	InspectSession(context.Context, *connect.Request[v1.InspectSessionRequest]) (*connect.Response[v1.InspectSessionResponse], error)
@@ -169,6 +189,11 @@ type AdminServiceHandler interface {
 	// PushPolicy registers a custom Rego policy once it compiles and its
 	// shipped tests pass.
 	PushPolicy(context.Context, *connect.Request[v1.PushPolicyRequest]) (*connect.Response[v1.PushPolicyResponse], error)
+	// WatchSession streams a session's log entries, backfilled from any
+	// sequence and then live, to its initiator, participants and observers.
+	// It is StreamSession's subscription as a server stream, which browsers
+	// can call: fetch cannot send a request body while reading the response.
+	WatchSession(context.Context, *connect.Request[v1.WatchSessionRequest], *connect.ServerStream[v1.WatchSessionResponse]) error
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -214,6 +239,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("PushPolicy")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceWatchSessionHandler := connect.NewServerStreamHandler(
+		AdminServiceWatchSessionProcedure,
+		svc.WatchSession,
+		connect.WithSchema(adminServiceMethods.ByName("WatchSession")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/concord.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceInspectSessionProcedure:
@@ -228,6 +259,8 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceRemoveModeHandler.ServeHTTP(w, r)
 		case AdminServicePushPolicyProcedure:
 			adminServicePushPolicyHandler.ServeHTTP(w, r)
+		case AdminServiceWatchSessionProcedure:
+			adminServiceWatchSessionHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -259,4 +292,8 @@ func (UnimplementedAdminServiceHandler) RemoveMode(context.Context, *connect.Req
 
 func (UnimplementedAdminServiceHandler) PushPolicy(context.Context, *connect.Request[v1.PushPolicyRequest]) (*connect.Response[v1.PushPolicyResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.PushPolicy is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) WatchSession(context.Context, *connect.Request[v1.WatchSessionRequest], *connect.ServerStream[v1.WatchSessionResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.WatchSession is not implemented"))
 }
