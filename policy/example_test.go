@@ -26,7 +26,7 @@ func Example() {
 	_, err := reg.Register(ctx, &macpv1.PolicyDescriptor{
 		PolicyId: "policy.team.v1", Mode: policy.ModeDecision, SchemaVersion: 1,
 		Description: "majority of the team, any member commits",
-		Rules: `{"voting":{"algorithm":"majority"},"commitment":{"authority":"any_participant"}}`,
+		Rules:       `{"voting":{"algorithm":"majority"},"commitment":{"authority":"any_participant"}}`,
 	})
 	if err != nil {
 		fmt.Println(err)
