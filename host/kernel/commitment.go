@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/concord-macp/concord/host/cmthash"
-	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/host/storage"
 	"github.com/concord-macp/concord/macperr"
 	"github.com/concord-macp/concord/policy"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
@@ -110,7 +110,7 @@ func (k *Kernel) govern(ctx context.Context, s *session, env *macpv1.Envelope, c
 		// session's audit trail.
 		if b, err := proto.Marshal(g); err == nil {
 			key := fmt.Sprintf("%s\x00%016x%s", s.id(), now, env.MessageId)
-			if err := k.store.Put(ctx, store.Audit, key, b); err != nil {
+			if err := k.store.Put(ctx, storage.Audit, key, b); err != nil {
 				k.log.Error("could not record a policy denial in the audit trail", "session_id", s.id(), "err", err)
 			}
 		}

@@ -17,7 +17,7 @@ import (
 	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/limits"
 	"github.com/concord-macp/concord/host/mode"
-	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/host/storage/memory"
 	"github.com/concord-macp/concord/macperr"
 	"github.com/concord-macp/concord/policy"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
@@ -44,8 +44,9 @@ const testMode = "ext.counter.v1"
 type counter struct{ digest string }
 
 type counterState struct {
-	N     int   `json:"n"`
-	Armed int64 `json:"armed,omitempty"`
+	N     int    `json:"n"`
+	Armed int64  `json:"armed,omitempty"`
+	Pad   string `json:"pad,omitempty"`
 }
 
 func (c *counter) Digest() string { return c.digest }
@@ -76,6 +77,8 @@ func (c *counter) Step(_ context.Context, req *abiv1.StepRequest) (*abiv1.StepRe
 			return reject(macperr.Forbidden, "only members may note"), nil
 		}
 		st.N++
+	case "Pad": // grows the state by the payload
+		st.Pad += string(env.GetPayload())
 	case "Big":
 		return &abiv1.StepResponse{Verdict: abiv1.Verdict_VERDICT_ACCEPT, State: make([]byte, maxModeStateBytes+1)}, nil
 	case "Weird":
@@ -138,7 +141,7 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 type fixture struct {
 	t     testing.TB
 	k     *Kernel
-	st    *store.Store
+	st    *memory.Store
 	clock *clock
 	mode  *counter
 }
@@ -147,31 +150,40 @@ type fixtureOptions struct {
 	governor policy.Governor
 	limits   limits.Options
 	payload  int
+	idle     time.Duration
+	// st, when set, is the store to run over (a restart).
+	st *memory.Store
+	// clock, when set, is the clock to keep.
+	clock *clock
 }
 
 func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(ctx, store.Options{InMemory: true, Logger: quiet, GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
+	st, clk := o.st, o.clock
+	if st == nil {
+		st = memory.New()
 	}
-	f := &fixture{t: t, st: st, clock: &clock{t: time.UnixMilli(1_700_000_000_000)}, mode: &counter{digest: "counter-digest"}}
+	if clk == nil {
+		clk = &clock{t: time.UnixMilli(1_700_000_000_000)}
+	}
+	if o.idle == 0 {
+		o.idle = -1
+	}
+	f := &fixture{t: t, st: st, clock: clk, mode: &counter{digest: "counter-digest"}}
 	if o.governor == nil {
 		o.governor = policy.Default{}
 	}
+	var err error
 	f.k, err = New(ctx, Options{
 		Store: st, Catalog: catalog{m: f.mode}, Governor: o.governor, Logger: quiet,
-		Now: f.clock.Now, SweepInterval: -1, MaxPayloadBytes: o.payload, Limits: limits.New(o.limits),
+		Now: f.clock.Now, SweepInterval: -1, IdleEviction: o.idle, MaxPayloadBytes: o.payload, Limits: limits.New(o.limits),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		f.k.Close()
-		_ = st.Close()
-	})
+	t.Cleanup(f.k.Close)
 	return f
 }
 

@@ -29,6 +29,14 @@ func (x *sessionIndex) remove(id string) {
 	}
 }
 
+// has reports whether id is in the index.
+func (x *sessionIndex) has(id string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	_, found := slices.BinarySearch(x.ids, id)
+	return found
+}
+
 // after returns up to n ids greater than id, in order.
 func (x *sessionIndex) after(id string, n int) []string {
 	x.mu.RLock()

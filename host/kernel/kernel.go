@@ -19,7 +19,7 @@ import (
 	"github.com/concord-macp/concord/host/bus"
 	"github.com/concord-macp/concord/host/limits"
 	"github.com/concord-macp/concord/host/mode"
-	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/host/storage"
 	"github.com/concord-macp/concord/macperr"
 	"github.com/concord-macp/concord/policy"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
@@ -31,7 +31,7 @@ const ProtocolVersion = "1.0"
 
 // Options configure a Kernel.
 type Options struct {
-	Store    *store.Store
+	Store    storage.Store
 	Catalog  mode.Catalog
 	Governor policy.Governor
 	Logger   *slog.Logger
@@ -39,9 +39,13 @@ type Options struct {
 	Now func() time.Time
 	// MaxPayloadBytes caps Envelope.payload (default 1 MiB).
 	MaxPayloadBytes int
-	// SweepInterval is how often expired sessions are swept (default 1s;
-	// negative disables the sweeper).
+	// SweepInterval is how often the sweeper looks for sessions that are
+	// due (expiry, timers) or idle (default 1s; negative disables it).
 	SweepInterval time.Duration
+	// IdleEviction is how long a session stays in memory unused before it
+	// is evicted and served from the store again when needed (default 30s;
+	// negative keeps every session in memory).
+	IdleEviction time.Duration
 	// DefaultMaxSuspendMs is the suspension cap when SessionStart sends 0
 	// (default 7 days).
 	DefaultMaxSuspendMs int64
@@ -70,7 +74,7 @@ type Outcome struct {
 
 // Kernel runs sessions.
 type Kernel struct {
-	store    *store.Store
+	store    storage.Store
 	catalog  mode.Catalog
 	governor policy.Governor
 	log      *slog.Logger
@@ -78,8 +82,9 @@ type Kernel struct {
 	limits   *limits.Limiter
 	opts     Options
 
-	sessions sync.Map // session id -> *session
+	sessions sync.Map // session id -> *session, the sessions in memory
 	index    sessionIndex
+	sched    *schedules
 
 	// feed carries each session's accepted entries to its subscriptions
 	// (topic = session id); lifecycle carries lifecycle events and signals
@@ -95,8 +100,9 @@ type Kernel struct {
 // DefaultMaxPayloadBytes is the payload cap when none is configured.
 const DefaultMaxPayloadBytes = 1 << 20
 
-// New builds a Kernel and restores every session the store holds, open ones
+// New builds a Kernel over the sessions the store holds, open ones
 // included, so that a restarted server continues exactly where it stopped.
+// It reads only the sessions' heads; each session is loaded when first used.
 func New(ctx context.Context, opts Options) (*Kernel, error) {
 	if opts.Store == nil || opts.Catalog == nil || opts.Governor == nil {
 		return nil, errors.New("kernel: Store, Catalog and Governor are required")
@@ -113,6 +119,9 @@ func New(ctx context.Context, opts Options) (*Kernel, error) {
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = time.Second
 	}
+	if opts.IdleEviction == 0 {
+		opts.IdleEviction = 30 * time.Second
+	}
 	if opts.Limits == nil {
 		opts.Limits = limits.New(limits.Options{})
 	}
@@ -127,6 +136,7 @@ func New(ctx context.Context, opts Options) (*Kernel, error) {
 		now:      opts.Now,
 		limits:   opts.Limits,
 		opts:     opts,
+		sched:    newSchedules(),
 
 		feed:      bus.New[*storev1.Entry](),
 		lifecycle: bus.New[*macpv1.SessionLifecycleEvent](),
@@ -152,31 +162,17 @@ func (k *Kernel) Close() {
 	}
 }
 
-// restore loads every session snapshot and rebuilds its dedup memory from
-// the log.
+// restore learns every stored session from its head: its id for the
+// index, its open-session slot, and when it is next due.
 func (k *Kernel) restore(ctx context.Context) error {
 	n := 0
-	err := k.store.Sessions(ctx, func(rec *storev1.Session) error {
-		m, ok := k.catalog.Pinned(rec.GetModuleDigest())
-		s := newSession(rec, m)
-		s.published = rec.GetLastSequence()
-		if !ok {
-			k.log.Warn("session's pinned module is not available; its messages will be refused",
-				"session_id", rec.GetMetadata().GetSessionId(), "digest", rec.GetModuleDigest())
+	err := k.store.Heads(ctx, func(head *storev1.Session) error {
+		id := head.GetMetadata().GetSessionId()
+		k.index.add(id)
+		if isLive(head.GetMetadata().GetState()) {
+			k.limits.Restore(head.GetMetadata().GetInitiator())
+			k.sched.setDue(id, nextDue(head))
 		}
-		if isLive(rec.GetMetadata().GetState()) {
-			k.limits.Restore(rec.GetMetadata().GetInitiator())
-		}
-		if err := k.store.Entries(ctx, rec.GetMetadata().GetSessionId(), 0, func(e *storev1.Entry) error {
-			if id := e.GetEnvelope().GetMessageId(); id != "" && e.GetOrigin() == storev1.Origin_ORIGIN_AGENT {
-				s.seen[id] = e.GetSequence()
-			}
-			return nil
-		}); err != nil {
-			return fmt.Errorf("rebuild dedup memory of %s: %w", rec.GetMetadata().GetSessionId(), err)
-		}
-		k.sessions.Store(rec.GetMetadata().GetSessionId(), s)
-		k.index.add(rec.GetMetadata().GetSessionId())
 		n++
 		return nil
 	})
@@ -184,13 +180,12 @@ func (k *Kernel) restore(ctx context.Context) error {
 		return fmt.Errorf("kernel: restore sessions: %w", err)
 	}
 	if n > 0 {
-		k.log.Info("restored sessions from the log", "sessions", n)
+		k.log.Info("found the stored sessions", "sessions", n)
 	}
 	return nil
 }
 
-// sweep expires sessions whose deadline passed and fires mode timers that
-// came due, so that both happen even when nobody touches the session.
+// sweep runs the sweeper every interval until ctx ends.
 func (k *Kernel) sweep(ctx context.Context, every time.Duration) {
 	defer close(k.sweepDone)
 	t := time.NewTicker(every)
@@ -201,42 +196,8 @@ func (k *Kernel) sweep(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		k.sessions.Range(func(_, v any) bool {
-			s := v.(*session)
-			s.mu.Lock()
-			if !s.dead {
-				if _, err := k.catchUp(ctx, s); err != nil {
-					k.log.Error("sweep: catch up with session", "session_id", s.id(), "err", err)
-				}
-			}
-			s.mu.Unlock()
-			return ctx.Err() == nil
-		})
+		k.sweepDue(ctx)
 	}
-}
-
-// lookup returns the session with id, dead or alive.
-func (k *Kernel) lookup(id string) (*session, bool) {
-	v, ok := k.sessions.Load(id)
-	if !ok {
-		return nil, false
-	}
-	return v.(*session), true
-}
-
-// locked returns session id with its lock held; an unknown session, or one
-// whose SessionStart failed, is SESSION_NOT_FOUND. The caller unlocks.
-func (k *Kernel) locked(id string) (*session, error) {
-	s, ok := k.lookup(id)
-	if !ok {
-		return nil, notFound(id)
-	}
-	s.mu.Lock()
-	if s.dead {
-		s.mu.Unlock()
-		return nil, notFound(id)
-	}
-	return s, nil
 }
 
 func notFound(id string) error {

@@ -64,7 +64,7 @@ func (k *Kernel) Control(ctx context.Context, caller access.Caller, op Control, 
 	if op < Cancel || op > Resume {
 		return nil, macperr.New(macperr.InternalError, "unknown lifecycle operation %d", op)
 	}
-	s, err := k.locked(id)
+	s, err := k.locked(ctx, id)
 	if err != nil {
 		return nil, err
 	}

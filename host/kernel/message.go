@@ -14,14 +14,19 @@ import (
 // original. The caller holds s.mu.
 func (k *Kernel) applyHeld(ctx context.Context, s *session, env *macpv1.Envelope) (ack *macpv1.Ack, wait func(context.Context) error, dupSeq uint64, err error) {
 	if s.dead {
-		return nil, nil, 0, macperr.New(macperr.SessionNotFound, "session %q does not exist", env.SessionId)
+		return nil, nil, 0, notFound(env.SessionId)
 	}
 	if err := ctx.Err(); err != nil {
 		// The caller gave up while the envelope waited in the queue.
 		return nil, nil, 0, macperr.Wrap(macperr.InternalError, err, "the request ended before the message was applied")
 	}
+	s.touch(k.now())
 	md := s.rec.GetMetadata()
-	if seq, dup := s.seen[env.MessageId]; dup {
+	seq, dup, err := k.seen(ctx, s, env.MessageId)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if dup {
 		return nil, nil, seq, nil
 	}
 	ack, wait, err = k.applyChecked(ctx, s, md, env)

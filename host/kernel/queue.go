@@ -13,16 +13,27 @@ import (
 // the session's next messages can be applied meanwhile. The Ack goes out
 // only once the entry is durable.
 func (k *Kernel) apply(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, error) {
-	s, ok := k.lookup(env.SessionId)
-	if !ok {
-		return nil, macperr.New(macperr.SessionNotFound, "session %q does not exist", env.SessionId)
-	}
 	r := &request{ctx: ctx, env: env, done: make(chan struct{})}
-	s.qmu.Lock()
-	s.queue = append(s.queue, r)
-	start := !s.draining
-	s.draining = true
-	s.qmu.Unlock()
+	var (
+		s     *session
+		start bool
+	)
+	for {
+		var err error
+		if s, err = k.lookup(ctx, env.SessionId); err != nil {
+			return nil, err
+		}
+		s.qmu.Lock()
+		if s.evicted { // removed from memory meanwhile: look it up again
+			s.qmu.Unlock()
+			continue
+		}
+		s.queue = append(s.queue, r)
+		start = !s.draining
+		s.draining = true
+		s.qmu.Unlock()
+		break
+	}
 	if start {
 		// Apply the batch that holds this envelope right here; a drainer
 		// goroutine takes over only if more arrived meanwhile.

@@ -5,10 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
-	"sort"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -16,7 +14,8 @@ import (
 	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/mode"
-	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/host/storage"
+	"github.com/concord-macp/concord/host/storage/memory"
 	"github.com/concord-macp/concord/macperr"
 	"github.com/concord-macp/concord/policy"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
@@ -59,15 +58,20 @@ func Replay(ctx context.Context, recorded *storev1.Session, entries []*storev1.E
 			return nil, err
 		}
 	}
-	s, ok := r.k.lookup(recorded.GetMetadata().GetSessionId())
-	if !ok {
+	s, err := r.k.lookup(ctx, recorded.GetMetadata().GetSessionId())
+	if err != nil {
 		diverge("the replay never created the session")
 		return res, nil
 	}
 	res.Session = s.rec
 	compareSnapshots(recorded, s.rec, diverge)
-	if want, got := seenIDs(entries), sortedKeys(s.seen); !slices.Equal(want, got) {
-		diverge("dedup memory differs: recorded %d ids, replayed %d", len(want), len(got))
+	for _, e := range entries {
+		if e.GetOrigin() != storev1.Origin_ORIGIN_AGENT {
+			continue
+		}
+		if seq, ok, _ := r.st.Seen(ctx, r.id, e.GetEnvelope().GetMessageId()); !ok || seq != e.GetSequence() {
+			diverge("dedup memory differs: %s of entry %d is not remembered at that sequence", e.GetEnvelope().GetMessageId(), e.GetSequence())
+		}
 	}
 	return res, nil
 }
@@ -94,8 +98,8 @@ func replayThrough(ctx context.Context, recorded *storev1.Session, entries []*st
 			return nil, divergence
 		}
 	}
-	s, ok := r.k.lookup(recorded.GetMetadata().GetSessionId())
-	if !ok {
+	s, err := r.k.lookup(ctx, recorded.GetMetadata().GetSessionId())
+	if err != nil {
 		return nil, errors.New("the replay never created the session")
 	}
 	return s.rec, nil
@@ -105,7 +109,7 @@ func replayThrough(ctx context.Context, recorded *storev1.Session, entries []*st
 // session's log at the recorded times.
 type replayer struct {
 	k   *Kernel
-	st  *store.Store
+	st  *memory.Store
 	id  string
 	now int64
 }
@@ -117,12 +121,10 @@ func newReplayer(ctx context.Context, recorded *storev1.Session, catalog mode.Ca
 		return nil, fmt.Errorf("replay %s: module %s is not available", md.GetSessionId(), recorded.GetModuleDigest())
 	}
 	_, strict, _ := catalog.Lookup(md.GetMode())
-	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(ctx, store.Options{InMemory: true, Logger: discard, GCInterval: -1})
-	if err != nil {
-		return nil, fmt.Errorf("replay: open scratch store: %w", err)
-	}
+	discard := slog.New(slog.DiscardHandler)
+	st := memory.New()
 	r := &replayer{st: st, id: md.GetSessionId()}
+	var err error
 	r.k, err = New(ctx, Options{
 		Store:         st,
 		Catalog:       pinnedCatalog{mode: module, strict: strict || abi.IsStandard(md.GetMode())},
@@ -130,21 +132,18 @@ func newReplayer(ctx context.Context, recorded *storev1.Session, catalog mode.Ca
 		Logger:        discard,
 		Now:           func() time.Time { return time.UnixMilli(r.now) },
 		SweepInterval: -1,
+		IdleEviction:  -1,
 		// The recording's caps are replay inputs.
 		MaxPayloadBytes:     1 << 30,
 		DefaultMaxSuspendMs: recorded.GetMaxSuspendMs(),
 	})
 	if err != nil {
-		_ = st.Close()
 		return nil, fmt.Errorf("replay: start scratch kernel: %w", err)
 	}
 	return r, nil
 }
 
-func (r *replayer) close() {
-	r.k.Close()
-	_ = r.st.Close()
-}
+func (r *replayer) close() { r.k.Close() }
 
 // apply re-applies one recorded entry at its recorded time and reports
 // every way the outcome differs from the record.
@@ -191,7 +190,7 @@ func (r *replayer) apply(ctx context.Context, e *storev1.Entry, diverge func(str
 			diverge("entry %d: the policy decided %v on replay, recorded %v", e.GetSequence(), got.GetGovernance(), e.GetGovernance())
 		}
 	}
-	if s, ok := r.k.lookup(r.id); ok {
+	if s, err := r.k.lookup(ctx, r.id); err == nil {
 		if s.rec.GetLastSequence() != e.GetSequence() {
 			diverge("entry %d: the replay is at sequence %d", e.GetSequence(), s.rec.GetLastSequence())
 		}
@@ -228,13 +227,13 @@ func compareSnapshots(want, got *storev1.Session, diverge func(string, ...any)) 
 
 // scratchEntry reads the entry with sequence seq of session id from the
 // replay's store; nil when there is none.
-func scratchEntry(ctx context.Context, st *store.Store, id string, seq uint64) *storev1.Entry {
+func scratchEntry(ctx context.Context, st storage.Log, id string, seq uint64) *storev1.Entry {
 	var got *storev1.Entry
 	_ = st.Entries(ctx, id, seq-1, func(x *storev1.Entry) error {
 		if x.GetSequence() == seq {
 			got = x
 		}
-		return store.ErrStop
+		return storage.ErrStop
 	})
 	return got
 }
@@ -255,26 +254,6 @@ func runtimeRecord(env *macpv1.Envelope) (Control, string, string, error) {
 		return Resume, p.GetResumedBy(), p.GetReason(), err
 	}
 	return 0, "", "", fmt.Errorf("unknown runtime record %q", env.GetMessageType())
-}
-
-func seenIDs(entries []*storev1.Entry) []string {
-	var ids []string
-	for _, e := range entries {
-		if e.GetOrigin() == storev1.Origin_ORIGIN_AGENT {
-			ids = append(ids, e.GetEnvelope().GetMessageId())
-		}
-	}
-	sort.Strings(ids)
-	return ids
-}
-
-func sortedKeys(m map[string]uint64) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // pinnedCatalog serves one module, the one a replayed session is pinned to.

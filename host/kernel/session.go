@@ -3,8 +3,11 @@ package kernel
 import (
 	"context"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/concord-macp/concord/host/mode"
+	"github.com/concord-macp/concord/macperr"
 
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -24,11 +27,17 @@ type session struct {
 
 	mu   sync.Mutex
 	rec  *storev1.Session
-	seen map[string]uint64 // accepted message id -> its sequence (dedup memory)
 	mode mode.Module
-	// dead marks a session whose SessionStart failed after it was published
-	// in the map; whoever finds it treats it as unknown.
+	// dead marks a session whose SessionStart (or load) failed after it was
+	// published in the map; whoever finds it treats it as unknown.
 	dead bool
+	// evicted marks a session removed from memory (set under mu and qmu);
+	// whoever finds it looks the session up again.
+	evicted bool
+	// due is when the sweeper was last told the session is next due.
+	due int64
+	// touched is when the session was last used (Unix ms), for eviction.
+	touched atomic.Int64
 
 	qmu sync.Mutex
 	// queue holds agents' envelopes waiting for the drainer, in arrival
@@ -39,6 +48,9 @@ type session struct {
 	pubMu sync.Mutex
 	// published is the highest sequence known durable and published.
 	published uint64
+	// inflight holds the message ids of agent entries queued for writing
+	// and not yet published; the store's dedup index has the rest.
+	inflight map[string]uint64
 	// ready holds durable entries waiting for an earlier one to be.
 	ready map[uint64]publication
 	// advanced is closed (and replaced) whenever published moves.
@@ -52,11 +64,30 @@ type publication struct {
 }
 
 func newSession(rec *storev1.Session, m mode.Module) *session {
-	return &session{sid: rec.GetMetadata().GetSessionId(), rec: rec, seen: map[string]uint64{}, mode: m,
-		ready: map[uint64]publication{}, advanced: make(chan struct{})}
+	return &session{sid: rec.GetMetadata().GetSessionId(), rec: rec, mode: m,
+		inflight: map[string]uint64{}, ready: map[uint64]publication{}, advanced: make(chan struct{})}
 }
 
 func (s *session) id() string { return s.sid }
+
+// touch records a use of the session at now.
+func (s *session) touch(now time.Time) { s.touched.Store(now.UnixMilli()) }
+
+// seen returns the sequence of the session's agent entry with message id
+// id, whether in flight or durable. The caller holds s.mu.
+func (k *Kernel) seen(ctx context.Context, s *session, id string) (uint64, bool, error) {
+	s.pubMu.Lock()
+	seq, ok := s.inflight[id]
+	s.pubMu.Unlock()
+	if ok {
+		return seq, true, nil
+	}
+	seq, ok, err := k.store.Seen(context.WithoutCancel(ctx), s.sid, id)
+	if err != nil {
+		return 0, false, macperr.Wrap(macperr.InternalError, err, "could not read the dedup index")
+	}
+	return seq, ok, nil
+}
 
 func (s *session) state() macpv1.SessionState { return s.rec.GetMetadata().GetState() }
 
@@ -72,6 +103,9 @@ func (k *Kernel) publish(s *session, item publication) {
 		next, ok := s.ready[s.published+1]
 		if !ok {
 			break
+		}
+		if next.entry.GetOrigin() == storev1.Origin_ORIGIN_AGENT {
+			delete(s.inflight, next.entry.GetEnvelope().GetMessageId())
 		}
 		delete(s.ready, s.published+1)
 		s.published++

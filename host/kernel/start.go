@@ -41,8 +41,8 @@ func (k *Kernel) start(ctx context.Context, caller access.Caller, env *macpv1.En
 	if want := module.Descriptor().GetModeVersion(); strict && p.ModeVersion != want {
 		return nil, macperr.New(macperr.ModeNotSupported, "mode %s is served at version %q, not %.64q", env.Mode, want, p.ModeVersion)
 	}
-	if existing, ok := k.lookup(env.SessionId); ok {
-		return k.restart(existing, env)
+	if k.index.has(env.SessionId) {
+		return k.restart(ctx, env)
 	}
 	if !k.limits.Open(env.Sender, caller.MaxOpenSessions) {
 		return nil, macperr.New(macperr.RateLimited, "%.64q already has as many open sessions as this server allows", env.Sender)
@@ -103,10 +103,10 @@ func (k *Kernel) start(ctx context.Context, caller access.Caller, env *macpv1.En
 
 	s := newSession(rec, module)
 	s.mu.Lock()
-	if v, loaded := k.sessions.LoadOrStore(env.SessionId, s); loaded {
+	if _, loaded := k.sessions.LoadOrStore(env.SessionId, s); loaded {
 		// Another SessionStart for the same id won the race.
 		s.mu.Unlock()
-		return k.restart(v.(*session), env)
+		return k.restart(ctx, env)
 	}
 	defer s.mu.Unlock()
 	k.index.add(env.SessionId)
@@ -125,6 +125,8 @@ func (k *Kernel) start(ctx context.Context, caller access.Caller, env *macpv1.En
 		return fail(err)
 	}
 	started = true
+	s.touch(k.now())
+	k.schedule(s)
 	k.log.Debug("session started", "session_id", env.SessionId, "mode", env.Mode, "initiator", env.Sender)
 	return &macpv1.Ack{Ok: true, MessageId: env.MessageId, SessionId: env.SessionId,
 		AcceptedAtUnixMs: now, SessionState: s.state()}, nil
@@ -132,13 +134,20 @@ func (k *Kernel) start(ctx context.Context, caller access.Caller, env *macpv1.En
 
 // restart answers a SessionStart for a session id already in use: a retry
 // of the same message gets a duplicate Ack, anything else is refused.
-func (k *Kernel) restart(s *session, env *macpv1.Envelope) (*macpv1.Ack, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.dead {
-		return nil, macperr.New(macperr.SessionNotFound, "a concurrent SessionStart for %q failed; retry", env.SessionId)
+func (k *Kernel) restart(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, error) {
+	s, err := k.locked(ctx, env.SessionId)
+	if err != nil {
+		if macperr.CodeOf(err) == macperr.SessionNotFound {
+			return nil, macperr.New(macperr.SessionNotFound, "a concurrent SessionStart for %q failed; retry", env.SessionId)
+		}
+		return nil, err
 	}
-	if _, dup := s.seen[env.MessageId]; dup {
+	defer s.mu.Unlock()
+	_, dup, err := k.seen(ctx, s, env.MessageId)
+	if err != nil {
+		return nil, err
+	}
+	if dup {
 		return k.duplicateAck(s, env), nil
 	}
 	return nil, macperr.New(macperr.SessionAlreadyExists, "session %q already exists", env.SessionId)

@@ -5,7 +5,7 @@ import (
 	"errors"
 
 	"github.com/concord-macp/concord/host/bus"
-	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/host/storage"
 	"github.com/concord-macp/concord/macperr"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 )
@@ -109,12 +109,12 @@ func (sub *Subscription) next(ctx context.Context, wait bool) (*storev1.Entry, e
 func (sub *Subscription) fill(ctx context.Context) error {
 	err := sub.k.store.Entries(ctx, sub.id, sub.cursor, func(e *storev1.Entry) error {
 		if e.GetSequence() > sub.catch || len(sub.page) == backfillPage {
-			return store.ErrStop
+			return storage.ErrStop
 		}
 		sub.page = append(sub.page, e)
 		return nil
 	})
-	if err != nil && !errors.Is(err, store.ErrStop) {
+	if err != nil && !errors.Is(err, storage.ErrStop) {
 		return macperr.Wrap(macperr.InternalError, err, "could not read the session's log")
 	}
 	return nil

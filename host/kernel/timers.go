@@ -117,6 +117,7 @@ func (k *Kernel) fire(ctx context.Context, s *session, t *abiv1.Timer, due int64
 		next := successor(s.rec)
 		next.Timers = next.Timers[1:]
 		s.rec = next // not written: a later commit or a replay drops it again
+		k.reschedule(s)
 		return nil
 	}
 	if err := k.recordNow(ctx, s, transition{env: env, origin: storev1.Origin_ORIGIN_RUNTIME, at: due, stepped: out}); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/concord-macp/concord/host/cmthash"
 	"github.com/concord-macp/concord/host/mode"
+	"github.com/concord-macp/concord/host/storage"
 	"github.com/concord-macp/concord/macperr"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
@@ -54,6 +55,8 @@ type stepped struct {
 	// terminal is set when the envelope's type ends the session
 	// (the mode's terminal_message_types).
 	terminal bool
+	// clock is the session clock the mode stepped at.
+	clock int64
 }
 
 // maxModeStateBytes caps the state a mode may keep, so that one commit
@@ -86,7 +89,7 @@ func (k *Kernel) step(ctx context.Context, m mode.Module, rec *storev1.Session, 
 	if err != nil {
 		return nil, macperr.Wrap(macperr.InternalError, err, "the mode module answered with an unusable timer")
 	}
-	return &stepped{state: res.GetState(), timers: timers, terminal: mode.IsTerminal(m.Descriptor(), env.GetMessageType())}, nil
+	return &stepped{state: res.GetState(), timers: timers, terminal: mode.IsTerminal(m.Descriptor(), env.GetMessageType()), clock: clock}, nil
 }
 
 // maxModeMessage bounds the rejection text of a mode passed on to clients.
@@ -117,21 +120,22 @@ func (k *Kernel) modeRejection(rec *storev1.Session, env *macpv1.Envelope, res *
 // entry (see enqueue). The caller holds s.mu.
 func (k *Kernel) record(ctx context.Context, s *session, t transition) (wait func(context.Context) error, err error) {
 	next := successor(s.rec)
+	entry := &storev1.Entry{
+		Envelope:         t.env,
+		AcceptedAtUnixMs: t.at,
+		Origin:           t.origin,
+		Governance:       t.governance,
+	}
 	if t.stepped != nil {
 		next.ModeState = t.stepped.state
 		next.Timers = t.stepped.timers
 		if t.stepped.terminal {
 			next.Metadata.State = macpv1.SessionState_SESSION_STATE_RESOLVED
 		}
+		entry.SessionClockMs = t.stepped.clock
 	}
 	if t.lifecycle != macpv1.SessionState_SESSION_STATE_UNSPECIFIED {
 		next.Metadata.State = t.lifecycle
-	}
-	entry := &storev1.Entry{
-		Envelope:         t.env,
-		AcceptedAtUnixMs: t.at,
-		Origin:           t.origin,
-		Governance:       t.governance,
 	}
 	if t.commitment != nil {
 		next.Metadata.State = macpv1.SessionState_SESSION_STATE_RESOLVED
@@ -188,6 +192,24 @@ func successor(rec *storev1.Session) *storev1.Session {
 	return next
 }
 
+// Snapshot policy: a commit saves the mode state when it is small (cheaper
+// than stepping again), when the session ends, and otherwise every
+// snapshotEvery entries, so that a commit writes a bounded amount and a load
+// steps the mode at most snapshotEvery times (RATIONALE "Log-structured
+// session state").
+const (
+	inlineStateBytes = 4 << 10
+	snapshotEvery    = 64
+)
+
+// saveState reports whether the commit of next saves its mode state.
+func saveState(next *storev1.Session) bool {
+	return next.GetLastSequence() == 1 ||
+		len(next.GetModeState()) <= inlineStateBytes ||
+		!isLive(next.GetMetadata().GetState()) ||
+		next.GetLastSequence()-next.GetStateSequence() >= snapshotEvery
+}
+
 // enqueue queues next and entry for writing and makes next the session's
 // snapshot. The caller holds s.mu. The returned wait blocks until the write
 // is durable and then publishes the entry; the caller must call it (after
@@ -200,9 +222,13 @@ func (k *Kernel) enqueue(ctx context.Context, s *session, next *storev1.Session,
 	if entry.GetSequence() == 1 {
 		prev = macpv1.SessionState_SESSION_STATE_UNSPECIFIED
 	}
+	save := saveState(next)
+	if save {
+		next.StateSequence = next.LastSequence
+	}
 	// The client must not be able to abandon a write half way: once queued
 	// it may land, and the session must then reflect it.
-	p, err := k.store.Enqueue(context.WithoutCancel(ctx), next, entry)
+	p, err := k.store.Enqueue(context.WithoutCancel(ctx), storage.Commit{Session: next, Entries: []*storev1.Entry{entry}, SaveState: save})
 	if err != nil {
 		return nil, fmt.Errorf("queue commit of session %s: %w", s.id(), err)
 	}
@@ -211,8 +237,11 @@ func (k *Kernel) enqueue(ctx context.Context, s *session, next *storev1.Session,
 	}
 	s.rec = next
 	if entry.GetOrigin() == storev1.Origin_ORIGIN_AGENT {
-		s.seen[entry.GetEnvelope().GetMessageId()] = entry.GetSequence()
+		s.pubMu.Lock()
+		s.inflight[entry.GetEnvelope().GetMessageId()] = entry.GetSequence()
+		s.pubMu.Unlock()
 	}
+	k.reschedule(s)
 	item := publication{entry: entry}
 	if ev := lifecycleEvent(prev, next.GetMetadata().GetState()); ev != macpv1.SessionLifecycleEvent_EVENT_TYPE_UNSPECIFIED {
 		item.event = &macpv1.SessionLifecycleEvent{

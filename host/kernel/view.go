@@ -8,7 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/concord-macp/concord/host/access"
-	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/host/storage"
 	"github.com/concord-macp/concord/macperr"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
@@ -38,7 +38,7 @@ func (v View) Caller() access.Caller { return v.caller }
 // open returns session id locked, if the caller may see it, brought up to
 // date first (due timers, expiry). The caller unlocks.
 func (v View) open(ctx context.Context, id string) (*session, error) {
-	s, err := v.k.locked(id)
+	s, err := v.k.locked(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +142,7 @@ func (v View) Export(ctx context.Context, id string) (*storev1.Session, []*store
 // the write of last if it is still in flight. Entries past last (a commit
 // racing this read) are left out.
 func (k *Kernel) entries(ctx context.Context, id string, last uint64) ([]*storev1.Entry, error) {
-	if s, ok := k.lookup(id); ok {
+	if s, err := k.lookup(ctx, id); err == nil {
 		if err := s.waitDurable(ctx, last); err != nil {
 			return nil, macperr.Wrap(macperr.InternalError, err, "the session's last write is not durable yet")
 		}
@@ -150,7 +150,7 @@ func (k *Kernel) entries(ctx context.Context, id string, last uint64) ([]*storev
 	var out []*storev1.Entry
 	err := k.store.Entries(ctx, id, 0, func(e *storev1.Entry) error {
 		if e.GetSequence() > last {
-			return store.ErrStop
+			return storage.ErrStop
 		}
 		out = append(out, e)
 		return nil
@@ -169,7 +169,7 @@ func (v View) Governance(ctx context.Context, id string) ([]*storev1.Governance,
 		return nil, err
 	}
 	var out []*storev1.Governance
-	err := v.k.store.EachPrefix(ctx, store.Audit, id+"\x00", func(_ string, b []byte) error {
+	err := v.k.store.EachPrefix(ctx, storage.Audit, id+"\x00", func(_ string, b []byte) error {
 		g := &storev1.Governance{}
 		if err := proto.Unmarshal(b, g); err != nil {
 			return fmt.Errorf("decode a governance record: %w", err)

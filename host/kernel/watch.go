@@ -86,8 +86,8 @@ func (v View) ListSessions(ctx context.Context, filter SessionFilter, pageSize i
 			return page, "", nil
 		}
 		for _, id := range ids {
-			md, err := v.Session(ctx, id)
-			if err != nil || !filter.Match(md) {
+			md, err := v.k.peek(ctx, id)
+			if err != nil || !v.caller.MayObserve(md) || !filter.Match(md) {
 				continue // gone, dead, not the caller's, or not selected
 			}
 			if len(page) == int(pageSize) {
@@ -97,6 +97,30 @@ func (v View) ListSessions(ctx context.Context, filter SessionFilter, pageSize i
 		}
 		cursor = ids[len(ids)-1]
 	}
+}
+
+// peek returns session id's metadata for a listing without loading the
+// session: the snapshot's if the session is in memory, the stored head's
+// otherwise. Listings leave expiry to the sweeper, which records it within
+// one sweep interval. The result must not be modified.
+func (k *Kernel) peek(ctx context.Context, id string) (*macpv1.SessionMetadata, error) {
+	if v, ok := k.sessions.Load(id); ok {
+		s := v.(*session)
+		s.mu.Lock()
+		md, dead, evicted := s.rec.GetMetadata(), s.dead, s.evicted
+		s.mu.Unlock()
+		switch {
+		case dead:
+			return nil, notFound(id)
+		case !evicted:
+			return md, nil
+		}
+	}
+	head, err := k.store.Head(ctx, id)
+	if err != nil {
+		return nil, notFound(id)
+	}
+	return head.GetMetadata(), nil
 }
 
 // SessionWatch yields the lifecycle events of the sessions its caller may
@@ -118,8 +142,8 @@ func (v View) WatchSessions(ctx context.Context, filter SessionFilter) *SessionW
 	w := &SessionWatch{view: v, filter: filter, listed: map[string]bool{},
 		sub: v.k.lifecycle.Subscribe("", bus.DefaultBuffer)}
 	for _, id := range v.k.index.all() {
-		md, err := v.Session(ctx, id)
-		if err != nil || !filter.Match(md) {
+		md, err := v.k.peek(ctx, id)
+		if err != nil || !v.caller.MayObserve(md) || !filter.Match(md) {
 			continue
 		}
 		w.listed[id] = true

@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/host/storage"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -52,7 +52,7 @@ func (r *Registry) Register(ctx context.Context, d *macpv1.ModeDescriptor) error
 	if err != nil {
 		return fmt.Errorf("modes: encode declaration: %w", err)
 	}
-	if err := u.Store.Put(ctx, store.ModeDeclarations, name, rec); err != nil {
+	if err := u.Store.Put(ctx, storage.ModeDeclarations, name, rec); err != nil {
 		return fmt.Errorf("modes: store declaration of %s: %w", name, err)
 	}
 	r.mu.Lock()
@@ -64,7 +64,7 @@ func (r *Registry) Register(ctx context.Context, d *macpv1.ModeDescriptor) error
 
 // withdraw removes the declaration of name. The caller holds changeMu.
 func (r *Registry) withdraw(ctx context.Context, name string) error {
-	if err := r.uploads.Store.Delete(ctx, store.ModeDeclarations, name); err != nil {
+	if err := r.uploads.Store.Delete(ctx, storage.ModeDeclarations, name); err != nil {
 		return fmt.Errorf("modes: remove declaration of %s: %w", name, err)
 	}
 	r.mu.Lock()
@@ -79,7 +79,7 @@ func (r *Registry) withdraw(ctx context.Context, name string) error {
 // that could not remove it; it is removed now.
 func (r *Registry) restoreDeclarations(ctx context.Context, s Persistence) error {
 	var filled []string
-	err := s.Each(ctx, store.ModeDeclarations, func(name string, v []byte) error {
+	err := s.EachPrefix(ctx, storage.ModeDeclarations, "", func(name string, v []byte) error {
 		var rec storev1.ModeDeclaration
 		if err := proto.Unmarshal(v, &rec); err != nil {
 			return fmt.Errorf("modes: decode declaration of %s: %w", name, err)
@@ -97,7 +97,7 @@ func (r *Registry) restoreDeclarations(ctx context.Context, s Persistence) error
 		return err
 	}
 	for _, name := range filled {
-		if err := s.Delete(ctx, store.ModeDeclarations, name); err != nil {
+		if err := s.Delete(ctx, storage.ModeDeclarations, name); err != nil {
 			return fmt.Errorf("modes: remove filled declaration of %s: %w", name, err)
 		}
 	}

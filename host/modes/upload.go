@@ -13,7 +13,7 @@ import (
 	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/host/bus"
 	"github.com/concord-macp/concord/host/mode"
-	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/host/storage"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -24,15 +24,11 @@ const DefaultMaxModuleBytes = 16 << 20
 // ErrRefused wraps every reason an upload or registry change is refused.
 var ErrRefused = errors.New("refused")
 
-// Persistence is where uploads, bindings and declarations are kept
-// (host/store).
+// Persistence is where uploads, bindings and declarations are kept: the
+// records and blobs of the storage contract (host/storage).
 type Persistence interface {
-	Put(ctx context.Context, r store.Registry, key string, value []byte) error
-	Delete(ctx context.Context, r store.Registry, key string) error
-	Each(ctx context.Context, r store.Registry, fn func(key string, value []byte) error) error
-	PutBlob(ctx context.Context, name string, data []byte) error
-	Blob(ctx context.Context, name string) ([]byte, error)
-	BlobNames(ctx context.Context) ([]string, error)
+	storage.Records
+	storage.Blobs
 }
 
 // Uploads configures run-time uploads of modes.
@@ -63,15 +59,12 @@ func (r *Registry) EnableUploads(ctx context.Context, u Uploads) error {
 
 	// Every stored module is loaded, bound or not: sessions may be pinned
 	// to a module that no longer serves new sessions.
-	names, err := u.Store.BlobNames(ctx)
+	names, err := u.Store.BlobNames(ctx, storage.Modules)
 	if err != nil {
 		return fmt.Errorf("modes: list stored modules: %w", err)
 	}
 	for _, digest := range names {
-		if strings.Contains(digest, ":") {
-			continue // another kind of blob (e.g. "rego:…" policy sources)
-		}
-		b, err := u.Store.Blob(ctx, digest)
+		b, err := u.Store.Blob(ctx, storage.Modules, digest)
 		if err != nil {
 			return fmt.Errorf("modes: read module %s: %w", digest, err)
 		}
@@ -83,7 +76,7 @@ func (r *Registry) EnableUploads(ctx context.Context, u Uploads) error {
 		r.byDigest[m.Digest()] = m
 		r.mu.Unlock()
 	}
-	err = u.Store.Each(ctx, store.ModeBindings, func(_ string, v []byte) error {
+	err = u.Store.EachPrefix(ctx, storage.ModeBindings, "", func(_ string, v []byte) error {
 		var b storev1.ModeBinding
 		if err := proto.Unmarshal(v, &b); err != nil {
 			return fmt.Errorf("modes: decode binding: %w", err)
@@ -132,7 +125,7 @@ func (r *Registry) Upload(ctx context.Context, wasm []byte) (mode.Module, error)
 	if err := r.checkDescriptor(d, m.Digest()); err != nil {
 		return nil, err
 	}
-	if err := u.Store.PutBlob(ctx, m.Digest(), wasm); err != nil {
+	if err := u.Store.PutBlob(ctx, storage.Modules, m.Digest(), wasm); err != nil {
 		return nil, fmt.Errorf("modes: store module: %w", err)
 	}
 	if err := r.bind(ctx, d.GetMode(), m, false); err != nil {
@@ -161,7 +154,7 @@ func (r *Registry) bind(ctx context.Context, name string, m mode.Module, promote
 	if filled {
 		// The binding is durable, so a record left behind by a failure
 		// here is dropped at the next start (restoreDeclarations).
-		if err := r.uploads.Store.Delete(ctx, store.ModeDeclarations, name); err != nil {
+		if err := r.uploads.Store.Delete(ctx, storage.ModeDeclarations, name); err != nil {
 			return fmt.Errorf("modes: %s is served, but its filled declaration could not be removed: %w", name, err)
 		}
 	}
@@ -173,7 +166,7 @@ func (r *Registry) putBinding(ctx context.Context, b *storev1.ModeBinding) error
 	if err != nil {
 		return fmt.Errorf("modes: encode binding: %w", err)
 	}
-	if err := r.uploads.Store.Put(ctx, store.ModeBindings, b.GetMode(), v); err != nil {
+	if err := r.uploads.Store.Put(ctx, storage.ModeBindings, b.GetMode(), v); err != nil {
 		return fmt.Errorf("modes: store binding of %s: %w", b.GetMode(), err)
 	}
 	return nil

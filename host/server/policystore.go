@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/concord-macp/concord/host/storage"
 	"github.com/concord-macp/concord/host/store"
 	"github.com/concord-macp/concord/policy"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -47,14 +48,14 @@ func (p policyStore) All(ctx context.Context) ([]*macpv1.PolicyDescriptor, error
 	return out, err
 }
 
-// Rego sources are blobs named "rego:<digest>", never deleted: replay of a
+// Rego sources are blobs of their own kind, never deleted: replay of a
 // session bound to an unregistered policy still needs them.
 func (p policyStore) PutSource(ctx context.Context, digest string, source []byte) error {
-	return p.st.PutBlob(ctx, "rego:"+digest, source)
+	return p.st.PutBlob(ctx, storage.RegoSources, digest, source)
 }
 
 func (p policyStore) Source(ctx context.Context, digest string) ([]byte, error) {
-	b, err := p.st.Blob(ctx, "rego:"+digest)
+	b, err := p.st.Blob(ctx, storage.RegoSources, digest)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s", policy.ErrSourceNotFound, digest)
 	}

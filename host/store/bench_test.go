@@ -64,7 +64,7 @@ func BenchmarkCommit(b *testing.B) {
 			ctx := context.Background()
 			runWriters(b, bc.writers, func(w int, seq uint64) error {
 				id := fmt.Sprintf("writer-%02d", w)
-				return s.Commit(ctx, open(id, seq), entry(id, seq))
+				return s.commitFull(ctx, open(id, seq), entry(id, seq))
 			})
 			st := s.Stats()
 			b.ReportMetric(float64(st.Commits)/float64(st.Groups), "commits/fsync")

@@ -2,12 +2,16 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 
 	"github.com/dgraph-io/badger/v4"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/concord-macp/concord/host/storage"
 
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -29,18 +33,14 @@ type request struct {
 // perKeyOverhead approximates what Badger adds to each key and value.
 const perKeyOverhead = 64
 
-// Commit atomically appends entries to the session's log and replaces its
-// snapshot. Entries must carry consecutive sequences continuing the log (the
-// first one follows the previous snapshot's last_sequence) and
-// snap.last_sequence must equal the last entry's sequence; with no entries,
-// only the snapshot is replaced and its last_sequence must stay unchanged.
-//
-// Commit returns once the write is durable. Concurrent Commits share one
-// transaction and one fsync. If ctx ends while Commit waits, it returns
-// ctx.Err() and the write may still land. Commit does not keep snap or
-// entries: they are encoded before it queues the write.
-func (s *Store) Commit(ctx context.Context, snap *storev1.Session, entries ...*storev1.Entry) error {
-	p, err := s.Enqueue(ctx, snap, entries...)
+// Commit writes c (see storage.Commit) and returns once it is durable:
+// atomically, the entries, the dedup records of the agent entries, the
+// session's head and, when c.SaveState is set, its state snapshot.
+// Concurrent Commits share one transaction and one fsync. If ctx ends while
+// Commit waits, it returns ctx.Err() and the write may still land. Commit
+// does not keep c: it is encoded before the write is queued.
+func (s *Store) Commit(ctx context.Context, c storage.Commit) error {
+	p, err := s.Enqueue(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -53,18 +53,14 @@ type Pending struct {
 	req *request
 }
 
-// Enqueue queues a Commit (see Commit for the rules) and returns without
-// waiting for it to be durable. Commits are written in the order they are
-// queued, so a caller that enqueues a session's commits one after the other
-// may process the next one before the previous is durable, and must only
-// report a commit as done once its Wait returned nil. After a failed write
-// the store refuses every later Commit, so nothing queued after a failure
-// becomes durable.
-func (s *Store) Enqueue(ctx context.Context, snap *storev1.Session, entries ...*storev1.Entry) (*Pending, error) {
+// Enqueue queues a Commit and returns without waiting for it to be
+// durable (storage.Log). After a failed write the store refuses every later
+// Commit, so nothing queued after a failure becomes durable.
+func (s *Store) Enqueue(ctx context.Context, c storage.Commit) (storage.Pending, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	req, err := newRequest(snap, entries)
+	req, err := newRequest(c)
 	if err != nil {
 		return nil, err
 	}
@@ -104,16 +100,17 @@ func (p *Pending) Wait(ctx context.Context) error {
 
 // newRequest checks what can be checked without the log and encodes the
 // records.
-func newRequest(snap *storev1.Session, entries []*storev1.Entry) (*request, error) {
+func newRequest(c storage.Commit) (*request, error) {
+	snap, entries := c.Session, c.Entries
 	id := snap.GetMetadata().GetSessionId()
 	invalid := func(format string, args ...any) error {
 		return fmt.Errorf("store: commit %.64q: %w: %s", id, ErrInvalid, fmt.Sprintf(format, args...))
 	}
 	if snap == nil {
-		return nil, invalid("nil snapshot")
+		return nil, invalid("nil session")
 	}
 	if err := checkSessionID(id); err != nil {
-		return nil, invalid("snapshot metadata: %v", err)
+		return nil, invalid("session metadata: %v", err)
 	}
 	last := snap.GetLastSequence()
 	if len(entries) > 0 {
@@ -130,16 +127,24 @@ func newRequest(snap *storev1.Session, entries []*storev1.Entry) (*request, erro
 			return nil, invalid("entry sequence 0; sequences start at 1")
 		}
 		if end := entries[len(entries)-1].GetSequence(); end != last {
-			return nil, invalid("snapshot last_sequence %d, last entry's sequence %d", last, end)
+			return nil, invalid("session last_sequence %d, last entry's sequence %d", last, end)
 		}
+	}
+	switch {
+	case c.SaveState && snap.GetStateSequence() != last:
+		return nil, invalid("a state snapshot at sequence %d must name itself as state_sequence, not %d", last, snap.GetStateSequence())
+	case snap.GetStateSequence() > last:
+		return nil, invalid("state_sequence %d is past last_sequence %d", snap.GetStateSequence(), last)
+	case last-uint64(len(entries)) == 0 && !c.SaveState:
+		return nil, invalid("a session's first commit must save its state")
 	}
 	req := &request{
 		id:       id,
 		prev:     last - uint64(len(entries)),
 		last:     last,
 		terminal: terminal(snap.GetMetadata().GetState()),
-		keys:     make([][]byte, 0, len(entries)+1),
-		vals:     make([][]byte, 0, len(entries)+1),
+		keys:     make([][]byte, 0, 2*len(entries)+2),
+		vals:     make([][]byte, 0, 2*len(entries)+2),
 		done:     make(chan error, 1),
 		entries:  len(entries),
 	}
@@ -152,13 +157,39 @@ func newRequest(snap *storev1.Session, entries []*storev1.Entry) (*request, erro
 			return nil, fmt.Errorf("store: commit %.64q: encode entry %d: %w", id, e.GetSequence(), err)
 		}
 		req.add(entryKey(id, e.GetSequence()), v)
+		if e.GetOrigin() == storev1.Origin_ORIGIN_AGENT && e.GetEnvelope().GetMessageId() != "" {
+			req.add(seenKey(id, e.GetEnvelope().GetMessageId()), binary.BigEndian.AppendUint64(nil, e.GetSequence()))
+		}
 	}
-	v, err := proto.Marshal(snap)
+	v, err := proto.Marshal(headOf(snap))
 	if err != nil {
-		return nil, fmt.Errorf("store: commit %.64q: encode snapshot: %w", id, err)
+		return nil, fmt.Errorf("store: commit %.64q: encode head: %w", id, err)
 	}
 	req.add(sessionKey(id), v)
+	if c.SaveState {
+		v, err := proto.Marshal(&storev1.StateSnapshot{Sequence: last, ModeState: snap.GetModeState()})
+		if err != nil {
+			return nil, fmt.Errorf("store: commit %.64q: encode state: %w", id, err)
+		}
+		req.add(stateKey(id), v)
+	}
 	return req, nil
+}
+
+// headOf is sess without its mode state: what a head stores. It shares
+// sess's other fields.
+func headOf(sess *storev1.Session) *storev1.Session {
+	if len(sess.GetModeState()) == 0 {
+		return sess
+	}
+	head := &storev1.Session{}
+	src, dst := sess.ProtoReflect(), head.ProtoReflect()
+	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		dst.Set(fd, v)
+		return true
+	})
+	head.ModeState = nil
+	return head
 }
 
 func sequenceError(r *request, logEnd uint64) error {

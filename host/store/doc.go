@@ -1,6 +1,7 @@
 // Package store is Concord's durable session log, kept in an embedded Badger
-// database: every accepted envelope of a session as an Entry, and the
-// session's latest Session snapshot, written together in one transaction.
+// database; it implements the storage contract (host/storage): every
+// accepted envelope of a session as an Entry, the session's head, its latest
+// state snapshot and a dedup index, written together in one transaction.
 //
 // # Durability and grouping
 //
@@ -37,15 +38,17 @@
 // prefix of another id's, and iterating a kind yields sessions in ascending
 // byte order of their ids (the order ListSessions pages in).
 //
-//	0x00 "format"                        store format version (value "1")
+//	0x00 "format"                        store format version (value "2")
 //	0x01 <session id> 0x00 <seq uint64>  log entry, Entry; seq big-endian
-//	0x02 <session id> 0x00               session snapshot, Session
+//	0x02 <session id> 0x00               session head, Session without mode state
 //	0x03 <name> 0x00 <chunk uint32>      blob chunk (module bytes, Rego sources)
 //	0x04 <policy id>                     policy registry record
 //	0x05 <mode>                          mode binding, ModeBinding
 //	0x06 <name>                          blob manifest (length, chunk count)
 //	0x07 <session id> 0x00 <key>         audit record
 //	0x08 <mode>                          mode declaration, ModeDeclaration
+//	0x10 <session id> 0x00               latest state snapshot, StateSnapshot
+//	0x11 <session id> 0x00 <message id>  dedup index: the entry's sequence
 //
 // Big-endian sequences make a prefix scan of 0x01 <id> 0x00 return the
 // session's log in sequence order, and a seek to a given sequence start a

@@ -13,6 +13,8 @@ const (
 	kindEntry   byte = 0x01
 	kindSession byte = 0x02
 	kindPolicy  byte = 0x04 // policy registry records (see registry.go)
+	kindState   byte = 0x10 // a session's latest state snapshot
+	kindSeen    byte = 0x11 // dedup index: message id -> sequence
 )
 
 // idEnd ends the session id inside a key; ids never contain it.
@@ -24,7 +26,9 @@ const MaxSessionIDLen = 1024
 // formatKey holds the store's format version.
 var formatKey = []byte{kindMeta, 'f', 'o', 'r', 'm', 'a', 't'}
 
-const formatVersion = "1"
+// formatVersion is the layout this build writes. Format 1 kept the mode
+// state in the head and had no dedup index; Open migrates it (migrate.go).
+const formatVersion = "2"
 
 func checkSessionID(id string) error {
 	switch {
@@ -47,6 +51,13 @@ func sessionPrefix(kind byte, id string, extra int) []byte {
 }
 
 func sessionKey(id string) []byte { return sessionPrefix(kindSession, id, 0) }
+
+func stateKey(id string) []byte { return sessionPrefix(kindState, id, 0) }
+
+// seenKey is kindSeen <session id> 0x00 <message id>.
+func seenKey(id, messageID string) []byte {
+	return append(sessionPrefix(kindSeen, id, len(messageID)), messageID...)
+}
 
 func entryPrefix(id string) []byte { return sessionPrefix(kindEntry, id, 8) }
 

@@ -5,27 +5,33 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/concord-macp/concord/host/storage"
 )
 
-// Registry names a keyspace of small registry records (module bindings,
-// policies) kept beside the session log.
-type Registry byte
+// Registry names a keyspace of small records kept beside the session log
+// (storage.Kind).
+type Registry = storage.Kind
 
-// The registries. Module bytes have their own calls (PutBlob/Blob), since a
-// module can be larger than one Badger transaction.
+// The registries, as storage names them. Module bytes have their own calls
+// (PutBlob/Blob), since a module can be larger than one Badger transaction.
 const (
-	// Policies holds policy descriptors by policy id.
-	Policies Registry = Registry(kindPolicy)
-	// ModeBindings holds which module serves which mode name.
-	ModeBindings Registry = 0x05
-	// Audit holds per-session audit records under "<session id>\x00<key>".
-	Audit Registry = 0x07
-	// ModeDeclarations holds descriptors registered without a module, by
-	// mode name.
-	ModeDeclarations Registry = 0x08
+	Policies         = storage.Policies
+	ModeBindings     = storage.ModeBindings
+	ModeDeclarations = storage.ModeDeclarations
+	Audit            = storage.Audit
 )
+
+// recordKinds gives each registry its key byte.
+var recordKinds = map[storage.Kind]byte{
+	storage.Policies:         kindPolicy,
+	storage.ModeBindings:     0x05,
+	storage.Audit:            0x07,
+	storage.ModeDeclarations: 0x08,
+}
 
 // kindBlob holds content-addressed blobs (module bytes) in chunks:
 // kindBlob <name> 0x00 <chunk index, uint32 big-endian>; the blob's manifest
@@ -46,9 +52,22 @@ func recordKey(kind byte, key string) ([]byte, error) {
 	return append([]byte{kind}, key...), nil
 }
 
+// kindOf returns the key byte of registry r.
+func kindOf(r Registry) (byte, error) {
+	k, ok := recordKinds[r]
+	if !ok {
+		return 0, fmt.Errorf("store: unknown registry %q", r)
+	}
+	return k, nil
+}
+
 // Put writes value under key in registry r, durably.
 func (s *Store) Put(ctx context.Context, r Registry, key string, value []byte) error {
-	k, err := recordKey(byte(r), key)
+	kind, err := kindOf(r)
+	if err != nil {
+		return err
+	}
+	k, err := recordKey(kind, key)
 	if err != nil {
 		return err
 	}
@@ -58,7 +77,11 @@ func (s *Store) Put(ctx context.Context, r Registry, key string, value []byte) e
 // Delete removes key from registry r, durably. Deleting a missing key is no
 // error.
 func (s *Store) Delete(ctx context.Context, r Registry, key string) error {
-	k, err := recordKey(byte(r), key)
+	kind, err := kindOf(r)
+	if err != nil {
+		return err
+	}
+	k, err := recordKey(kind, key)
 	if err != nil {
 		return err
 	}
@@ -73,10 +96,19 @@ func (s *Store) Each(ctx context.Context, r Registry, fn func(key string, value 
 // EachPrefix calls fn for every record of registry r whose key starts with
 // prefix, in ascending key order.
 func (s *Store) EachPrefix(ctx context.Context, r Registry, keyPrefix string, fn func(key string, value []byte) error) error {
+	kind, err := kindOf(r)
+	if err != nil {
+		return err
+	}
+	return s.eachPrefix(ctx, kind, keyPrefix, fn)
+}
+
+// eachPrefix iterates the records of one key byte.
+func (s *Store) eachPrefix(ctx context.Context, kind byte, keyPrefix string, fn func(key string, value []byte) error) error {
 	if err := s.usable(); err != nil {
 		return fmt.Errorf("store: registry: %w", err)
 	}
-	prefix := append([]byte{byte(r)}, keyPrefix...)
+	prefix := append([]byte{kind}, keyPrefix...)
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefix})
 		defer it.Close()
@@ -104,15 +136,36 @@ func (s *Store) EachPrefix(ctx context.Context, r Registry, keyPrefix string, fn
 	return nil
 }
 
+// blobName is the key name of a blob of kind. Modules keep their bare
+// digest (no colon), the name format 1 stores used; other kinds are
+// prefixed with their kind and a colon.
+func blobName(kind storage.BlobKind, name string) (string, error) {
+	switch {
+	case name == "":
+		return "", errors.New("store: empty blob name")
+	case kind == storage.Modules && strings.Contains(name, ":"):
+		return "", fmt.Errorf("store: module name %.64q has a colon", name)
+	case kind == storage.Modules:
+		return name, nil
+	case kind == storage.RegoSources:
+		return "rego:" + name, nil
+	}
+	return "", fmt.Errorf("store: unknown blob kind %q", kind)
+}
+
 // PutBlob stores data under name (a content digest), in chunks; the blob
 // becomes visible once its manifest is written, after every chunk.
 // Writing an existing name again is a no-op.
-func (s *Store) PutBlob(ctx context.Context, name string, data []byte) error {
+func (s *Store) PutBlob(ctx context.Context, kind storage.BlobKind, name string, data []byte) error {
+	name, err := blobName(kind, name)
+	if err != nil {
+		return err
+	}
 	mk, err := recordKey(kindBlobManifest, name)
 	if err != nil {
 		return err
 	}
-	if _, err := s.Blob(ctx, name); err == nil {
+	if _, err := s.blob(ctx, name); err == nil {
 		return nil
 	}
 	chunks := (len(data) + blobChunk - 1) / blobChunk
@@ -127,10 +180,22 @@ func (s *Store) PutBlob(ctx context.Context, name string, data []byte) error {
 	return s.update(ctx, func(txn *badger.Txn) error { return txn.Set(mk, manifest) })
 }
 
-// Blob returns the blob stored under name, or an error wrapping ErrNotFound.
-func (s *Store) Blob(ctx context.Context, name string) ([]byte, error) {
+// Blob returns the blob of kind stored under name, or an error wrapping
+// ErrNotFound.
+func (s *Store) Blob(ctx context.Context, kind storage.BlobKind, name string) ([]byte, error) {
+	name, err := blobName(kind, name)
+	if err != nil {
+		return nil, err
+	}
+	return s.blob(ctx, name)
+}
+
+func (s *Store) blob(ctx context.Context, name string) ([]byte, error) {
 	mk, err := recordKey(kindBlobManifest, name)
 	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if err := s.usable(); err != nil {
@@ -176,11 +241,20 @@ func (s *Store) Blob(ctx context.Context, name string) ([]byte, error) {
 	return out, nil
 }
 
-// BlobNames lists the names of every stored blob, in ascending order.
-func (s *Store) BlobNames(ctx context.Context) ([]string, error) {
+// BlobNames lists the names of every stored blob of kind, in ascending
+// order.
+func (s *Store) BlobNames(ctx context.Context, kind storage.BlobKind) ([]string, error) {
+	probe, err := blobName(kind, "x")
+	if err != nil {
+		return nil, err
+	}
+	prefix := strings.TrimSuffix(probe, "x")
 	var names []string
-	err := s.Each(ctx, Registry(kindBlobManifest), func(name string, _ []byte) error {
-		names = append(names, name)
+	err = s.eachPrefix(ctx, kindBlobManifest, prefix, func(name string, _ []byte) error {
+		if prefix == "" && strings.Contains(name, ":") {
+			return nil // another kind's blob
+		}
+		names = append(names, strings.TrimPrefix(name, prefix))
 		return nil
 	})
 	return names, err

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/concord-macp/concord/host/storage"
 )
 
 func TestRegistryRecordsSurviveRestart(t *testing.T) {
@@ -24,7 +26,7 @@ func TestRegistryRecordsSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := bytes.Repeat([]byte("0123456789abcdef"), (5*blobChunk)/16+7) // several chunks and a tail
-	if err := s.PutBlob(ctx, "digest1", big); err != nil {
+	if err := s.PutBlob(ctx, storage.Modules, "digest1", big); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -43,11 +45,11 @@ func TestRegistryRecordsSurviveRestart(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("mode bindings = %d, want 1 (registries must not mix)", n)
 	}
-	b, err := s.Blob(ctx, "digest1")
+	b, err := s.Blob(ctx, storage.Modules, "digest1")
 	if err != nil || !bytes.Equal(b, big) {
 		t.Fatalf("blob after restart: %d bytes, err %v; want %d bytes", len(b), err, len(big))
 	}
-	if _, err := s.Blob(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Blob(ctx, storage.Modules, "nope"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing blob: %v", err)
 	}
 	if err := s.Put(ctx, Policies, "", nil); err == nil {

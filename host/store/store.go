@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,26 +14,21 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/concord-macp/concord/host/storage"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 )
 
+// The store's errors are those of the storage contract.
 var (
-	// ErrNotFound: no such session.
-	ErrNotFound = errors.New("not found")
-	// ErrInvalid: a Commit's arguments are malformed.
-	ErrInvalid = errors.New("invalid commit")
-	// ErrSequence: a Commit does not continue the session's log.
-	ErrSequence = errors.New("sequence does not continue the log")
-	// ErrTooLarge: one Commit exceeds what a single transaction can hold.
-	ErrTooLarge = errors.New("commit too large")
-	// ErrClosed: the store is closed or closing.
-	ErrClosed = errors.New("closed")
+	ErrNotFound = storage.ErrNotFound
+	ErrInvalid  = storage.ErrInvalid
+	ErrSequence = storage.ErrSequence
+	ErrTooLarge = storage.ErrTooLarge
+	ErrClosed   = storage.ErrClosed
+	ErrStop     = storage.ErrStop
 	// ErrFailed: an earlier write failed; the store refuses all further
 	// calls until it is reopened.
 	ErrFailed = errors.New("failed by an earlier write error")
-	// ErrStop may be returned by an iteration callback to end the
-	// iteration early; the iterating method then returns nil.
-	ErrStop = errors.New("stop iteration")
 )
 
 // Defaults for Options.
@@ -41,6 +37,8 @@ const (
 	DefaultMaxGroupBytes   = 4 << 20
 	DefaultGCInterval      = 10 * time.Minute
 )
+
+var _ storage.Store = (*Store)(nil)
 
 // Options configures Open.
 type Options struct {
@@ -185,28 +183,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// checkFormat stamps a new database with the format version and refuses one
-// written in another format.
-func checkFormat(db *badger.DB) error {
-	return db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(formatKey)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return txn.Set(formatKey, []byte(formatVersion))
-		}
-		if err != nil {
-			return fmt.Errorf("read format version: %w", err)
-		}
-		v, err := item.ValueCopy(nil)
-		if err != nil {
-			return fmt.Errorf("read format version: %w", err)
-		}
-		if string(v) != formatVersion {
-			return fmt.Errorf("format version %q, this build reads %q", v, formatVersion)
-		}
-		return nil
-	})
-}
-
 // Close flushes pending Commits and closes the database. Call it once, after
 // every other call has returned.
 func (s *Store) Close() error {
@@ -252,76 +228,90 @@ func (s *Store) fail(cause error) error {
 	return *s.failure.Load()
 }
 
-// Session returns the snapshot of one session, or an error wrapping
-// ErrNotFound.
-func (s *Store) Session(ctx context.Context, id string) (*storev1.Session, error) {
+// Load returns session id's head and its latest state snapshot, or an error
+// wrapping ErrNotFound.
+func (s *Store) Load(ctx context.Context, id string) (*storev1.Session, *storev1.StateSnapshot, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if err := s.usable(); err != nil {
+		return nil, nil, fmt.Errorf("store: session %.64q: %w", id, err)
+	}
+	if err := checkSessionID(id); err != nil {
+		return nil, nil, fmt.Errorf("store: session: %w: %w", ErrNotFound, err)
+	}
+	head, state := &storev1.Session{}, &storev1.StateSnapshot{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		if err := get(txn, sessionKey(id), head); err != nil {
+			return err
+		}
+		return get(txn, stateKey(id), state)
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil, fmt.Errorf("store: session %.64q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: session %.64q: %w", id, err)
+	}
+	return head, state, nil
+}
+
+// Head returns session id's head, or an error wrapping ErrNotFound.
+func (s *Store) Head(ctx context.Context, id string) (*storev1.Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if err := s.usable(); err != nil {
-		return nil, fmt.Errorf("store: session %q: %w", id, err)
+		return nil, fmt.Errorf("store: session %.64q: %w", id, err)
 	}
 	if err := checkSessionID(id); err != nil {
 		return nil, fmt.Errorf("store: session: %w: %w", ErrNotFound, err)
 	}
-	snap := &storev1.Session{}
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(sessionKey(id))
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error { return proto.Unmarshal(v, snap) })
-	})
+	head := &storev1.Session{}
+	err := s.db.View(func(txn *badger.Txn) error { return get(txn, sessionKey(id), head) })
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("store: session %q: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("store: session %.64q: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: session %q: %w", id, err)
+		return nil, fmt.Errorf("store: session %.64q: %w", id, err)
 	}
-	return snap, nil
+	return head, nil
 }
 
-// Sessions calls fn for every stored snapshot, in ascending byte order of
+// get reads the record under key into m.
+func get(txn *badger.Txn, key []byte, m proto.Message) error {
+	item, err := txn.Get(key)
+	if err != nil {
+		return err
+	}
+	return item.Value(func(v []byte) error { return proto.Unmarshal(v, m) })
+}
+
+// Heads calls fn with every session's head, in ascending byte order of
 // session ids. fn may return ErrStop to end early.
-func (s *Store) Sessions(ctx context.Context, fn func(*storev1.Session) error) error {
-	return s.SessionsAfter(ctx, "", fn)
-}
-
-// SessionsAfter is Sessions restricted to ids greater than after (keyset
-// paging); after "" means from the start.
-func (s *Store) SessionsAfter(ctx context.Context, after string, fn func(*storev1.Session) error) error {
+func (s *Store) Heads(ctx context.Context, fn func(*storev1.Session) error) error {
 	if err := s.usable(); err != nil {
 		return fmt.Errorf("store: sessions: %w", err)
-	}
-	start := []byte{kindSession}
-	if after != "" {
-		if err := checkSessionID(after); err != nil {
-			return fmt.Errorf("store: sessions after: %w", err)
-		}
-		start = sessionKey(after)
 	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		io := badger.DefaultIteratorOptions
 		io.Prefix = []byte{kindSession}
 		it := txn.NewIterator(io)
 		defer it.Close()
-		for it.Seek(start); it.Valid(); it.Next() {
+		for it.Rewind(); it.Valid(); it.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			item := it.Item()
 			id, ok := sessionIDOf(item.Key())
 			if !ok {
-				return fmt.Errorf("malformed snapshot key %q", item.Key())
+				return fmt.Errorf("malformed head key %q", item.Key())
 			}
-			if id == after {
-				continue
+			head := &storev1.Session{}
+			if err := item.Value(func(v []byte) error { return proto.Unmarshal(v, head) }); err != nil {
+				return fmt.Errorf("head %.64q: %w", id, err)
 			}
-			snap := &storev1.Session{}
-			if err := item.Value(func(v []byte) error { return proto.Unmarshal(v, snap) }); err != nil {
-				return fmt.Errorf("snapshot %q: %w", id, err)
-			}
-			if err := fn(snap); err != nil {
+			if err := fn(head); err != nil {
 				return err
 			}
 		}
@@ -331,6 +321,40 @@ func (s *Store) SessionsAfter(ctx context.Context, after string, fn func(*storev
 		return fmt.Errorf("store: sessions: %w", err)
 	}
 	return nil
+}
+
+// Seen returns the sequence of session id's agent entry with messageID.
+func (s *Store) Seen(ctx context.Context, id, messageID string) (uint64, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, false, err
+	}
+	if err := s.usable(); err != nil {
+		return 0, false, fmt.Errorf("store: dedup index: %w", err)
+	}
+	if err := checkSessionID(id); err != nil {
+		return 0, false, nil
+	}
+	var seq uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(seenKey(id, messageID))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("dedup record of %d bytes", len(v))
+			}
+			seq = binary.BigEndian.Uint64(v)
+			return nil
+		})
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("store: dedup index of %.64q: %w", id, err)
+	}
+	return seq, true, nil
 }
 
 // Entries calls fn, in sequence order, for each entry of the session with a

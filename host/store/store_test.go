@@ -15,6 +15,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/concord-macp/concord/host/storage"
+
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -87,10 +89,27 @@ func snapshot(id string, last uint64, state macpv1.SessionState) *storev1.Sessio
 			State:        state,
 			Participants: []string{"agent://alice", "agent://bob"},
 		},
-		ModeState:    []byte(fmt.Sprintf("state of %s at %d", id, last)),
-		LastSequence: last,
-		ModuleDigest: strings.Repeat("ab", 32),
+		ModeState:     []byte(fmt.Sprintf("state of %s at %d", id, last)),
+		LastSequence:  last,
+		StateSequence: last,
+		ModuleDigest:  strings.Repeat("ab", 32),
 	}
+}
+
+// commitFull writes snap and entries and saves snap's state.
+func (s *Store) commitFull(ctx context.Context, snap *storev1.Session, entries ...*storev1.Entry) error {
+	return s.Commit(ctx, storage.Commit{Session: snap, Entries: entries, SaveState: true})
+}
+
+// sessionFull reads a session back with its head and state snapshot
+// merged, as commitFull wrote it.
+func (s *Store) sessionFull(ctx context.Context, id string) (*storev1.Session, error) {
+	head, state, err := s.Load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	head.ModeState = state.GetModeState()
+	return head, nil
 }
 
 func open(id string, last uint64) *storev1.Session {
@@ -100,7 +119,7 @@ func open(id string, last uint64) *storev1.Session {
 // commitRange commits entries from..to with a matching snapshot.
 func commitRange(t testing.TB, s *Store, id string, from, to uint64) {
 	t.Helper()
-	if err := s.Commit(context.Background(), open(id, to), entries(id, from, to)...); err != nil {
+	if err := s.commitFull(context.Background(), open(id, to), entries(id, from, to)...); err != nil {
 		t.Fatalf("commit %s %d..%d: %v", id, from, to, err)
 	}
 }
@@ -130,7 +149,7 @@ func checkLog(t testing.TB, s *Store, id string, last uint64) {
 			t.Fatalf("%s: entry %d = %v, want %v", id, i, e, want)
 		}
 	}
-	snap, err := s.Session(context.Background(), id)
+	snap, err := s.sessionFull(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +163,7 @@ func TestRoundTrip(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 
-	if _, err := s.Session(ctx, "s1"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.sessionFull(ctx, "s1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing session: got %v, want ErrNotFound", err)
 	}
 	commitRange(t, s, "s1", 1, 1)
@@ -154,10 +173,10 @@ func TestRoundTrip(t *testing.T) {
 	// A snapshot-only commit keeps the log where it is.
 	snap := open("s1", 4)
 	snap.ModeState = []byte("changed")
-	if err := s.Commit(ctx, snap); err != nil {
+	if err := s.commitFull(ctx, snap); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Session(ctx, "s1")
+	got, err := s.sessionFull(ctx, "s1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +259,7 @@ func TestRestart(t *testing.T) {
 		checkLog(t, s, id, uint64(i+3))
 	}
 	var ids []string
-	if err := s.Sessions(context.Background(), func(snap *storev1.Session) error {
+	if err := s.Heads(context.Background(), func(snap *storev1.Session) error {
 		ids = append(ids, snap.GetMetadata().GetSessionId())
 		return nil
 	}); err != nil {
@@ -253,25 +272,10 @@ func TestRestart(t *testing.T) {
 		t.Fatalf("sessions not in ascending id order: %v", ids)
 	}
 
-	// Keyset paging resumes strictly after the given id.
-	var page []string
-	if err := s.SessionsAfter(context.Background(), "abc", func(snap *storev1.Session) error {
-		page = append(page, snap.GetMetadata().GetSessionId())
-		if len(page) == 4 {
-			return ErrStop
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"abc-", "abc0", "abc_", "abcd"}; !slices.Equal(page, want) {
-		t.Fatalf("page after abc = %v, want %v", page, want)
-	}
-
 	// The reopened store knows where every log ends.
 	commitRange(t, s, "abc", 6, 6)
 	checkLog(t, s, "abc", 6)
-	if err := s.Commit(context.Background(), open("abcd", 9), entry("abcd", 9)); !errors.Is(err, ErrSequence) {
+	if err := s.commitFull(context.Background(), open("abcd", 9), entry("abcd", 9)); !errors.Is(err, ErrSequence) {
 		t.Fatalf("gap after restart: got %v, want ErrSequence", err)
 	}
 }
@@ -291,7 +295,7 @@ func TestConcurrent(t *testing.T) {
 		wg.Go(func() {
 			id := fmt.Sprintf("solo-%d", g)
 			for seq := uint64(1); seq <= rounds; seq++ {
-				if err := s.Commit(context.Background(), open(id, seq), entry(id, seq)); err != nil {
+				if err := s.commitFull(context.Background(), open(id, seq), entry(id, seq)); err != nil {
 					errs <- err
 					return
 				}
@@ -313,7 +317,7 @@ func TestConcurrent(t *testing.T) {
 					// The kernel orders each session's messages; so do we.
 					l.mu.Lock()
 					next := l.last + 1
-					err := s.Commit(context.Background(), open(id, next), entry(id, next))
+					err := s.commitFull(context.Background(), open(id, next), entry(id, next))
 					if err == nil {
 						l.last = next
 					}
@@ -375,7 +379,7 @@ func TestRefusals(t *testing.T) {
 		{"envelope of another session", open("s", 4), entries("t", 4, 4), ErrInvalid},
 	}
 	for _, c := range cases {
-		err := s.Commit(ctx, c.snap, c.entries...)
+		err := s.commitFull(ctx, c.snap, c.entries...)
 		if !errors.Is(err, c.want) {
 			t.Errorf("%s: got %v, want %v", c.name, err, c.want)
 		} else {
@@ -386,7 +390,7 @@ func TestRefusals(t *testing.T) {
 	checkLog(t, s, "s", 3)
 	commitRange(t, s, "s", 4, 4)
 	checkLog(t, s, "s", 4)
-	if _, err := s.Session(ctx, "new"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.sessionFull(ctx, "new"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("refused session was stored: %v", err)
 	}
 }
@@ -407,7 +411,7 @@ func TestGroupMixesRefusals(t *testing.T) {
 	}
 	ctx := context.Background()
 	first := make(chan error, 1)
-	go func() { first <- s.Commit(ctx, open("hold", 1), entry("hold", 1)) }()
+	go func() { first <- s.commitFull(ctx, open("hold", 1), entry("hold", 1)) }()
 	<-entered
 
 	type result struct {
@@ -416,7 +420,7 @@ func TestGroupMixesRefusals(t *testing.T) {
 	}
 	results := make(chan result, 3)
 	commit := func(name string, snap *storev1.Session, es ...*storev1.Entry) {
-		results <- result{name, s.Commit(ctx, snap, es...)}
+		results <- result{name, s.commitFull(ctx, snap, es...)}
 	}
 	// Queue in a known order: each waits until the previous one is queued.
 	go commit("a1", open("a", 1), entry("a", 1))
@@ -475,11 +479,11 @@ func TestFailedWriteFailsGroupAndStore(t *testing.T) {
 		return injected
 	}
 	errs := make(chan error, 6)
-	go func() { errs <- s.Commit(ctx, open("w0", 1), entry("w0", 1)) }()
+	go func() { errs <- s.commitFull(ctx, open("w0", 1), entry("w0", 1)) }()
 	<-entered
 	for i := 1; i < 6; i++ {
 		id := fmt.Sprintf("w%d", i)
-		go func() { errs <- s.Commit(ctx, open(id, 1), entry(id, 1)) }()
+		go func() { errs <- s.commitFull(ctx, open(id, 1), entry(id, 1)) }()
 	}
 	waitQueued(t, s, 5)
 	close(release)
@@ -489,13 +493,13 @@ func TestFailedWriteFailsGroupAndStore(t *testing.T) {
 			t.Errorf("got %v, want ErrFailed wrapping the cause", err)
 		}
 	}
-	if err := s.Commit(ctx, open("later", 1), entry("later", 1)); !errors.Is(err, ErrFailed) {
+	if err := s.commitFull(ctx, open("later", 1), entry("later", 1)); !errors.Is(err, ErrFailed) {
 		t.Errorf("commit after failure: got %v", err)
 	}
-	if _, err := s.Session(ctx, "before"); !errors.Is(err, ErrFailed) {
+	if _, err := s.sessionFull(ctx, "before"); !errors.Is(err, ErrFailed) {
 		t.Errorf("read after failure: got %v", err)
 	}
-	if err := s.Sessions(ctx, func(*storev1.Session) error { return nil }); !errors.Is(err, ErrFailed) {
+	if err := s.Heads(ctx, func(*storev1.Session) error { return nil }); !errors.Is(err, ErrFailed) {
 		t.Errorf("scan after failure: got %v", err)
 	}
 	if err := s.Entries(ctx, "before", 0, func(*storev1.Entry) error { return nil }); !errors.Is(err, ErrFailed) {
@@ -517,7 +521,7 @@ func TestCancelledWaitMayStillLand(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- s.Commit(ctx, open("c", 1), entry("c", 1)) }()
+	go func() { errc <- s.commitFull(ctx, open("c", 1), entry("c", 1)) }()
 	<-entered
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
@@ -528,7 +532,7 @@ func TestCancelledWaitMayStillLand(t *testing.T) {
 	commitRange(t, s, "c", 2, 2)
 	checkLog(t, s, "c", 2)
 
-	if err := s.Commit(ctx, open("c", 3), entry("c", 3)); !errors.Is(err, context.Canceled) {
+	if err := s.commitFull(ctx, open("c", 3), entry("c", 3)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled before queueing: got %v", err)
 	}
 	checkLog(t, s, "c", 2)
@@ -539,17 +543,17 @@ func TestTerminalSessionsLeaveTheCursor(t *testing.T) {
 	ctx := context.Background()
 	commitRange(t, s, "t", 1, 2)
 	done := snapshot("t", 3, macpv1.SessionState_SESSION_STATE_RESOLVED)
-	if err := s.Commit(ctx, done, entry("t", 3)); err != nil {
+	if err := s.commitFull(ctx, done, entry("t", 3)); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := s.cursorOf("t"); ok {
 		t.Fatal("resolved session still has a cursor")
 	}
 	// Its position is reloaded from the snapshot when needed.
-	if err := s.Commit(ctx, open("t", 5), entry("t", 5)); !errors.Is(err, ErrSequence) {
+	if err := s.commitFull(ctx, open("t", 5), entry("t", 5)); !errors.Is(err, ErrSequence) {
 		t.Fatalf("gap: got %v", err)
 	}
-	if err := s.Commit(ctx, done, entry("t", 3)); !errors.Is(err, ErrSequence) {
+	if err := s.commitFull(ctx, done, entry("t", 3)); !errors.Is(err, ErrSequence) {
 		t.Fatalf("replay: got %v", err)
 	}
 }
@@ -590,10 +594,10 @@ func TestClose(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	ctx := context.Background()
-	if err := s.Commit(ctx, open("s", 2), entry("s", 2)); !errors.Is(err, ErrClosed) {
+	if err := s.commitFull(ctx, open("s", 2), entry("s", 2)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("commit after close: got %v", err)
 	}
-	if _, err := s.Session(ctx, "s"); !errors.Is(err, ErrClosed) {
+	if _, err := s.sessionFull(ctx, "s"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("read after close: got %v", err)
 	}
 }
@@ -613,9 +617,13 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestKeyLayout(t *testing.T) {
-	kinds := []byte{kindMeta, kindEntry, kindSession, kindBlob, kindPolicy, byte(ModeBindings), kindBlobManifest, byte(Audit), byte(ModeDeclarations)}
+	kinds := []byte{kindMeta, kindEntry, kindSession, kindBlob, kindBlobManifest, kindState, kindSeen}
+	for _, k := range recordKinds {
+		kinds = append(kinds, k)
+	}
+	n := len(kinds)
 	slices.Sort(kinds)
-	if len(slices.Compact(kinds)) != 9 {
+	if len(slices.Compact(kinds)) != n {
 		t.Fatal("record kinds collide")
 	}
 	for _, a := range prefixIDs {
@@ -683,11 +691,11 @@ func TestGroupSizeLimit(t *testing.T) {
 	}
 	ctx := context.Background()
 	errs := make(chan error, 9)
-	go func() { errs <- s.Commit(ctx, open("hold", 1), entry("hold", 1)) }()
+	go func() { errs <- s.commitFull(ctx, open("hold", 1), entry("hold", 1)) }()
 	<-entered
 	for i := range 8 {
 		id := fmt.Sprintf("g%d", i)
-		go func() { errs <- s.Commit(ctx, open(id, 2), entries(id, 1, 2)...) }()
+		go func() { errs <- s.commitFull(ctx, open(id, 2), entries(id, 1, 2)...) }()
 	}
 	waitQueued(t, s, 8)
 	close(release)
@@ -711,12 +719,12 @@ func TestTooLargeFailsAlone(t *testing.T) {
 	ctx := context.Background()
 	huge := open("big", 1)
 	huge.ModeState = make([]byte, 32<<20)
-	if err := s.Commit(ctx, huge, entry("big", 1)); !errors.Is(err, ErrTooLarge) {
+	if err := s.commitFull(ctx, huge, entry("big", 1)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("got %v, want ErrTooLarge", err)
 	}
 	// The store goes on; nothing of the refused commit is visible.
 	commitRange(t, s, "small", 1, 1)
-	if _, err := s.Session(ctx, "big"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.sessionFull(ctx, "big"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("refused snapshot visible: %v", err)
 	}
 	commitRange(t, s, "big", 1, 1)

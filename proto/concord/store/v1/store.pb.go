@@ -94,9 +94,14 @@ type Entry struct {
 	// empty when the payload carries fields the hash label does not cover.
 	CommitmentHash string `protobuf:"bytes,6,opt,name=commitment_hash,json=commitmentHash,proto3" json:"commitment_hash,omitempty"`
 	// For an accepted Commitment: the governance decision that allowed it.
-	Governance    *Governance `protobuf:"bytes,7,opt,name=governance,proto3" json:"governance,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Governance *Governance `protobuf:"bytes,7,opt,name=governance,proto3" json:"governance,omitempty"`
+	// The session clock the mode stepped at (open time since the TTL anchor,
+	// suspensions excluded), for entries the mode stepped; with the entry's
+	// envelope and time it is everything a step needs to be run again when a
+	// session is rebuilt from its last state snapshot.
+	SessionClockMs int64 `protobuf:"varint,8,opt,name=session_clock_ms,json=sessionClockMs,proto3" json:"session_clock_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Entry) Reset() {
@@ -176,6 +181,13 @@ func (x *Entry) GetGovernance() *Governance {
 		return x.Governance
 	}
 	return nil
+}
+
+func (x *Entry) GetSessionClockMs() int64 {
+	if x != nil {
+		return x.SessionClockMs
+	}
+	return 0
 }
 
 // Governance records one policy decision on a Commitment.
@@ -273,8 +285,10 @@ func (x *Governance) GetDecidedAtUnixMs() int64 {
 	return 0
 }
 
-// Session is the durable snapshot of a session after its latest entry: what
-// a restart needs to serve the session without replaying its log.
+// Session is a session after its latest entry. Stored as the session's head
+// it is rewritten by every commit and carries everything but the mode
+// state, which is kept apart (StateSnapshot) and rewritten less often; in
+// memory, and in stores of format 1, mode_state is filled in.
 type Session struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Metadata *v1.SessionMetadata    `protobuf:"bytes,1,opt,name=metadata,proto3" json:"metadata,omitempty"`
@@ -302,7 +316,11 @@ type Session struct {
 	// RFC-MACP-0013 hash of the resolution, when it has one.
 	ResolutionHash string `protobuf:"bytes,13,opt,name=resolution_hash,json=resolutionHash,proto3" json:"resolution_hash,omitempty"`
 	// Timers the mode's latest accepted step left pending, earliest first.
-	Timers        []*v11.Timer `protobuf:"bytes,14,rep,name=timers,proto3" json:"timers,omitempty"`
+	Timers []*v11.Timer `protobuf:"bytes,14,rep,name=timers,proto3" json:"timers,omitempty"`
+	// In a stored head: the sequence of the session's latest StateSnapshot.
+	// The entries after it that the mode stepped are stepped again to bring
+	// the state up to last_sequence.
+	StateSequence uint64 `protobuf:"varint,15,opt,name=state_sequence,json=stateSequence,proto3" json:"state_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -435,6 +453,66 @@ func (x *Session) GetTimers() []*v11.Timer {
 	return nil
 }
 
+func (x *Session) GetStateSequence() uint64 {
+	if x != nil {
+		return x.StateSequence
+	}
+	return 0
+}
+
+// StateSnapshot is a session's mode state as it was right after one entry.
+type StateSnapshot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	ModeState     []byte                 `protobuf:"bytes,2,opt,name=mode_state,json=modeState,proto3" json:"mode_state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateSnapshot) Reset() {
+	*x = StateSnapshot{}
+	mi := &file_concord_store_v1_store_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateSnapshot) ProtoMessage() {}
+
+func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_store_v1_store_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
+func (*StateSnapshot) Descriptor() ([]byte, []int) {
+	return file_concord_store_v1_store_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StateSnapshot) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *StateSnapshot) GetModeState() []byte {
+	if x != nil {
+		return x.ModeState
+	}
+	return nil
+}
+
 // ModeBinding records which uploaded module serves a mode name.
 type ModeBinding struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -453,7 +531,7 @@ type ModeBinding struct {
 
 func (x *ModeBinding) Reset() {
 	*x = ModeBinding{}
-	mi := &file_concord_store_v1_store_proto_msgTypes[3]
+	mi := &file_concord_store_v1_store_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +543,7 @@ func (x *ModeBinding) String() string {
 func (*ModeBinding) ProtoMessage() {}
 
 func (x *ModeBinding) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_store_v1_store_proto_msgTypes[3]
+	mi := &file_concord_store_v1_store_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +556,7 @@ func (x *ModeBinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModeBinding.ProtoReflect.Descriptor instead.
 func (*ModeBinding) Descriptor() ([]byte, []int) {
-	return file_concord_store_v1_store_proto_rawDescGZIP(), []int{3}
+	return file_concord_store_v1_store_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ModeBinding) GetMode() string {
@@ -530,7 +608,7 @@ type ModeDeclaration struct {
 
 func (x *ModeDeclaration) Reset() {
 	*x = ModeDeclaration{}
-	mi := &file_concord_store_v1_store_proto_msgTypes[4]
+	mi := &file_concord_store_v1_store_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +620,7 @@ func (x *ModeDeclaration) String() string {
 func (*ModeDeclaration) ProtoMessage() {}
 
 func (x *ModeDeclaration) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_store_v1_store_proto_msgTypes[4]
+	mi := &file_concord_store_v1_store_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +633,7 @@ func (x *ModeDeclaration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModeDeclaration.ProtoReflect.Descriptor instead.
 func (*ModeDeclaration) Descriptor() ([]byte, []int) {
-	return file_concord_store_v1_store_proto_rawDescGZIP(), []int{4}
+	return file_concord_store_v1_store_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ModeDeclaration) GetModeDescriptor() *v1.ModeDescriptor {
@@ -576,7 +654,7 @@ var File_concord_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_concord_store_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x1cconcord/store/v1/store.proto\x12\x10concord.store.v1\x1a\x18concord/abi/v1/abi.proto\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\x1a\x14macp/v1/policy.proto\"\xd2\x02\n" +
+	"\x1cconcord/store/v1/store.proto\x12\x10concord.store.v1\x1a\x18concord/abi/v1/abi.proto\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\x1a\x14macp/v1/policy.proto\"\xfc\x02\n" +
 	"\x05Entry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12-\n" +
 	"\benvelope\x18\x02 \x01(\v2\x11.macp.v1.EnvelopeR\benvelope\x12-\n" +
@@ -587,7 +665,8 @@ const file_concord_store_v1_store_proto_rawDesc = "" +
 	"\x0fcommitment_hash\x18\x06 \x01(\tR\x0ecommitmentHash\x12<\n" +
 	"\n" +
 	"governance\x18\a \x01(\v2\x1c.concord.store.v1.GovernanceR\n" +
-	"governance\"\xe2\x01\n" +
+	"governance\x12(\n" +
+	"\x10session_clock_ms\x18\b \x01(\x03R\x0esessionClockMs\"\xe2\x01\n" +
 	"\n" +
 	"Governance\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12#\n" +
@@ -597,7 +676,7 @@ const file_concord_store_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"message_id\x18\x05 \x01(\tR\tmessageId\x12\x16\n" +
 	"\x06sender\x18\x06 \x01(\tR\x06sender\x12+\n" +
-	"\x12decided_at_unix_ms\x18\a \x01(\x03R\x0fdecidedAtUnixMs\"\xdb\x04\n" +
+	"\x12decided_at_unix_ms\x18\a \x01(\x03R\x0fdecidedAtUnixMs\"\x82\x05\n" +
 	"\aSession\x124\n" +
 	"\bmetadata\x18\x01 \x01(\v2\x18.macp.v1.SessionMetadataR\bmetadata\x12\x1d\n" +
 	"\n" +
@@ -616,7 +695,12 @@ const file_concord_store_v1_store_proto_rawDesc = "" +
 	"\x14suspended_at_unix_ms\x18\v \x01(\x03R\x11suspendedAtUnixMs\x12,\n" +
 	"\x12suspended_total_ms\x18\f \x01(\x03R\x10suspendedTotalMs\x12'\n" +
 	"\x0fresolution_hash\x18\r \x01(\tR\x0eresolutionHash\x12-\n" +
-	"\x06timers\x18\x0e \x03(\v2\x15.concord.abi.v1.TimerR\x06timers\"\xad\x01\n" +
+	"\x06timers\x18\x0e \x03(\v2\x15.concord.abi.v1.TimerR\x06timers\x12%\n" +
+	"\x0estate_sequence\x18\x0f \x01(\x04R\rstateSequence\"J\n" +
+	"\rStateSnapshot\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1d\n" +
+	"\n" +
+	"mode_state\x18\x02 \x01(\fR\tmodeState\"\xad\x01\n" +
 	"\vModeBinding\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12#\n" +
 	"\rmodule_digest\x18\x02 \x01(\tR\fmoduleDigest\x12\x1a\n" +
@@ -644,32 +728,33 @@ func file_concord_store_v1_store_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_store_v1_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_concord_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_concord_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_concord_store_v1_store_proto_goTypes = []any{
 	(Origin)(0),                  // 0: concord.store.v1.Origin
 	(*Entry)(nil),                // 1: concord.store.v1.Entry
 	(*Governance)(nil),           // 2: concord.store.v1.Governance
 	(*Session)(nil),              // 3: concord.store.v1.Session
-	(*ModeBinding)(nil),          // 4: concord.store.v1.ModeBinding
-	(*ModeDeclaration)(nil),      // 5: concord.store.v1.ModeDeclaration
-	(*v1.Envelope)(nil),          // 6: macp.v1.Envelope
-	(v1.SessionState)(0),         // 7: macp.v1.SessionState
-	(*v1.SessionMetadata)(nil),   // 8: macp.v1.SessionMetadata
-	(*v1.PolicyDescriptor)(nil),  // 9: macp.v1.PolicyDescriptor
-	(*v1.CommitmentPayload)(nil), // 10: macp.v1.CommitmentPayload
-	(*v11.Timer)(nil),            // 11: concord.abi.v1.Timer
-	(*v1.ModeDescriptor)(nil),    // 12: macp.v1.ModeDescriptor
+	(*StateSnapshot)(nil),        // 4: concord.store.v1.StateSnapshot
+	(*ModeBinding)(nil),          // 5: concord.store.v1.ModeBinding
+	(*ModeDeclaration)(nil),      // 6: concord.store.v1.ModeDeclaration
+	(*v1.Envelope)(nil),          // 7: macp.v1.Envelope
+	(v1.SessionState)(0),         // 8: macp.v1.SessionState
+	(*v1.SessionMetadata)(nil),   // 9: macp.v1.SessionMetadata
+	(*v1.PolicyDescriptor)(nil),  // 10: macp.v1.PolicyDescriptor
+	(*v1.CommitmentPayload)(nil), // 11: macp.v1.CommitmentPayload
+	(*v11.Timer)(nil),            // 12: concord.abi.v1.Timer
+	(*v1.ModeDescriptor)(nil),    // 13: macp.v1.ModeDescriptor
 }
 var file_concord_store_v1_store_proto_depIdxs = []int32{
-	6,  // 0: concord.store.v1.Entry.envelope:type_name -> macp.v1.Envelope
+	7,  // 0: concord.store.v1.Entry.envelope:type_name -> macp.v1.Envelope
 	0,  // 1: concord.store.v1.Entry.origin:type_name -> concord.store.v1.Origin
-	7,  // 2: concord.store.v1.Entry.state_after:type_name -> macp.v1.SessionState
+	8,  // 2: concord.store.v1.Entry.state_after:type_name -> macp.v1.SessionState
 	2,  // 3: concord.store.v1.Entry.governance:type_name -> concord.store.v1.Governance
-	8,  // 4: concord.store.v1.Session.metadata:type_name -> macp.v1.SessionMetadata
-	9,  // 5: concord.store.v1.Session.policy:type_name -> macp.v1.PolicyDescriptor
-	10, // 6: concord.store.v1.Session.resolution:type_name -> macp.v1.CommitmentPayload
-	11, // 7: concord.store.v1.Session.timers:type_name -> concord.abi.v1.Timer
-	12, // 8: concord.store.v1.ModeDeclaration.mode_descriptor:type_name -> macp.v1.ModeDescriptor
+	9,  // 4: concord.store.v1.Session.metadata:type_name -> macp.v1.SessionMetadata
+	10, // 5: concord.store.v1.Session.policy:type_name -> macp.v1.PolicyDescriptor
+	11, // 6: concord.store.v1.Session.resolution:type_name -> macp.v1.CommitmentPayload
+	12, // 7: concord.store.v1.Session.timers:type_name -> concord.abi.v1.Timer
+	13, // 8: concord.store.v1.ModeDeclaration.mode_descriptor:type_name -> macp.v1.ModeDescriptor
 	9,  // [9:9] is the sub-list for method output_type
 	9,  // [9:9] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
@@ -688,7 +773,7 @@ func file_concord_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_store_v1_store_proto_rawDesc), len(file_concord_store_v1_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
