@@ -3,6 +3,7 @@ package rpc
 import (
 	"log/slog"
 	"net/http"
+	"time"
 
 	"connectrpc.com/connect"
 	connectcors "connectrpc.com/cors"
@@ -37,6 +38,9 @@ type Options struct {
 	AllowedOrigins []string
 	// Done, when closed, ends every open stream (server shutdown).
 	Done <-chan struct{}
+	// AuthRecheck is how often open streams re-resolve their credentials
+	// (0: auth.DefaultRecheck).
+	AuthRecheck time.Duration
 }
 
 // compressMinBytes is the smallest response worth compressing.
@@ -49,9 +53,10 @@ const requestOverhead = 64 << 10
 // reflection on one mux, wrapped in CORS.
 func NewHandler(opts Options) http.Handler {
 	svc := &service{kernel: opts.Kernel, modes: opts.Modes, policies: opts.Policies, version: opts.Version, done: opts.Done}
+	authn := auth.NewInterceptor(opts.Authenticator, auth.InterceptorOptions{Recheck: opts.AuthRecheck, Public: IsPublic})
 	mux := http.NewServeMux()
 	path, h := macpv1connect.NewMACPRuntimeServiceHandler(svc,
-		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
+		connect.WithInterceptors(authn, sendAuthMessage{}),
 		connect.WithReadMaxBytes(opts.MaxPayloadBytes+requestOverhead),
 		// Compressing small messages costs more CPU than it saves bytes.
 		connect.WithCompressMinBytes(compressMinBytes),
@@ -59,7 +64,7 @@ func NewHandler(opts Options) http.Handler {
 	mux.Handle(path, h)
 	mux.HandleFunc(ManifestPath, svc.serveManifest)
 	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine},
-		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
+		connect.WithInterceptors(authn),
 		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead),
 		connect.WithCompressMinBytes(compressMinBytes)))
 	checker := grpchealth.NewStaticChecker(macpv1connect.MACPRuntimeServiceName)
