@@ -6,6 +6,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/concord-macp/concord/host/audit"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/modes"
 	"github.com/concord-macp/concord/macperr"
@@ -19,6 +20,7 @@ type admin struct {
 	kernel       *kernel.Kernel
 	modes        *modes.Registry
 	policyEngine *policy.Engine
+	audit        *audit.Log
 }
 
 var _ adminv1connect.AdminServiceHandler = (*admin)(nil)

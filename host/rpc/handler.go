@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/grpcreflect"
 	"github.com/rs/cors"
 
+	"github.com/concord-macp/concord/host/audit"
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/modes"
@@ -38,6 +39,9 @@ type Options struct {
 	AllowedOrigins []string
 	// Done, when closed, ends every open stream (server shutdown).
 	Done <-chan struct{}
+	// Audit records governance actions; nil records nothing and
+	// ListAuditRecords answers Unavailable.
+	Audit *audit.Log
 	// AuthRecheck is how often open streams re-resolve their credentials
 	// (0: auth.DefaultRecheck).
 	AuthRecheck time.Duration
@@ -54,17 +58,21 @@ const requestOverhead = 64 << 10
 func NewHandler(opts Options) http.Handler {
 	svc := &service{kernel: opts.Kernel, modes: opts.Modes, policies: opts.Policies, version: opts.Version, done: opts.Done}
 	authn := auth.NewInterceptor(opts.Authenticator, auth.InterceptorOptions{Recheck: opts.AuthRecheck, Public: IsPublic})
+	audited := connect.WithInterceptors()
+	if opts.Audit != nil {
+		audited = connect.WithInterceptors(opts.Audit.Interceptor())
+	}
 	mux := http.NewServeMux()
 	path, h := macpv1connect.NewMACPRuntimeServiceHandler(svc,
-		connect.WithInterceptors(authn, sendAuthMessage{}),
+		connect.WithInterceptors(authn, sendAuthMessage{}), audited,
 		connect.WithReadMaxBytes(opts.MaxPayloadBytes+requestOverhead),
 		// Compressing small messages costs more CPU than it saves bytes.
 		connect.WithCompressMinBytes(compressMinBytes),
 	)
 	mux.Handle(path, h)
 	mux.HandleFunc(ManifestPath, svc.serveManifest)
-	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine},
-		connect.WithInterceptors(authn),
+	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine, audit: opts.Audit},
+		connect.WithInterceptors(authn), audited,
 		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead),
 		connect.WithCompressMinBytes(compressMinBytes)))
 	checker := grpchealth.NewStaticChecker(macpv1connect.MACPRuntimeServiceName)

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/concord-macp/concord/host/audit"
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/limits"
@@ -190,6 +191,10 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 			return nil, err
 		}
 	}
+	trail, err := audit.Open(ctx, s.store, audit.Options{Now: cfg.Now, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	handler := rpc.NewHandler(rpc.Options{
 		Kernel:          s.kernel,
 		Modes:           registry,
@@ -202,6 +207,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		AllowedOrigins:  cfg.AllowedOrigins,
 		Done:            s.streamsDone,
 		AuthRecheck:     cfg.Auth.Recheck,
+		Audit:           trail,
 	})
 	if s.tlsEnabled() {
 		handler = auth.WithTLSState(handler)

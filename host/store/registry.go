@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -22,6 +23,9 @@ const (
 	ModeBindings Registry = 0x05
 	// Audit holds per-session audit records under "<session id>\x00<key>".
 	Audit Registry = 0x07
+	// GovernanceAudit holds the audit trail of governance actions
+	// (host/audit), keyed so that byte order is the order of writing.
+	GovernanceAudit Registry = 0x08
 )
 
 // kindBlob holds content-addressed blobs (module bytes) in chunks:
@@ -87,6 +91,50 @@ func (s *Store) EachPrefix(ctx context.Context, r Registry, keyPrefix string, fn
 				return err
 			}
 			if err := fn(string(item.Key()[1:]), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, ErrStop) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: registry: %w", err)
+	}
+	return nil
+}
+
+// EachBefore calls fn for every record of registry r whose key sorts
+// before the key before ("" = after every record), in descending key
+// order. fn may return ErrStop to end the walk early.
+func (s *Store) EachBefore(ctx context.Context, r Registry, before string, fn func(key string, value []byte) error) error {
+	if err := s.usable(); err != nil {
+		return fmt.Errorf("store: registry: %w", err)
+	}
+	prefix := []byte{byte(r)}
+	seek := append([]byte{byte(r)}, before...)
+	if before == "" {
+		// Past every key of r: registry keys are at most MaxRecordKeyLen.
+		seek = append(seek, bytes.Repeat([]byte{0xff}, MaxRecordKeyLen+1)...)
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefix, Reverse: true})
+		defer it.Close()
+		for it.Seek(seek); it.ValidForPrefix(prefix); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			item := it.Item()
+			key := string(item.Key()[1:])
+			if before != "" && key >= before {
+				continue
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if err := fn(key, v); err != nil {
 				return err
 			}
 		}

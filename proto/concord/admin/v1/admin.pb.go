@@ -827,6 +827,221 @@ func (x *PushPolicyResponse) GetPolicyDescriptor() *v1.PolicyDescriptor {
 	return nil
 }
 
+// AuditRecord is one governance action: who did what, when, and how it
+// ended.
+type AuditRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Opaque and unique; records sort by it in the order they were written.
+	Id       string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	AtUnixMs int64  `protobuf:"varint,2,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	// The authenticated caller that acted.
+	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// The RPC, e.g. "/concord.admin.v1.AdminService/UploadMode".
+	Procedure string `protobuf:"bytes,4,opt,name=procedure,proto3" json:"procedure,omitempty"`
+	// What it acted on: a mode, a module digest, a policy id, a session id.
+	Target string `protobuf:"bytes,5,opt,name=target,proto3" json:"target,omitempty"`
+	Ok     bool   `protobuf:"varint,6,opt,name=ok,proto3" json:"ok,omitempty"`
+	// When not ok: the MACP error code (or the RPC status code) and message.
+	ErrorCode     string `protobuf:"bytes,7,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage  string `protobuf:"bytes,8,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRecord) Reset() {
+	*x = AuditRecord{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRecord) ProtoMessage() {}
+
+func (x *AuditRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
+func (*AuditRecord) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AuditRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetAtUnixMs() int64 {
+	if x != nil {
+		return x.AtUnixMs
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetProcedure() string {
+	if x != nil {
+		return x.Procedure
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *AuditRecord) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+type ListAuditRecordsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many records (0: 100; at most 1000).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the newest.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRecordsRequest) Reset() {
+	*x = ListAuditRecordsRequest{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRecordsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRecordsRequest) ProtoMessage() {}
+
+func (x *ListAuditRecordsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRecordsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditRecordsRequest) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListAuditRecordsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAuditRecordsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListAuditRecordsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first.
+	Records []*AuditRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRecordsResponse) Reset() {
+	*x = ListAuditRecordsResponse{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRecordsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRecordsResponse) ProtoMessage() {}
+
+func (x *ListAuditRecordsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRecordsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditRecordsResponse) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListAuditRecordsResponse) GetRecords() []*AuditRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *ListAuditRecordsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_concord_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_concord_admin_v1_admin_proto_rawDesc = "" +
@@ -889,7 +1104,25 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\x11policy_descriptor\x18\x01 \x01(\v2\x19.macp.v1.PolicyDescriptorR\x10policyDescriptor\x12\x12\n" +
 	"\x04rego\x18\x02 \x01(\tR\x04rego\"\\\n" +
 	"\x12PushPolicyResponse\x12F\n" +
-	"\x11policy_descriptor\x18\x01 \x01(\v2\x19.macp.v1.PolicyDescriptorR\x10policyDescriptor2\xbc\x04\n" +
+	"\x11policy_descriptor\x18\x01 \x01(\v2\x19.macp.v1.PolicyDescriptorR\x10policyDescriptor\"\xdb\x01\n" +
+	"\vAuditRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\n" +
+	"at_unix_ms\x18\x02 \x01(\x03R\batUnixMs\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x1c\n" +
+	"\tprocedure\x18\x04 \x01(\tR\tprocedure\x12\x16\n" +
+	"\x06target\x18\x05 \x01(\tR\x06target\x12\x0e\n" +
+	"\x02ok\x18\x06 \x01(\bR\x02ok\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\a \x01(\tR\terrorCode\x12#\n" +
+	"\rerror_message\x18\b \x01(\tR\ferrorMessage\"U\n" +
+	"\x17ListAuditRecordsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"{\n" +
+	"\x18ListAuditRecordsResponse\x127\n" +
+	"\arecords\x18\x01 \x03(\v2\x1d.concord.admin.v1.AuditRecordR\arecords\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xa7\x05\n" +
 	"\fAdminService\x12c\n" +
 	"\x0eInspectSession\x12'.concord.admin.v1.InspectSessionRequest\x1a(.concord.admin.v1.InspectSessionResponse\x12`\n" +
 	"\rReplaySession\x12&.concord.admin.v1.ReplaySessionRequest\x1a'.concord.admin.v1.ReplaySessionResponse\x12W\n" +
@@ -899,7 +1132,8 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"RemoveMode\x12#.concord.admin.v1.RemoveModeRequest\x1a$.concord.admin.v1.RemoveModeResponse\x12W\n" +
 	"\n" +
-	"PushPolicy\x12#.concord.admin.v1.PushPolicyRequest\x1a$.concord.admin.v1.PushPolicyResponseB@Z>github.com/concord-macp/concord/proto/concord/admin/v1;adminv1b\x06proto3"
+	"PushPolicy\x12#.concord.admin.v1.PushPolicyRequest\x1a$.concord.admin.v1.PushPolicyResponse\x12i\n" +
+	"\x10ListAuditRecords\x12).concord.admin.v1.ListAuditRecordsRequest\x1a*.concord.admin.v1.ListAuditRecordsResponseB@Z>github.com/concord-macp/concord/proto/concord/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_concord_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -913,56 +1147,62 @@ func file_concord_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_concord_admin_v1_admin_proto_rawDescData
 }
 
-var file_concord_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_concord_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_concord_admin_v1_admin_proto_goTypes = []any{
-	(*InspectSessionRequest)(nil),  // 0: concord.admin.v1.InspectSessionRequest
-	(*InspectSessionResponse)(nil), // 1: concord.admin.v1.InspectSessionResponse
-	(*GovernanceDecision)(nil),     // 2: concord.admin.v1.GovernanceDecision
-	(*ReplaySessionRequest)(nil),   // 3: concord.admin.v1.ReplaySessionRequest
-	(*ReplaySessionResponse)(nil),  // 4: concord.admin.v1.ReplaySessionResponse
-	(*Module)(nil),                 // 5: concord.admin.v1.Module
-	(*UploadModeRequest)(nil),      // 6: concord.admin.v1.UploadModeRequest
-	(*UploadModeResponse)(nil),     // 7: concord.admin.v1.UploadModeResponse
-	(*ListModulesRequest)(nil),     // 8: concord.admin.v1.ListModulesRequest
-	(*ListModulesResponse)(nil),    // 9: concord.admin.v1.ListModulesResponse
-	(*RemoveModeRequest)(nil),      // 10: concord.admin.v1.RemoveModeRequest
-	(*RemoveModeResponse)(nil),     // 11: concord.admin.v1.RemoveModeResponse
-	(*PushPolicyRequest)(nil),      // 12: concord.admin.v1.PushPolicyRequest
-	(*PushPolicyResponse)(nil),     // 13: concord.admin.v1.PushPolicyResponse
-	(*v1.SessionMetadata)(nil),     // 14: macp.v1.SessionMetadata
-	(*v1.CommitmentPayload)(nil),   // 15: macp.v1.CommitmentPayload
-	(v1.SessionState)(0),           // 16: macp.v1.SessionState
-	(*v1.ModeDescriptor)(nil),      // 17: macp.v1.ModeDescriptor
-	(*v1.PolicyDescriptor)(nil),    // 18: macp.v1.PolicyDescriptor
+	(*InspectSessionRequest)(nil),    // 0: concord.admin.v1.InspectSessionRequest
+	(*InspectSessionResponse)(nil),   // 1: concord.admin.v1.InspectSessionResponse
+	(*GovernanceDecision)(nil),       // 2: concord.admin.v1.GovernanceDecision
+	(*ReplaySessionRequest)(nil),     // 3: concord.admin.v1.ReplaySessionRequest
+	(*ReplaySessionResponse)(nil),    // 4: concord.admin.v1.ReplaySessionResponse
+	(*Module)(nil),                   // 5: concord.admin.v1.Module
+	(*UploadModeRequest)(nil),        // 6: concord.admin.v1.UploadModeRequest
+	(*UploadModeResponse)(nil),       // 7: concord.admin.v1.UploadModeResponse
+	(*ListModulesRequest)(nil),       // 8: concord.admin.v1.ListModulesRequest
+	(*ListModulesResponse)(nil),      // 9: concord.admin.v1.ListModulesResponse
+	(*RemoveModeRequest)(nil),        // 10: concord.admin.v1.RemoveModeRequest
+	(*RemoveModeResponse)(nil),       // 11: concord.admin.v1.RemoveModeResponse
+	(*PushPolicyRequest)(nil),        // 12: concord.admin.v1.PushPolicyRequest
+	(*PushPolicyResponse)(nil),       // 13: concord.admin.v1.PushPolicyResponse
+	(*AuditRecord)(nil),              // 14: concord.admin.v1.AuditRecord
+	(*ListAuditRecordsRequest)(nil),  // 15: concord.admin.v1.ListAuditRecordsRequest
+	(*ListAuditRecordsResponse)(nil), // 16: concord.admin.v1.ListAuditRecordsResponse
+	(*v1.SessionMetadata)(nil),       // 17: macp.v1.SessionMetadata
+	(*v1.CommitmentPayload)(nil),     // 18: macp.v1.CommitmentPayload
+	(v1.SessionState)(0),             // 19: macp.v1.SessionState
+	(*v1.ModeDescriptor)(nil),        // 20: macp.v1.ModeDescriptor
+	(*v1.PolicyDescriptor)(nil),      // 21: macp.v1.PolicyDescriptor
 }
 var file_concord_admin_v1_admin_proto_depIdxs = []int32{
-	14, // 0: concord.admin.v1.InspectSessionResponse.metadata:type_name -> macp.v1.SessionMetadata
-	15, // 1: concord.admin.v1.InspectSessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
+	17, // 0: concord.admin.v1.InspectSessionResponse.metadata:type_name -> macp.v1.SessionMetadata
+	18, // 1: concord.admin.v1.InspectSessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
 	2,  // 2: concord.admin.v1.InspectSessionResponse.governance:type_name -> concord.admin.v1.GovernanceDecision
-	16, // 3: concord.admin.v1.ReplaySessionResponse.state:type_name -> macp.v1.SessionState
-	15, // 4: concord.admin.v1.ReplaySessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
-	17, // 5: concord.admin.v1.Module.mode_descriptor:type_name -> macp.v1.ModeDescriptor
+	19, // 3: concord.admin.v1.ReplaySessionResponse.state:type_name -> macp.v1.SessionState
+	18, // 4: concord.admin.v1.ReplaySessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
+	20, // 5: concord.admin.v1.Module.mode_descriptor:type_name -> macp.v1.ModeDescriptor
 	5,  // 6: concord.admin.v1.UploadModeResponse.module:type_name -> concord.admin.v1.Module
 	5,  // 7: concord.admin.v1.ListModulesResponse.modules:type_name -> concord.admin.v1.Module
-	18, // 8: concord.admin.v1.PushPolicyRequest.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
-	18, // 9: concord.admin.v1.PushPolicyResponse.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
-	0,  // 10: concord.admin.v1.AdminService.InspectSession:input_type -> concord.admin.v1.InspectSessionRequest
-	3,  // 11: concord.admin.v1.AdminService.ReplaySession:input_type -> concord.admin.v1.ReplaySessionRequest
-	6,  // 12: concord.admin.v1.AdminService.UploadMode:input_type -> concord.admin.v1.UploadModeRequest
-	8,  // 13: concord.admin.v1.AdminService.ListModules:input_type -> concord.admin.v1.ListModulesRequest
-	10, // 14: concord.admin.v1.AdminService.RemoveMode:input_type -> concord.admin.v1.RemoveModeRequest
-	12, // 15: concord.admin.v1.AdminService.PushPolicy:input_type -> concord.admin.v1.PushPolicyRequest
-	1,  // 16: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
-	4,  // 17: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
-	7,  // 18: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
-	9,  // 19: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
-	11, // 20: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
-	13, // 21: concord.admin.v1.AdminService.PushPolicy:output_type -> concord.admin.v1.PushPolicyResponse
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	21, // 8: concord.admin.v1.PushPolicyRequest.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
+	21, // 9: concord.admin.v1.PushPolicyResponse.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
+	14, // 10: concord.admin.v1.ListAuditRecordsResponse.records:type_name -> concord.admin.v1.AuditRecord
+	0,  // 11: concord.admin.v1.AdminService.InspectSession:input_type -> concord.admin.v1.InspectSessionRequest
+	3,  // 12: concord.admin.v1.AdminService.ReplaySession:input_type -> concord.admin.v1.ReplaySessionRequest
+	6,  // 13: concord.admin.v1.AdminService.UploadMode:input_type -> concord.admin.v1.UploadModeRequest
+	8,  // 14: concord.admin.v1.AdminService.ListModules:input_type -> concord.admin.v1.ListModulesRequest
+	10, // 15: concord.admin.v1.AdminService.RemoveMode:input_type -> concord.admin.v1.RemoveModeRequest
+	12, // 16: concord.admin.v1.AdminService.PushPolicy:input_type -> concord.admin.v1.PushPolicyRequest
+	15, // 17: concord.admin.v1.AdminService.ListAuditRecords:input_type -> concord.admin.v1.ListAuditRecordsRequest
+	1,  // 18: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
+	4,  // 19: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
+	7,  // 20: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
+	9,  // 21: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
+	11, // 22: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
+	13, // 23: concord.admin.v1.AdminService.PushPolicy:output_type -> concord.admin.v1.PushPolicyResponse
+	16, // 24: concord.admin.v1.AdminService.ListAuditRecords:output_type -> concord.admin.v1.ListAuditRecordsResponse
+	18, // [18:25] is the sub-list for method output_type
+	11, // [11:18] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_concord_admin_v1_admin_proto_init() }
@@ -976,7 +1216,7 @@ func file_concord_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_admin_v1_admin_proto_rawDesc), len(file_concord_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

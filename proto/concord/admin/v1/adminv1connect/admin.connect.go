@@ -51,6 +51,9 @@ const (
 	AdminServiceRemoveModeProcedure = "/concord.admin.v1.AdminService/RemoveMode"
 	// AdminServicePushPolicyProcedure is the fully-qualified name of the AdminService's PushPolicy RPC.
 	AdminServicePushPolicyProcedure = "/concord.admin.v1.AdminService/PushPolicy"
+	// AdminServiceListAuditRecordsProcedure is the fully-qualified name of the AdminService's
+	// ListAuditRecords RPC.
+	AdminServiceListAuditRecordsProcedure = "/concord.admin.v1.AdminService/ListAuditRecords"
 )
 
 // AdminServiceClient is a client for the concord.admin.v1.AdminService service.
@@ -65,6 +68,10 @@ type AdminServiceClient interface {
 	// PushPolicy registers a custom Rego policy once it compiles and its
 	// shipped tests pass.
 	PushPolicy(context.Context, *connect.Request[v1.PushPolicyRequest]) (*connect.Response[v1.PushPolicyResponse], error)
+	// ListAuditRecords lists the governance actions (module uploads and
+	// removals, mode and policy registry changes, admin calls), newest
+	// first. It needs the admin right.
+	ListAuditRecords(context.Context, *connect.Request[v1.ListAuditRecordsRequest]) (*connect.Response[v1.ListAuditRecordsResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the concord.admin.v1.AdminService service. By
@@ -114,17 +121,24 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("PushPolicy")),
 			connect.WithClientOptions(opts...),
 		),
+		listAuditRecords: connect.NewClient[v1.ListAuditRecordsRequest, v1.ListAuditRecordsResponse](
+			httpClient,
+			baseURL+AdminServiceListAuditRecordsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListAuditRecords")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // adminServiceClient implements AdminServiceClient.
 type adminServiceClient struct {
-	inspectSession *connect.Client[v1.InspectSessionRequest, v1.InspectSessionResponse]
-	replaySession  *connect.Client[v1.ReplaySessionRequest, v1.ReplaySessionResponse]
-	uploadMode     *connect.Client[v1.UploadModeRequest, v1.UploadModeResponse]
-	listModules    *connect.Client[v1.ListModulesRequest, v1.ListModulesResponse]
-	removeMode     *connect.Client[v1.RemoveModeRequest, v1.RemoveModeResponse]
-	pushPolicy     *connect.Client[v1.PushPolicyRequest, v1.PushPolicyResponse]
+	inspectSession   *connect.Client[v1.InspectSessionRequest, v1.InspectSessionResponse]
+	replaySession    *connect.Client[v1.ReplaySessionRequest, v1.ReplaySessionResponse]
+	uploadMode       *connect.Client[v1.UploadModeRequest, v1.UploadModeResponse]
+	listModules      *connect.Client[v1.ListModulesRequest, v1.ListModulesResponse]
+	removeMode       *connect.Client[v1.RemoveModeRequest, v1.RemoveModeResponse]
+	pushPolicy       *connect.Client[v1.PushPolicyRequest, v1.PushPolicyResponse]
+	listAuditRecords *connect.Client[v1.ListAuditRecordsRequest, v1.ListAuditRecordsResponse]
 }
 
 // InspectSession calls concord.admin.v1.AdminService.InspectSession.
@@ -157,6 +171,11 @@ func (c *adminServiceClient) PushPolicy(ctx context.Context, req *connect.Reques
 	return c.pushPolicy.CallUnary(ctx, req)
 }
 
+// ListAuditRecords calls concord.admin.v1.AdminService.ListAuditRecords.
+func (c *adminServiceClient) ListAuditRecords(ctx context.Context, req *connect.Request[v1.ListAuditRecordsRequest]) (*connect.Response[v1.ListAuditRecordsResponse], error) {
+	return c.listAuditRecords.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the concord.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	InspectSession(context.Context, *connect.Request[v1.InspectSessionRequest]) (*connect.Response[v1.InspectSessionResponse], error)
@@ -169,6 +188,10 @@ type AdminServiceHandler interface {
 	// PushPolicy registers a custom Rego policy once it compiles and its
 	// shipped tests pass.
 	PushPolicy(context.Context, *connect.Request[v1.PushPolicyRequest]) (*connect.Response[v1.PushPolicyResponse], error)
+	// ListAuditRecords lists the governance actions (module uploads and
+	// removals, mode and policy registry changes, admin calls), newest
+	// first. It needs the admin right.
+	ListAuditRecords(context.Context, *connect.Request[v1.ListAuditRecordsRequest]) (*connect.Response[v1.ListAuditRecordsResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -214,6 +237,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("PushPolicy")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceListAuditRecordsHandler := connect.NewUnaryHandler(
+		AdminServiceListAuditRecordsProcedure,
+		svc.ListAuditRecords,
+		connect.WithSchema(adminServiceMethods.ByName("ListAuditRecords")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/concord.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceInspectSessionProcedure:
@@ -228,6 +257,8 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceRemoveModeHandler.ServeHTTP(w, r)
 		case AdminServicePushPolicyProcedure:
 			adminServicePushPolicyHandler.ServeHTTP(w, r)
+		case AdminServiceListAuditRecordsProcedure:
+			adminServiceListAuditRecordsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -259,4 +290,8 @@ func (UnimplementedAdminServiceHandler) RemoveMode(context.Context, *connect.Req
 
 func (UnimplementedAdminServiceHandler) PushPolicy(context.Context, *connect.Request[v1.PushPolicyRequest]) (*connect.Response[v1.PushPolicyResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.PushPolicy is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListAuditRecords(context.Context, *connect.Request[v1.ListAuditRecordsRequest]) (*connect.Response[v1.ListAuditRecordsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.ListAuditRecords is not implemented"))
 }
