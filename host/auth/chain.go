@@ -32,7 +32,8 @@ type Config struct {
 
 // Configured reports whether any resolver is configured.
 func (c Config) Configured() bool {
-	return c.TokensFile != "" || c.TokensJSON != "" || c.OIDC.Issuer != "" || c.ClientCAFile != ""
+	return c.TokensFile != "" || c.TokensJSON != "" || c.ClientCAFile != "" ||
+		c.OIDC.Issuer != "" || c.OIDC.JWKSURL != "" || c.OIDC.JWKSJSON != ""
 }
 
 // Chain is the resolver chain, in the reference runtime's order: a
