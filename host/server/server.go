@@ -112,6 +112,28 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		}
 	}()
 
+	// Credentials and certificates first: a mistake there fails before
+	// the store and the modes load.
+	var authn auth.Authenticator = auth.Deny{}
+	switch {
+	case cfg.Dev:
+		authn = auth.Dev{}
+	case cfg.Auth.Configured():
+		s.authn, err = auth.New(ctx, cfg.Auth, cfg.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		authn = s.authn
+	default:
+		cfg.Logger.Warn("no authentication configured: every call that needs an identity is refused; configure tokens or OIDC, or use --dev on loopback")
+	}
+	if s.tlsEnabled() {
+		s.certs, err = loadCertificates(cfg.TLSCert, cfg.TLSKey, cfg.Auth.PollInterval, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+	}
+
 	if !cfg.Memory {
 		if cfg.DataDir == "" {
 			return nil, errors.New("server: a data directory is required unless the store is in memory")
@@ -171,25 +193,6 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
-	}
-	var authn auth.Authenticator = auth.Deny{}
-	switch {
-	case cfg.Dev:
-		authn = auth.Dev{}
-	case cfg.Auth.Configured():
-		s.authn, err = auth.New(ctx, cfg.Auth, cfg.Logger)
-		if err != nil {
-			return nil, fmt.Errorf("server: %w", err)
-		}
-		authn = s.authn
-	default:
-		cfg.Logger.Warn("no authentication configured: every call that needs an identity is refused; configure tokens or OIDC, or use --dev on loopback")
-	}
-	if s.tlsEnabled() {
-		s.certs, err = loadCertificates(cfg.TLSCert, cfg.TLSKey, cfg.Auth.PollInterval, cfg.Logger)
-		if err != nil {
-			return nil, err
-		}
 	}
 	trail, err := audit.Open(ctx, s.store, audit.Options{Now: cfg.Now, Logger: cfg.Logger})
 	if err != nil {
