@@ -31,7 +31,7 @@ var testTokens = map[string]string{
 	"observer":    `"can_start_sessions": false, "is_observer": true`,
 	"modes":       `"can_manage_mode_registry": true`,
 	"policies":    `"can_manage_policies": true`,
-	"ops":         `"can_manage_mode_registry": true, "can_manage_policies": true, "is_admin": true`,
+	"ops":         `"can_start_sessions": false, "is_observer": true, "can_manage_mode_registry": true, "can_manage_policies": true, "is_admin": true`,
 	"limited":     `"max_open_sessions": 1`,
 	"mallory":     ``,
 }
