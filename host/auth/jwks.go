@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -49,7 +50,11 @@ type keySet struct {
 	fetched   time.Time // last successful fetch
 	attempted time.Time // last fetch, successful or not
 	fetching  chan struct{}
+	gen       atomic.Uint64 // counts successful fetches
 }
+
+// generation changes whenever a fetched key set replaces the keys.
+func (k *keySet) generation() uint64 { return k.gen.Load() }
 
 // VerifySignature implements oidc.KeySet.
 func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
@@ -159,6 +164,7 @@ func (k *keySet) current(ctx context.Context, refresh bool) ([]jose.JSONWebKey, 
 		k.mu.Lock()
 		if err == nil {
 			k.keys, k.fetched = keys, k.now()
+			k.gen.Add(1)
 		} else {
 			k.log.Warn("cannot fetch the issuer's key set; the keys fetched before stay in use", "url", k.url, "err", err)
 		}
