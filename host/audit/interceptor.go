@@ -45,7 +45,7 @@ func Audited(procedure string) bool {
 // Interceptor returns a connect interceptor that records every audited
 // call after it ran. It must come after the auth interceptor. Calls
 // without an authenticated caller are not recorded (they changed nothing,
-// and recording them would let anyone fill the store); they are logged.
+// and recording them would let anyone fill the store); they are logged at debug level.
 // A record that cannot be written is logged and does not fail the call,
 // which has already happened.
 func (l *Log) Interceptor() connect.Interceptor { return interceptor{l} }
@@ -61,7 +61,7 @@ func (i interceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		res, err := next(ctx, req)
 		caller, authErr := auth.FromContext(ctx)
 		if authErr != nil || caller.Anonymous() {
-			i.l.opts.Logger.Info("governance call without an identity", "procedure", proc, "peer", req.Peer().Addr)
+			i.l.opts.Logger.Debug("governance call without an identity", "procedure", proc, "peer", req.Peer().Addr)
 			return res, err
 		}
 		a := &storev1.AuditAction{Actor: caller.ID, Procedure: proc, Target: clip(target(req.Any(), res)), Ok: true}
