@@ -30,7 +30,7 @@ test: wasm
 
 ## test-race: the concurrent packages under the race detector
 test-race: wasm
-	$(GO) test -count=1 -race ./host/kernel/... ./host/store/... ./host/rpc/...
+	$(GO) test -count=1 -race ./host/kernel/... ./host/store/... ./host/rpc/... ./host/auth/... ./internal/filewatch/...
 
 ## gen: regenerate protobuf and Connect code
 gen:
