@@ -35,7 +35,7 @@ test: wasm web-example chromium
 ## test-race: the kernel, the store, the fan-out and the server's concurrent tests under the race detector
 RACE_SERVER_TESTS := ManySenders|StreamSession|WatchSessions|RateLimits|Restart|Decision
 test-race: wasm
-	$(GO) test -count=1 -race ./host/kernel/... ./host/store/... ./host/bus/... ./host/limits/... ./host/rpc/...
+	$(GO) test -count=1 -race ./host/kernel/... ./host/store/... ./host/bus/... ./host/limits/... ./host/rpc/... ./host/auth/... ./internal/filewatch/...
 	$(GO) test -count=1 -race -run '$(RACE_SERVER_TESTS)' ./host/server/
 
 ## gen: regenerate protobuf and Connect code, and the example's TypeScript

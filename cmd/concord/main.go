@@ -27,6 +27,7 @@ Usage:
   concord mode ...        push, list and remove mode modules (concord mode for help)
   concord policy ...      push, test and list Rego policies (concord policy for help)
   concord replay ...      replay a session's log and report divergences
+  concord token ...       make a bearer token and its tokens-file entry
   concord version         print the version
 
 `
@@ -46,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return policyCmd(ctx, args[1:], stdout, stderr)
 	case "replay":
 		return replay(ctx, args[1:], stdout, stderr)
+	case "token":
+		return token(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "concord", version)
 		return 0

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"connectrpc.com/connect"
@@ -30,9 +29,10 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "", "replay from this data directory (the server must be stopped)")
 	serverURL := fs.String("server", "", "replay through a running server, e.g. http://127.0.0.1:50051")
-	identity := fs.String("as", "", "identity to authenticate as with --server (dev auth bearer token)")
+	var creds clientFlags
+	creds.registerCredentials(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: concord replay (--data-dir DIR | --server URL --as ID) SESSION_ID")
+		fmt.Fprintln(stderr, "Usage: concord replay (--data-dir DIR | --server URL [--token TOKEN | --as ID]) SESSION_ID")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -51,7 +51,7 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err error
 	)
 	if *serverURL != "" {
-		res, err = replayRemote(ctx, *serverURL, *identity, sid)
+		res, err = replayRemote(ctx, *serverURL, creds.bearer(), sid)
 	} else {
 		res, err = replayLocal(ctx, *dataDir, sid)
 	}
@@ -92,14 +92,11 @@ func replayLocal(ctx context.Context, dataDir, sid string) (*adminv1.ReplaySessi
 	return out, nil
 }
 
-func replayRemote(ctx context.Context, url, identity, sid string) (*adminv1.ReplaySessionResponse, error) {
-	p := new(http.Protocols)
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	client := adminv1connect.NewAdminServiceClient(&http.Client{Transport: &http.Transport{Protocols: p}, Timeout: time.Minute}, url)
+func replayRemote(ctx context.Context, url, bearer, sid string) (*adminv1.ReplaySessionResponse, error) {
+	client := adminv1connect.NewAdminServiceClient(clientHTTP(time.Minute), url)
 	req := connect.NewRequest(&adminv1.ReplaySessionRequest{SessionId: sid})
-	if identity != "" {
-		req.Header().Set("Authorization", "Bearer "+identity)
+	if bearer != "" {
+		req.Header().Set("Authorization", "Bearer "+bearer)
 	}
 	res, err := client.ReplaySession(ctx, req)
 	if err != nil {

@@ -8,9 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/limits"
 	"github.com/concord-macp/concord/host/server"
 )
@@ -26,6 +30,8 @@ type serveFlags struct {
 	maxPayload                                                   int
 	limits                                                       limits.Options
 	shutdownGrace                                                time.Duration
+	auth                                                         auth.Config
+	jwksTTL                                                      seconds
 }
 
 // envNames lists the environment variables of each flag, in priority order.
@@ -47,6 +53,16 @@ var envNames = map[string][]string{
 	"starts-per-minute":   {"CONCORD_STARTS_PER_MINUTE"},
 	"messages-per-minute": {"CONCORD_MESSAGES_PER_MINUTE"},
 	"max-open-sessions":   {"CONCORD_MAX_OPEN_SESSIONS"},
+	"auth-tokens-file":    {"CONCORD_AUTH_TOKENS_FILE", "MACP_AUTH_TOKENS_FILE"},
+	"auth-tokens-json":    {"CONCORD_AUTH_TOKENS_JSON", "MACP_AUTH_TOKENS_JSON"},
+	"oidc-issuer":         {"CONCORD_OIDC_ISSUER", "MACP_AUTH_ISSUER"},
+	"oidc-audience":       {"CONCORD_OIDC_AUDIENCE", "MACP_AUTH_AUDIENCE"},
+	"oidc-jwks-url":       {"CONCORD_OIDC_JWKS_URL", "MACP_AUTH_JWKS_URL"},
+	"oidc-jwks-json":      {"CONCORD_OIDC_JWKS_JSON", "MACP_AUTH_JWKS_JSON"},
+	"oidc-jwks-ttl":       {"CONCORD_OIDC_JWKS_TTL", "MACP_AUTH_JWKS_TTL_SECS"},
+	"oidc-sender-claim":   {"CONCORD_OIDC_SENDER_CLAIM"},
+	"tls-client-ca":       {"CONCORD_TLS_CLIENT_CA"},
+	"auth-recheck":        {"CONCORD_AUTH_RECHECK"},
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -69,6 +85,17 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&f.limits.StartsPerMinute, "starts-per-minute", 60, "SessionStarts one identity may send per minute (0: no limit)")
 	fs.IntVar(&f.limits.MessagesPerMinute, "messages-per-minute", 600, "other envelopes one identity may send per minute (0: no limit)")
 	fs.IntVar(&f.limits.MaxOpenSessions, "max-open-sessions", 1000, "sessions one identity may have open or suspended at once (0: no limit)")
+	fs.StringVar(&f.auth.TokensFile, "auth-tokens-file", "", "static bearer tokens file (JSON; reloaded on change and on SIGHUP)")
+	fs.StringVar(&f.auth.TokensJSON, "auth-tokens-json", "", "static bearer tokens inline (JSON); wins over --auth-tokens-file")
+	fs.StringVar(&f.auth.OIDC.Issuer, "oidc-issuer", "", "JWT issuer URL; its keys come from OpenID discovery unless --oidc-jwks-url or --oidc-jwks-json is set")
+	fs.StringVar(&f.auth.OIDC.Audience, "oidc-audience", auth.DefaultAudience, "audience JWTs must name")
+	fs.StringVar(&f.auth.OIDC.JWKSURL, "oidc-jwks-url", "", "fixed JWKS URL instead of discovery")
+	fs.StringVar(&f.auth.OIDC.JWKSJSON, "oidc-jwks-json", "", "fixed JWKS inline (JSON); the only place an HS256 (oct) key is accepted")
+	f.jwksTTL = seconds(auth.DefaultJWKSTTL)
+	fs.Var(&f.jwksTTL, "oidc-jwks-ttl", "how long a fetched JWKS is used before it is fetched again (seconds or a duration)")
+	fs.StringVar(&f.auth.OIDC.SenderClaim, "oidc-sender-claim", "sub", "JWT claim that is the sender")
+	fs.StringVar(&f.auth.ClientCAFile, "tls-client-ca", "", "CA bundle (PEM) of client certificates that authenticate their connection (mTLS; needs --tls-cert)")
+	fs.DurationVar(&f.auth.Recheck, "auth-recheck", auth.DefaultRecheck, "how often open streams check that their credentials still hold")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: concord serve [flags]\n\nFlags (environment variables in brackets):")
 		fs.VisitAll(func(fl *flag.Flag) {
@@ -139,7 +166,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		Addr:            f.addr,
 		DataDir:         f.dataDir,
 		Memory:          f.memory,
-		Dev:             f.dev || f.insecure,
+		Dev:             f.dev || (f.insecure && !f.auth.Configured()),
+		Auth:            f.auth,
 		Insecure:        f.insecure,
 		TLSCert:         f.tlsCert,
 		TLSKey:          f.tlsKey,
@@ -152,6 +180,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	cfg.AllowedOrigins = splitList(f.origins)
 	cfg.AllowedHeaders = splitList(f.headers)
 	cfg.ExampleDir = f.exampleDir
+	cfg.Auth.OIDC.JWKSTTL = time.Duration(f.jwksTTL)
+	if f.auth.Recheck <= 0 {
+		logger.Error("--auth-recheck must be positive")
+		return 2
+	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		logger.Error("--tls-cert and --tls-key go together")
 		return 2
@@ -161,14 +194,29 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		logger.Error("cannot start", "err", err)
 		return 1
 	}
+	// SIGHUP reloads the tokens file, the client CAs and the TLS
+	// certificate; each keeps its old content if the new one is broken.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	select {
-	case err := <-errc:
-		logger.Error("server stopped", "err", err)
-		_ = srv.Shutdown(context.Background())
-		return 1
-	case <-ctx.Done():
+wait:
+	for {
+		select {
+		case err := <-errc:
+			logger.Error("server stopped", "err", err)
+			_ = srv.Shutdown(context.Background())
+			return 1
+		case <-hup:
+			if err := srv.Reload(); err != nil {
+				logger.Error("SIGHUP: reload incomplete; what failed keeps its previous content", "err", err)
+			} else {
+				logger.Info("SIGHUP: reloaded tokens, client CAs and TLS certificate")
+			}
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	logger.Info("shutting down: draining calls, flushing the log")
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
@@ -180,4 +228,23 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	<-errc
 	logger.Info("stopped")
 	return 0
+}
+
+// seconds is a duration flag that also takes a plain number of seconds,
+// as the reference runtime's MACP_AUTH_JWKS_TTL_SECS does.
+type seconds time.Duration
+
+func (s *seconds) String() string { return time.Duration(*s).String() }
+
+func (s *seconds) Set(v string) error {
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		*s = seconds(time.Duration(n) * time.Second)
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("want a positive number of seconds or a duration such as 5m, not %q", v)
+	}
+	*s = seconds(d)
+	return nil
 }

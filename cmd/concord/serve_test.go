@@ -96,9 +96,9 @@ func TestServeRefusesDevAuthBeyondLoopback(t *testing.T) {
 	}
 }
 
-// startServe runs `concord serve --dev` on a free port with args added and
+// startServe runs `concord serve args…` on a free port (in memory) and
 // waits until it answers; the returned function stops it and returns the
-// exit code.
+// exit code, and the test's end stops it too.
 func startServe(t *testing.T, args ...string) (url string, stop func() int, logs *syncBuffer) {
 	t.Helper()
 	addr := freeAddr(t)
@@ -107,7 +107,7 @@ func startServe(t *testing.T, args ...string) (url string, stop func() int, logs
 	done := make(chan int, 1)
 	cache := filepath.Join(os.TempDir(), "concord-test-wasm-cache")
 	go func() {
-		done <- run(ctx, append([]string{"serve", "--addr", addr, "--memory", "--dev", "--wasm-cache-dir", cache}, args...), logs, logs)
+		done <- run(ctx, append([]string{"serve", "--addr", addr, "--memory", "--wasm-cache-dir", cache}, args...), logs, logs)
 	}()
 	client := macpv1connect.NewMACPRuntimeServiceClient(servertest.H2CClient(), "http://"+addr, connect.WithGRPC())
 	var err error
@@ -135,7 +135,7 @@ func TestServeBrowserFlags(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(example, "index.html"), []byte("<title>example page</title>"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	url, stop, logs := startServe(t, "--allowed-headers", "x-tenant", "--serve-example", example)
+	url, stop, logs := startServe(t, "--dev", "--allowed-headers", "x-tenant", "--serve-example", example)
 	pre := func(origin, headers string) http.Header {
 		req, _ := http.NewRequest(http.MethodOptions, url+"/macp.v1.MACPRuntimeService/Send", nil)
 		req.Header.Set("Origin", origin)

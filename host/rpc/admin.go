@@ -7,6 +7,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/concord-macp/concord/host/audit"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/modes"
 	"github.com/concord-macp/concord/policy"
@@ -23,7 +24,8 @@ type admin struct {
 	policyEngine *policy.Engine
 	log          *slog.Logger
 	// done, when closed, ends every open stream (server shutdown).
-	done <-chan struct{}
+	done  <-chan struct{}
+	audit *audit.Log
 }
 
 var _ adminv1connect.AdminServiceHandler = (*admin)(nil)

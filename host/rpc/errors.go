@@ -7,6 +7,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/concord-macp/concord/host/audit"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/modes"
 	"github.com/concord-macp/concord/macperr"
@@ -57,6 +58,7 @@ var sentinels = []struct {
 	{kernel.ErrBadPage, connect.CodeInvalidArgument},
 	{kernel.ErrLagging, connect.CodeResourceExhausted},
 	{modes.ErrRefused, connect.CodeInvalidArgument},
+	{audit.ErrBadPage, connect.CodeInvalidArgument},
 	{context.Canceled, connect.CodeCanceled},
 	{context.DeadlineExceeded, connect.CodeDeadlineExceeded},
 }

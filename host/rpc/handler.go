@@ -3,11 +3,13 @@ package rpc
 import (
 	"log/slog"
 	"net/http"
+	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 
+	"github.com/concord-macp/concord/host/audit"
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/modes"
@@ -35,6 +37,12 @@ type Options struct {
 	CORS CORS
 	// Done, when closed, ends every open stream (server shutdown).
 	Done <-chan struct{}
+	// Audit records governance actions; nil records nothing and
+	// ListAuditRecords answers Unavailable.
+	Audit *audit.Log
+	// AuthRecheck is how often open streams re-resolve their credentials
+	// (0: auth.DefaultRecheck).
+	AuthRecheck time.Duration
 }
 
 // compressMinBytes is the smallest response worth compressing.
@@ -50,17 +58,22 @@ func NewHandler(opts Options) http.Handler {
 		opts.Logger = slog.Default()
 	}
 	svc := &service{kernel: opts.Kernel, modes: opts.Modes, policies: opts.Policies, log: opts.Logger, version: opts.Version, done: opts.Done}
+	authn := auth.NewInterceptor(opts.Authenticator, auth.InterceptorOptions{Recheck: opts.AuthRecheck, Public: IsPublic})
+	audited := connect.WithInterceptors()
+	if opts.Audit != nil {
+		audited = connect.WithInterceptors(opts.Audit.Interceptor())
+	}
 	mux := http.NewServeMux()
 	path, h := macpv1connect.NewMACPRuntimeServiceHandler(svc,
-		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
+		connect.WithInterceptors(authn), audited,
 		connect.WithReadMaxBytes(opts.MaxPayloadBytes+requestOverhead),
 		// Compressing small messages costs more CPU than it saves bytes.
 		connect.WithCompressMinBytes(compressMinBytes),
 	)
 	mux.Handle(path, h)
 	mux.HandleFunc(ManifestPath, svc.serveManifest)
-	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine, log: opts.Logger, done: opts.Done},
-		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
+	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine, log: opts.Logger, done: opts.Done, audit: opts.Audit},
+		connect.WithInterceptors(authn), audited,
 		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead),
 		connect.WithCompressMinBytes(compressMinBytes)))
 	checker := grpchealth.NewStaticChecker(macpv1connect.MACPRuntimeServiceName)

@@ -6,7 +6,7 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,9 +14,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/concord-macp/concord/host/audit"
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/limits"
@@ -36,8 +38,12 @@ type Config struct {
 	DataDir string
 	// Memory keeps the store in memory: nothing survives a restart.
 	Memory bool
-	// Dev enables development authentication (bearer token = sender).
+	// Dev enables development authentication (bearer token = sender). It
+	// never combines with Auth.
 	Dev bool
+	// Auth configures real authentication: static tokens, JWT/OIDC and
+	// client certificates (Auth.ClientCAFile needs TLS).
+	Auth auth.Config
 	// Insecure allows dev authentication or plaintext beyond loopback.
 	Insecure bool
 	// TLSCert and TLSKey enable TLS when both are set.
@@ -79,6 +85,10 @@ type Server struct {
 	sandbox *wasm.Engine
 	kernel  *kernel.Kernel
 	http    *http.Server
+	// authn is the resolver chain when Auth is configured.
+	authn *auth.Chain
+	// certs serves the TLS certificate when TLS is on.
+	certs *certificates
 	// streamsDone closes at shutdown to end long-lived streams.
 	streamsDone chan struct{}
 	closeOnce   sync.Once
@@ -106,12 +116,40 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 			return nil, err
 		}
 	}
+	if cfg.Dev && cfg.Auth.Configured() {
+		return nil, errors.New("server: dev authentication never combines with tokens, OIDC or client certificates: drop --dev (or --insecure's dev fallback)")
+	}
+	if cfg.Auth.ClientCAFile != "" && (cfg.TLSCert == "" || cfg.TLSKey == "") {
+		return nil, errors.New("server: client-certificate authentication (--tls-client-ca) needs TLS (--tls-cert/--tls-key)")
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, streamsDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.close(context.WithoutCancel(ctx))
 		}
 	}()
+
+	// Credentials and certificates first: a mistake there fails before
+	// the store and the modes load.
+	var authn auth.Authenticator = auth.Deny{}
+	switch {
+	case cfg.Dev:
+		authn = auth.Dev{}
+	case cfg.Auth.Configured():
+		s.authn, err = auth.New(ctx, cfg.Auth, cfg.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		authn = s.authn
+	default:
+		cfg.Logger.Warn("no authentication configured: every call that needs an identity is refused; configure tokens or OIDC, or use --dev on loopback")
+	}
+	if s.tlsEnabled() {
+		s.certs, err = loadCertificates(cfg.TLSCert, cfg.TLSKey, cfg.Auth.PollInterval, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+	}
 
 	if !cfg.Memory {
 		if cfg.DataDir == "" {
@@ -173,11 +211,9 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	var authn auth.Authenticator = auth.Deny{}
-	if cfg.Dev {
-		authn = auth.Dev{}
-	} else {
-		cfg.Logger.Warn("no authentication configured: every authenticated call will be refused; use --dev on loopback")
+	trail, err := audit.Open(ctx, s.store, audit.Options{Now: cfg.Now, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	handler := rpc.NewHandler(rpc.Options{
 		Kernel:          s.kernel,
@@ -190,9 +226,14 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
 		CORS:            browserAccess,
 		Done:            s.streamsDone,
+		AuthRecheck:     cfg.Auth.Recheck,
+		Audit:           trail,
 	})
 	if example != nil {
 		handler = withExample(handler, example)
+	}
+	if s.tlsEnabled() {
+		handler = auth.WithTLSState(handler)
 	}
 	s.http = &http.Server{
 		Handler:           handler,
@@ -203,6 +244,11 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	protocols.SetHTTP1(true)
 	if s.tlsEnabled() {
 		protocols.SetHTTP2(true)
+		var clientCAs func() *x509.CertPool
+		if s.authn != nil && cfg.Auth.ClientCAFile != "" {
+			clientCAs = s.authn.ClientCAs
+		}
+		s.http.TLSConfig = tlsConfig(s.certs, clientCAs)
 	} else {
 		protocols.SetUnencryptedHTTP2(true)
 	}
@@ -226,11 +272,6 @@ func (s *Server) Kernel() *kernel.Kernel { return s.kernel }
 func (s *Server) Serve(ln net.Listener) error {
 	var err error
 	if s.tlsEnabled() {
-		cert, cerr := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
-		if cerr != nil {
-			return fmt.Errorf("server: load TLS key pair: %w", cerr)
-		}
-		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		err = s.http.ServeTLS(ln, "", "")
 	} else {
 		err = s.http.Serve(ln)
@@ -252,8 +293,34 @@ func (s *Server) ListenAndServe() error {
 		scheme = "TLS"
 	}
 	s.log.Info("concord serving MACP", "addr", ln.Addr().String(), "transport", scheme,
-		"store", map[bool]string{true: "memory", false: s.cfg.DataDir}[s.cfg.Memory], "dev_auth", s.cfg.Dev)
+		"store", map[bool]string{true: "memory", false: s.cfg.DataDir}[s.cfg.Memory], "auth", s.authName())
 	return s.Serve(ln)
+}
+
+// authName says how callers authenticate, for the startup log.
+func (s *Server) authName() string {
+	switch {
+	case s.cfg.Dev:
+		return "dev"
+	case s.authn != nil:
+		return strings.Join(s.authn.Resolvers(), ",")
+	default:
+		return "none"
+	}
+}
+
+// Reload re-reads the tokens file, the client CA file and the TLS
+// certificate (what SIGHUP does); whatever fails to load keeps its
+// previous content and is reported.
+func (s *Server) Reload() error {
+	var errs []error
+	if s.authn != nil {
+		errs = append(errs, s.authn.Reload())
+	}
+	if s.certs != nil {
+		errs = append(errs, s.certs.reload())
+	}
+	return errors.Join(errs...)
 }
 
 // Shutdown stops accepting calls, waits for those in flight (until ctx
@@ -270,6 +337,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) close(ctx context.Context) error {
 	var errs []error
+	if s.authn != nil {
+		s.authn.Close()
+	}
+	if s.certs != nil {
+		s.certs.close()
+	}
 	if s.kernel != nil {
 		s.kernel.Close()
 	}

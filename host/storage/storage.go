@@ -99,6 +99,9 @@ const (
 	// Audit holds per-session governance records under
 	// "<session id>\x00<key>".
 	Audit Kind = "audit"
+	// GovernanceAudit holds the trail of governance actions (host/audit),
+	// keyed so that key order is the order of writing.
+	GovernanceAudit Kind = "governance-audit"
 )
 
 // Records holds small records by kind and key.
@@ -110,6 +113,9 @@ type Records interface {
 	// EachPrefix calls fn for every record of kind whose key starts with
 	// prefix ("" for all), in ascending key order.
 	EachPrefix(ctx context.Context, kind Kind, prefix string, fn func(key string, value []byte) error) error
+	// EachBefore calls fn for every record of kind whose key sorts before
+	// before ("" = every record), in descending key order.
+	EachBefore(ctx context.Context, kind Kind, before string, fn func(key string, value []byte) error) error
 }
 
 // BlobKind names a namespace of blobs.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -23,6 +24,7 @@ const (
 	ModeBindings     = storage.ModeBindings
 	ModeDeclarations = storage.ModeDeclarations
 	Audit            = storage.Audit
+	GovernanceAudit  = storage.GovernanceAudit
 )
 
 // recordKinds gives each registry its key byte.
@@ -31,6 +33,7 @@ var recordKinds = map[storage.Kind]byte{
 	storage.ModeBindings:     0x05,
 	storage.Audit:            0x07,
 	storage.ModeDeclarations: 0x08,
+	storage.GovernanceAudit:  0x09,
 }
 
 // kindBlob holds content-addressed blobs (module bytes) in chunks:
@@ -151,6 +154,54 @@ func blobName(kind storage.BlobKind, name string) (string, error) {
 		return "rego:" + name, nil
 	}
 	return "", fmt.Errorf("store: unknown blob kind %q", kind)
+}
+
+// EachBefore calls fn for every record of registry r whose key sorts
+// before the key before ("" = after every record), in descending key
+// order. fn may return ErrStop to end the walk early.
+func (s *Store) EachBefore(ctx context.Context, r Registry, before string, fn func(key string, value []byte) error) error {
+	kind, err := kindOf(r)
+	if err != nil {
+		return err
+	}
+	if err := s.usable(); err != nil {
+		return fmt.Errorf("store: registry: %w", err)
+	}
+	prefix := []byte{kind}
+	seek := append([]byte{kind}, before...)
+	if before == "" {
+		// Past every key of r: registry keys are at most MaxRecordKeyLen.
+		seek = append(seek, bytes.Repeat([]byte{0xff}, MaxRecordKeyLen+1)...)
+	}
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefix, Reverse: true})
+		defer it.Close()
+		for it.Seek(seek); it.ValidForPrefix(prefix); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			item := it.Item()
+			key := string(item.Key()[1:])
+			if before != "" && key >= before {
+				continue
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if err := fn(key, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, ErrStop) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: registry: %w", err)
+	}
+	return nil
 }
 
 // PutBlob stores data under name (a content digest), in chunks; the blob

@@ -56,3 +56,41 @@ func TestRegistryRecordsSurviveRestart(t *testing.T) {
 		t.Fatal("empty key accepted")
 	}
 }
+
+func TestEachBeforeWalksBackwards(t *testing.T) {
+	ctx := context.Background()
+	s := openDisk(t, t.TempDir())
+	defer s.Close()
+	for _, k := range []string{"a", "b", "c", "d"} {
+		if err := s.Put(ctx, GovernanceAudit, k, []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A neighbouring registry must not leak in.
+	if err := s.Put(ctx, ModeDeclarations, "z", []byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	walk := func(before string, limit int) string {
+		var got []byte
+		err := s.EachBefore(ctx, GovernanceAudit, before, func(k string, _ []byte) error {
+			got = append(got, k...)
+			if len(got) == limit {
+				return ErrStop
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(got)
+	}
+	for _, tc := range []struct {
+		before string
+		limit  int
+		want   string
+	}{{"", 0, "dcba"}, {"c", 0, "ba"}, {"bb", 0, "ba"}, {"a", 0, ""}, {"", 2, "dc"}} {
+		if got := walk(tc.before, tc.limit); got != tc.want {
+			t.Fatalf("before %q limit %d: %q, want %q", tc.before, tc.limit, got, tc.want)
+		}
+	}
+}

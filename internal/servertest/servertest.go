@@ -39,8 +39,9 @@ type Server struct {
 	t    testing.TB
 }
 
-// Start builds a server from cfg (dev auth, loopback, a random port unless
-// cfg.Addr names one) and serves it until the test ends. An empty DataDir
+// Start builds a server from cfg (loopback, a random port unless cfg.Addr
+// names one; dev auth unless cfg.Auth configures real authentication) and
+// serves it until the test ends. An empty DataDir
 // with Memory unset gets a fresh temporary folder.
 func Start(t testing.TB, cfg server.Config) *Server {
 	t.Helper()
@@ -53,7 +54,7 @@ func Start(t testing.TB, cfg server.Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	cfg.Dev = true
+	cfg.Dev = !cfg.Auth.Configured()
 	if cfg.WasmCacheDir == "" {
 		// One compilation cache for every test server of the machine: the
 		// built-in modules compile once, not once per server.
@@ -130,7 +131,8 @@ const (
 var Protocols = []Protocol{GRPC, GRPCWeb, Connect}
 
 // Client returns a MACP client speaking p over HTTP/2 without TLS, that
-// authenticates as identity ("" sends no credentials).
+// presents identity as its bearer token ("" sends no credentials): with
+// dev auth the identity itself, otherwise a token.
 func (s *Server) Client(p Protocol, identity string) macpv1connect.MACPRuntimeServiceClient {
 	var opts []connect.ClientOption
 	switch p {

@@ -261,6 +261,30 @@ func (s *Store) EachPrefix(ctx context.Context, kind storage.Kind, prefix string
 	return nil
 }
 
+// EachBefore implements storage.Records.
+func (s *Store) EachBefore(ctx context.Context, kind storage.Kind, before string, fn func(key string, value []byte) error) error {
+	s.mu.RLock()
+	var keys []string
+	vals := map[string][]byte{}
+	for k, v := range s.records[kind] {
+		if before == "" || k < before {
+			keys = append(keys, k)
+			vals[k] = v
+		}
+	}
+	s.mu.RUnlock()
+	sort.Sort(sort.Reverse(sort.StringSlice(keys)))
+	for _, k := range keys {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(k, slices.Clone(vals[k])); err != nil {
+			return stopped(err)
+		}
+	}
+	return nil
+}
+
 // PutBlob implements storage.Blobs.
 func (s *Store) PutBlob(_ context.Context, kind storage.BlobKind, name string, data []byte) error {
 	s.mu.Lock()

@@ -966,6 +966,221 @@ func (x *WatchSessionResponse) GetStateAfter() v1.SessionState {
 	return v1.SessionState(0)
 }
 
+// AuditRecord is one governance action: who did what, when, and how it
+// ended.
+type AuditRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Opaque and unique; records sort by it in the order they were written.
+	Id       string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	AtUnixMs int64  `protobuf:"varint,2,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	// The authenticated caller that acted.
+	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// The RPC, e.g. "/concord.admin.v1.AdminService/UploadMode".
+	Procedure string `protobuf:"bytes,4,opt,name=procedure,proto3" json:"procedure,omitempty"`
+	// What it acted on: a mode, a module digest, a policy id, a session id.
+	Target string `protobuf:"bytes,5,opt,name=target,proto3" json:"target,omitempty"`
+	Ok     bool   `protobuf:"varint,6,opt,name=ok,proto3" json:"ok,omitempty"`
+	// When not ok: the MACP error code (or the RPC status code) and message.
+	ErrorCode     string `protobuf:"bytes,7,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage  string `protobuf:"bytes,8,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRecord) Reset() {
+	*x = AuditRecord{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRecord) ProtoMessage() {}
+
+func (x *AuditRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
+func (*AuditRecord) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AuditRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetAtUnixMs() int64 {
+	if x != nil {
+		return x.AtUnixMs
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetProcedure() string {
+	if x != nil {
+		return x.Procedure
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *AuditRecord) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+type ListAuditRecordsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many records (0: 100; at most 1000).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the newest.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRecordsRequest) Reset() {
+	*x = ListAuditRecordsRequest{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRecordsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRecordsRequest) ProtoMessage() {}
+
+func (x *ListAuditRecordsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRecordsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditRecordsRequest) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListAuditRecordsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAuditRecordsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListAuditRecordsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first.
+	Records []*AuditRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRecordsResponse) Reset() {
+	*x = ListAuditRecordsResponse{}
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRecordsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRecordsResponse) ProtoMessage() {}
+
+func (x *ListAuditRecordsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_admin_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRecordsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditRecordsResponse) Descriptor() ([]byte, []int) {
+	return file_concord_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListAuditRecordsResponse) GetRecords() []*AuditRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *ListAuditRecordsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_concord_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_concord_admin_v1_admin_proto_rawDesc = "" +
@@ -1039,7 +1254,25 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\benvelope\x18\x02 \x01(\v2\x11.macp.v1.EnvelopeR\benvelope\x12-\n" +
 	"\x13accepted_at_unix_ms\x18\x03 \x01(\x03R\x10acceptedAtUnixMs\x126\n" +
 	"\vstate_after\x18\x04 \x01(\x0e2\x15.macp.v1.SessionStateR\n" +
-	"stateAfter2\x9d\x05\n" +
+	"stateAfter\"\xdb\x01\n" +
+	"\vAuditRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\n" +
+	"at_unix_ms\x18\x02 \x01(\x03R\batUnixMs\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x1c\n" +
+	"\tprocedure\x18\x04 \x01(\tR\tprocedure\x12\x16\n" +
+	"\x06target\x18\x05 \x01(\tR\x06target\x12\x0e\n" +
+	"\x02ok\x18\x06 \x01(\bR\x02ok\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\a \x01(\tR\terrorCode\x12#\n" +
+	"\rerror_message\x18\b \x01(\tR\ferrorMessage\"U\n" +
+	"\x17ListAuditRecordsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"{\n" +
+	"\x18ListAuditRecordsResponse\x127\n" +
+	"\arecords\x18\x01 \x03(\v2\x1d.concord.admin.v1.AuditRecordR\arecords\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x88\x06\n" +
 	"\fAdminService\x12c\n" +
 	"\x0eInspectSession\x12'.concord.admin.v1.InspectSessionRequest\x1a(.concord.admin.v1.InspectSessionResponse\x12`\n" +
 	"\rReplaySession\x12&.concord.admin.v1.ReplaySessionRequest\x1a'.concord.admin.v1.ReplaySessionResponse\x12W\n" +
@@ -1050,7 +1283,8 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"RemoveMode\x12#.concord.admin.v1.RemoveModeRequest\x1a$.concord.admin.v1.RemoveModeResponse\x12W\n" +
 	"\n" +
 	"PushPolicy\x12#.concord.admin.v1.PushPolicyRequest\x1a$.concord.admin.v1.PushPolicyResponse\x12_\n" +
-	"\fWatchSession\x12%.concord.admin.v1.WatchSessionRequest\x1a&.concord.admin.v1.WatchSessionResponse0\x01B@Z>github.com/concord-macp/concord/proto/concord/admin/v1;adminv1b\x06proto3"
+	"\fWatchSession\x12%.concord.admin.v1.WatchSessionRequest\x1a&.concord.admin.v1.WatchSessionResponse0\x01\x12i\n" +
+	"\x10ListAuditRecords\x12).concord.admin.v1.ListAuditRecordsRequest\x1a*.concord.admin.v1.ListAuditRecordsResponseB@Z>github.com/concord-macp/concord/proto/concord/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_concord_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1064,63 +1298,69 @@ func file_concord_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_concord_admin_v1_admin_proto_rawDescData
 }
 
-var file_concord_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_concord_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_concord_admin_v1_admin_proto_goTypes = []any{
-	(*InspectSessionRequest)(nil),  // 0: concord.admin.v1.InspectSessionRequest
-	(*InspectSessionResponse)(nil), // 1: concord.admin.v1.InspectSessionResponse
-	(*GovernanceDecision)(nil),     // 2: concord.admin.v1.GovernanceDecision
-	(*ReplaySessionRequest)(nil),   // 3: concord.admin.v1.ReplaySessionRequest
-	(*ReplaySessionResponse)(nil),  // 4: concord.admin.v1.ReplaySessionResponse
-	(*Module)(nil),                 // 5: concord.admin.v1.Module
-	(*UploadModeRequest)(nil),      // 6: concord.admin.v1.UploadModeRequest
-	(*UploadModeResponse)(nil),     // 7: concord.admin.v1.UploadModeResponse
-	(*ListModulesRequest)(nil),     // 8: concord.admin.v1.ListModulesRequest
-	(*ListModulesResponse)(nil),    // 9: concord.admin.v1.ListModulesResponse
-	(*RemoveModeRequest)(nil),      // 10: concord.admin.v1.RemoveModeRequest
-	(*RemoveModeResponse)(nil),     // 11: concord.admin.v1.RemoveModeResponse
-	(*PushPolicyRequest)(nil),      // 12: concord.admin.v1.PushPolicyRequest
-	(*PushPolicyResponse)(nil),     // 13: concord.admin.v1.PushPolicyResponse
-	(*WatchSessionRequest)(nil),    // 14: concord.admin.v1.WatchSessionRequest
-	(*WatchSessionResponse)(nil),   // 15: concord.admin.v1.WatchSessionResponse
-	(*v1.SessionMetadata)(nil),     // 16: macp.v1.SessionMetadata
-	(*v1.CommitmentPayload)(nil),   // 17: macp.v1.CommitmentPayload
-	(v1.SessionState)(0),           // 18: macp.v1.SessionState
-	(*v1.ModeDescriptor)(nil),      // 19: macp.v1.ModeDescriptor
-	(*v1.PolicyDescriptor)(nil),    // 20: macp.v1.PolicyDescriptor
-	(*v1.Envelope)(nil),            // 21: macp.v1.Envelope
+	(*InspectSessionRequest)(nil),    // 0: concord.admin.v1.InspectSessionRequest
+	(*InspectSessionResponse)(nil),   // 1: concord.admin.v1.InspectSessionResponse
+	(*GovernanceDecision)(nil),       // 2: concord.admin.v1.GovernanceDecision
+	(*ReplaySessionRequest)(nil),     // 3: concord.admin.v1.ReplaySessionRequest
+	(*ReplaySessionResponse)(nil),    // 4: concord.admin.v1.ReplaySessionResponse
+	(*Module)(nil),                   // 5: concord.admin.v1.Module
+	(*UploadModeRequest)(nil),        // 6: concord.admin.v1.UploadModeRequest
+	(*UploadModeResponse)(nil),       // 7: concord.admin.v1.UploadModeResponse
+	(*ListModulesRequest)(nil),       // 8: concord.admin.v1.ListModulesRequest
+	(*ListModulesResponse)(nil),      // 9: concord.admin.v1.ListModulesResponse
+	(*RemoveModeRequest)(nil),        // 10: concord.admin.v1.RemoveModeRequest
+	(*RemoveModeResponse)(nil),       // 11: concord.admin.v1.RemoveModeResponse
+	(*PushPolicyRequest)(nil),        // 12: concord.admin.v1.PushPolicyRequest
+	(*PushPolicyResponse)(nil),       // 13: concord.admin.v1.PushPolicyResponse
+	(*WatchSessionRequest)(nil),      // 14: concord.admin.v1.WatchSessionRequest
+	(*WatchSessionResponse)(nil),     // 15: concord.admin.v1.WatchSessionResponse
+	(*AuditRecord)(nil),              // 16: concord.admin.v1.AuditRecord
+	(*ListAuditRecordsRequest)(nil),  // 17: concord.admin.v1.ListAuditRecordsRequest
+	(*ListAuditRecordsResponse)(nil), // 18: concord.admin.v1.ListAuditRecordsResponse
+	(*v1.SessionMetadata)(nil),       // 19: macp.v1.SessionMetadata
+	(*v1.CommitmentPayload)(nil),     // 20: macp.v1.CommitmentPayload
+	(v1.SessionState)(0),             // 21: macp.v1.SessionState
+	(*v1.ModeDescriptor)(nil),        // 22: macp.v1.ModeDescriptor
+	(*v1.PolicyDescriptor)(nil),      // 23: macp.v1.PolicyDescriptor
+	(*v1.Envelope)(nil),              // 24: macp.v1.Envelope
 }
 var file_concord_admin_v1_admin_proto_depIdxs = []int32{
-	16, // 0: concord.admin.v1.InspectSessionResponse.metadata:type_name -> macp.v1.SessionMetadata
-	17, // 1: concord.admin.v1.InspectSessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
+	19, // 0: concord.admin.v1.InspectSessionResponse.metadata:type_name -> macp.v1.SessionMetadata
+	20, // 1: concord.admin.v1.InspectSessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
 	2,  // 2: concord.admin.v1.InspectSessionResponse.governance:type_name -> concord.admin.v1.GovernanceDecision
-	18, // 3: concord.admin.v1.ReplaySessionResponse.state:type_name -> macp.v1.SessionState
-	17, // 4: concord.admin.v1.ReplaySessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
-	19, // 5: concord.admin.v1.Module.mode_descriptor:type_name -> macp.v1.ModeDescriptor
+	21, // 3: concord.admin.v1.ReplaySessionResponse.state:type_name -> macp.v1.SessionState
+	20, // 4: concord.admin.v1.ReplaySessionResponse.resolution:type_name -> macp.v1.CommitmentPayload
+	22, // 5: concord.admin.v1.Module.mode_descriptor:type_name -> macp.v1.ModeDescriptor
 	5,  // 6: concord.admin.v1.UploadModeResponse.module:type_name -> concord.admin.v1.Module
 	5,  // 7: concord.admin.v1.ListModulesResponse.modules:type_name -> concord.admin.v1.Module
-	20, // 8: concord.admin.v1.PushPolicyRequest.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
-	20, // 9: concord.admin.v1.PushPolicyResponse.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
-	21, // 10: concord.admin.v1.WatchSessionResponse.envelope:type_name -> macp.v1.Envelope
-	18, // 11: concord.admin.v1.WatchSessionResponse.state_after:type_name -> macp.v1.SessionState
-	0,  // 12: concord.admin.v1.AdminService.InspectSession:input_type -> concord.admin.v1.InspectSessionRequest
-	3,  // 13: concord.admin.v1.AdminService.ReplaySession:input_type -> concord.admin.v1.ReplaySessionRequest
-	6,  // 14: concord.admin.v1.AdminService.UploadMode:input_type -> concord.admin.v1.UploadModeRequest
-	8,  // 15: concord.admin.v1.AdminService.ListModules:input_type -> concord.admin.v1.ListModulesRequest
-	10, // 16: concord.admin.v1.AdminService.RemoveMode:input_type -> concord.admin.v1.RemoveModeRequest
-	12, // 17: concord.admin.v1.AdminService.PushPolicy:input_type -> concord.admin.v1.PushPolicyRequest
-	14, // 18: concord.admin.v1.AdminService.WatchSession:input_type -> concord.admin.v1.WatchSessionRequest
-	1,  // 19: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
-	4,  // 20: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
-	7,  // 21: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
-	9,  // 22: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
-	11, // 23: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
-	13, // 24: concord.admin.v1.AdminService.PushPolicy:output_type -> concord.admin.v1.PushPolicyResponse
-	15, // 25: concord.admin.v1.AdminService.WatchSession:output_type -> concord.admin.v1.WatchSessionResponse
-	19, // [19:26] is the sub-list for method output_type
-	12, // [12:19] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	23, // 8: concord.admin.v1.PushPolicyRequest.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
+	23, // 9: concord.admin.v1.PushPolicyResponse.policy_descriptor:type_name -> macp.v1.PolicyDescriptor
+	24, // 10: concord.admin.v1.WatchSessionResponse.envelope:type_name -> macp.v1.Envelope
+	21, // 11: concord.admin.v1.WatchSessionResponse.state_after:type_name -> macp.v1.SessionState
+	16, // 12: concord.admin.v1.ListAuditRecordsResponse.records:type_name -> concord.admin.v1.AuditRecord
+	0,  // 13: concord.admin.v1.AdminService.InspectSession:input_type -> concord.admin.v1.InspectSessionRequest
+	3,  // 14: concord.admin.v1.AdminService.ReplaySession:input_type -> concord.admin.v1.ReplaySessionRequest
+	6,  // 15: concord.admin.v1.AdminService.UploadMode:input_type -> concord.admin.v1.UploadModeRequest
+	8,  // 16: concord.admin.v1.AdminService.ListModules:input_type -> concord.admin.v1.ListModulesRequest
+	10, // 17: concord.admin.v1.AdminService.RemoveMode:input_type -> concord.admin.v1.RemoveModeRequest
+	12, // 18: concord.admin.v1.AdminService.PushPolicy:input_type -> concord.admin.v1.PushPolicyRequest
+	14, // 19: concord.admin.v1.AdminService.WatchSession:input_type -> concord.admin.v1.WatchSessionRequest
+	17, // 20: concord.admin.v1.AdminService.ListAuditRecords:input_type -> concord.admin.v1.ListAuditRecordsRequest
+	1,  // 21: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
+	4,  // 22: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
+	7,  // 23: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
+	9,  // 24: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
+	11, // 25: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
+	13, // 26: concord.admin.v1.AdminService.PushPolicy:output_type -> concord.admin.v1.PushPolicyResponse
+	15, // 27: concord.admin.v1.AdminService.WatchSession:output_type -> concord.admin.v1.WatchSessionResponse
+	18, // 28: concord.admin.v1.AdminService.ListAuditRecords:output_type -> concord.admin.v1.ListAuditRecordsResponse
+	21, // [21:29] is the sub-list for method output_type
+	13, // [13:21] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_concord_admin_v1_admin_proto_init() }
@@ -1134,7 +1374,7 @@ func file_concord_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_admin_v1_admin_proto_rawDesc), len(file_concord_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

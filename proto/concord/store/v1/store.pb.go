@@ -650,6 +650,100 @@ func (x *ModeDeclaration) GetDeclaredAtUnixMs() int64 {
 	return 0
 }
 
+// AuditAction is one governance action of the audit trail (host/audit),
+// keyed by a sequence number that orders the trail.
+type AuditAction struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AtUnixMs      int64                  `protobuf:"varint,1,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	Actor         string                 `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	Procedure     string                 `protobuf:"bytes,3,opt,name=procedure,proto3" json:"procedure,omitempty"`
+	Target        string                 `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
+	Ok            bool                   `protobuf:"varint,5,opt,name=ok,proto3" json:"ok,omitempty"`
+	ErrorCode     string                 `protobuf:"bytes,6,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage  string                 `protobuf:"bytes,7,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditAction) Reset() {
+	*x = AuditAction{}
+	mi := &file_concord_store_v1_store_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditAction) ProtoMessage() {}
+
+func (x *AuditAction) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_store_v1_store_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditAction.ProtoReflect.Descriptor instead.
+func (*AuditAction) Descriptor() ([]byte, []int) {
+	return file_concord_store_v1_store_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AuditAction) GetAtUnixMs() int64 {
+	if x != nil {
+		return x.AtUnixMs
+	}
+	return 0
+}
+
+func (x *AuditAction) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditAction) GetProcedure() string {
+	if x != nil {
+		return x.Procedure
+	}
+	return ""
+}
+
+func (x *AuditAction) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AuditAction) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *AuditAction) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *AuditAction) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
 var File_concord_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_concord_store_v1_store_proto_rawDesc = "" +
@@ -709,7 +803,17 @@ const file_concord_store_v1_store_proto_rawDesc = "" +
 	"\x15registered_at_unix_ms\x18\x05 \x01(\x03R\x12registeredAtUnixMs\"\x82\x01\n" +
 	"\x0fModeDeclaration\x12@\n" +
 	"\x0fmode_descriptor\x18\x01 \x01(\v2\x17.macp.v1.ModeDescriptorR\x0emodeDescriptor\x12-\n" +
-	"\x13declared_at_unix_ms\x18\x02 \x01(\x03R\x10declaredAtUnixMs*F\n" +
+	"\x13declared_at_unix_ms\x18\x02 \x01(\x03R\x10declaredAtUnixMs\"\xcb\x01\n" +
+	"\vAuditAction\x12\x1c\n" +
+	"\n" +
+	"at_unix_ms\x18\x01 \x01(\x03R\batUnixMs\x12\x14\n" +
+	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x1c\n" +
+	"\tprocedure\x18\x03 \x01(\tR\tprocedure\x12\x16\n" +
+	"\x06target\x18\x04 \x01(\tR\x06target\x12\x0e\n" +
+	"\x02ok\x18\x05 \x01(\bR\x02ok\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x06 \x01(\tR\terrorCode\x12#\n" +
+	"\rerror_message\x18\a \x01(\tR\ferrorMessage*F\n" +
 	"\x06Origin\x12\x16\n" +
 	"\x12ORIGIN_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fORIGIN_AGENT\x10\x01\x12\x12\n" +
@@ -728,7 +832,7 @@ func file_concord_store_v1_store_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_store_v1_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_concord_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_concord_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_concord_store_v1_store_proto_goTypes = []any{
 	(Origin)(0),                  // 0: concord.store.v1.Origin
 	(*Entry)(nil),                // 1: concord.store.v1.Entry
@@ -737,24 +841,25 @@ var file_concord_store_v1_store_proto_goTypes = []any{
 	(*StateSnapshot)(nil),        // 4: concord.store.v1.StateSnapshot
 	(*ModeBinding)(nil),          // 5: concord.store.v1.ModeBinding
 	(*ModeDeclaration)(nil),      // 6: concord.store.v1.ModeDeclaration
-	(*v1.Envelope)(nil),          // 7: macp.v1.Envelope
-	(v1.SessionState)(0),         // 8: macp.v1.SessionState
-	(*v1.SessionMetadata)(nil),   // 9: macp.v1.SessionMetadata
-	(*v1.PolicyDescriptor)(nil),  // 10: macp.v1.PolicyDescriptor
-	(*v1.CommitmentPayload)(nil), // 11: macp.v1.CommitmentPayload
-	(*v11.Timer)(nil),            // 12: concord.abi.v1.Timer
-	(*v1.ModeDescriptor)(nil),    // 13: macp.v1.ModeDescriptor
+	(*AuditAction)(nil),          // 7: concord.store.v1.AuditAction
+	(*v1.Envelope)(nil),          // 8: macp.v1.Envelope
+	(v1.SessionState)(0),         // 9: macp.v1.SessionState
+	(*v1.SessionMetadata)(nil),   // 10: macp.v1.SessionMetadata
+	(*v1.PolicyDescriptor)(nil),  // 11: macp.v1.PolicyDescriptor
+	(*v1.CommitmentPayload)(nil), // 12: macp.v1.CommitmentPayload
+	(*v11.Timer)(nil),            // 13: concord.abi.v1.Timer
+	(*v1.ModeDescriptor)(nil),    // 14: macp.v1.ModeDescriptor
 }
 var file_concord_store_v1_store_proto_depIdxs = []int32{
-	7,  // 0: concord.store.v1.Entry.envelope:type_name -> macp.v1.Envelope
+	8,  // 0: concord.store.v1.Entry.envelope:type_name -> macp.v1.Envelope
 	0,  // 1: concord.store.v1.Entry.origin:type_name -> concord.store.v1.Origin
-	8,  // 2: concord.store.v1.Entry.state_after:type_name -> macp.v1.SessionState
+	9,  // 2: concord.store.v1.Entry.state_after:type_name -> macp.v1.SessionState
 	2,  // 3: concord.store.v1.Entry.governance:type_name -> concord.store.v1.Governance
-	9,  // 4: concord.store.v1.Session.metadata:type_name -> macp.v1.SessionMetadata
-	10, // 5: concord.store.v1.Session.policy:type_name -> macp.v1.PolicyDescriptor
-	11, // 6: concord.store.v1.Session.resolution:type_name -> macp.v1.CommitmentPayload
-	12, // 7: concord.store.v1.Session.timers:type_name -> concord.abi.v1.Timer
-	13, // 8: concord.store.v1.ModeDeclaration.mode_descriptor:type_name -> macp.v1.ModeDescriptor
+	10, // 4: concord.store.v1.Session.metadata:type_name -> macp.v1.SessionMetadata
+	11, // 5: concord.store.v1.Session.policy:type_name -> macp.v1.PolicyDescriptor
+	12, // 6: concord.store.v1.Session.resolution:type_name -> macp.v1.CommitmentPayload
+	13, // 7: concord.store.v1.Session.timers:type_name -> concord.abi.v1.Timer
+	14, // 8: concord.store.v1.ModeDeclaration.mode_descriptor:type_name -> macp.v1.ModeDescriptor
 	9,  // [9:9] is the sub-list for method output_type
 	9,  // [9:9] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
@@ -773,7 +878,7 @@ func file_concord_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_store_v1_store_proto_rawDesc), len(file_concord_store_v1_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -54,6 +54,9 @@ const (
 	// AdminServiceWatchSessionProcedure is the fully-qualified name of the AdminService's WatchSession
 	// RPC.
 	AdminServiceWatchSessionProcedure = "/concord.admin.v1.AdminService/WatchSession"
+	// AdminServiceListAuditRecordsProcedure is the fully-qualified name of the AdminService's
+	// ListAuditRecords RPC.
+	AdminServiceListAuditRecordsProcedure = "/concord.admin.v1.AdminService/ListAuditRecords"
 )
 
 // AdminServiceClient is a client for the concord.admin.v1.AdminService service.
@@ -73,6 +76,10 @@ type AdminServiceClient interface {
 	// It is StreamSession's subscription as a server stream, which browsers
 	// can call: fetch cannot send a request body while reading the response.
 	WatchSession(context.Context, *connect.Request[v1.WatchSessionRequest]) (*connect.ServerStreamForClient[v1.WatchSessionResponse], error)
+	// ListAuditRecords lists the governance actions (module uploads and
+	// removals, mode and policy registry changes, admin calls), newest
+	// first. It needs the admin right.
+	ListAuditRecords(context.Context, *connect.Request[v1.ListAuditRecordsRequest]) (*connect.Response[v1.ListAuditRecordsResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the concord.admin.v1.AdminService service. By
@@ -128,18 +135,25 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("WatchSession")),
 			connect.WithClientOptions(opts...),
 		),
+		listAuditRecords: connect.NewClient[v1.ListAuditRecordsRequest, v1.ListAuditRecordsResponse](
+			httpClient,
+			baseURL+AdminServiceListAuditRecordsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListAuditRecords")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // adminServiceClient implements AdminServiceClient.
 type adminServiceClient struct {
-	inspectSession *connect.Client[v1.InspectSessionRequest, v1.InspectSessionResponse]
-	replaySession  *connect.Client[v1.ReplaySessionRequest, v1.ReplaySessionResponse]
-	uploadMode     *connect.Client[v1.UploadModeRequest, v1.UploadModeResponse]
-	listModules    *connect.Client[v1.ListModulesRequest, v1.ListModulesResponse]
-	removeMode     *connect.Client[v1.RemoveModeRequest, v1.RemoveModeResponse]
-	pushPolicy     *connect.Client[v1.PushPolicyRequest, v1.PushPolicyResponse]
-	watchSession   *connect.Client[v1.WatchSessionRequest, v1.WatchSessionResponse]
+	inspectSession   *connect.Client[v1.InspectSessionRequest, v1.InspectSessionResponse]
+	replaySession    *connect.Client[v1.ReplaySessionRequest, v1.ReplaySessionResponse]
+	uploadMode       *connect.Client[v1.UploadModeRequest, v1.UploadModeResponse]
+	listModules      *connect.Client[v1.ListModulesRequest, v1.ListModulesResponse]
+	removeMode       *connect.Client[v1.RemoveModeRequest, v1.RemoveModeResponse]
+	pushPolicy       *connect.Client[v1.PushPolicyRequest, v1.PushPolicyResponse]
+	watchSession     *connect.Client[v1.WatchSessionRequest, v1.WatchSessionResponse]
+	listAuditRecords *connect.Client[v1.ListAuditRecordsRequest, v1.ListAuditRecordsResponse]
 }
 
 // InspectSession calls concord.admin.v1.AdminService.InspectSession.
@@ -177,6 +191,11 @@ func (c *adminServiceClient) WatchSession(ctx context.Context, req *connect.Requ
 	return c.watchSession.CallServerStream(ctx, req)
 }
 
+// ListAuditRecords calls concord.admin.v1.AdminService.ListAuditRecords.
+func (c *adminServiceClient) ListAuditRecords(ctx context.Context, req *connect.Request[v1.ListAuditRecordsRequest]) (*connect.Response[v1.ListAuditRecordsResponse], error) {
+	return c.listAuditRecords.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the concord.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	InspectSession(context.Context, *connect.Request[v1.InspectSessionRequest]) (*connect.Response[v1.InspectSessionResponse], error)
@@ -194,6 +213,10 @@ type AdminServiceHandler interface {
 	// It is StreamSession's subscription as a server stream, which browsers
 	// can call: fetch cannot send a request body while reading the response.
 	WatchSession(context.Context, *connect.Request[v1.WatchSessionRequest], *connect.ServerStream[v1.WatchSessionResponse]) error
+	// ListAuditRecords lists the governance actions (module uploads and
+	// removals, mode and policy registry changes, admin calls), newest
+	// first. It needs the admin right.
+	ListAuditRecords(context.Context, *connect.Request[v1.ListAuditRecordsRequest]) (*connect.Response[v1.ListAuditRecordsResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -245,6 +268,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("WatchSession")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceListAuditRecordsHandler := connect.NewUnaryHandler(
+		AdminServiceListAuditRecordsProcedure,
+		svc.ListAuditRecords,
+		connect.WithSchema(adminServiceMethods.ByName("ListAuditRecords")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/concord.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceInspectSessionProcedure:
@@ -261,6 +290,8 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServicePushPolicyHandler.ServeHTTP(w, r)
 		case AdminServiceWatchSessionProcedure:
 			adminServiceWatchSessionHandler.ServeHTTP(w, r)
+		case AdminServiceListAuditRecordsProcedure:
+			adminServiceListAuditRecordsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -296,4 +327,8 @@ func (UnimplementedAdminServiceHandler) PushPolicy(context.Context, *connect.Req
 
 func (UnimplementedAdminServiceHandler) WatchSession(context.Context, *connect.Request[v1.WatchSessionRequest], *connect.ServerStream[v1.WatchSessionResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.WatchSession is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListAuditRecords(context.Context, *connect.Request[v1.ListAuditRecordsRequest]) (*connect.Response[v1.ListAuditRecordsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.ListAuditRecords is not implemented"))
 }

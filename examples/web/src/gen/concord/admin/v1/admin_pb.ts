@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file concord/admin/v1/admin.proto.
  */
 export const file_concord_admin_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chxjb25jb3JkL2FkbWluL3YxL2FkbWluLnByb3RvEhBjb25jb3JkLmFkbWluLnYxIisKFUluc3BlY3RTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIosCChZJbnNwZWN0U2Vzc2lvblJlc3BvbnNlEioKCG1ldGFkYXRhGAEgASgLMhgubWFjcC52MS5TZXNzaW9uTWV0YWRhdGESFwoPbW9kZV9zdGF0ZV9qc29uGAIgASgJEi4KCnJlc29sdXRpb24YAyABKAsyGi5tYWNwLnYxLkNvbW1pdG1lbnRQYXlsb2FkEhcKD3Jlc29sdXRpb25faGFzaBgEIAEoCRIVCg1tb2R1bGVfZGlnZXN0GAUgASgJEhIKCmxvZ19sZW5ndGgYBiABKAQSOAoKZ292ZXJuYW5jZRgHIAMoCzIkLmNvbmNvcmQuYWRtaW4udjEuR292ZXJuYW5jZURlY2lzaW9uIp4BChJHb3Zlcm5hbmNlRGVjaXNpb24SEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZzZW5kZXIYAiABKAkSEQoJcG9saWN5X2lkGAMgASgJEhUKDXBvbGljeV9kaWdlc3QYBCABKAkSDQoFYWxsb3cYBSABKAgSDwoHcmVhc29ucxgGIAMoCRIaChJkZWNpZGVkX2F0X3VuaXhfbXMYByABKAMiKgoUUmVwbGF5U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSK7AQoVUmVwbGF5U2Vzc2lvblJlc3BvbnNlEg8KB2VudHJpZXMYASABKAQSDQoFZXhhY3QYAiABKAgSEwoLZGl2ZXJnZW5jZXMYAyADKAkSJAoFc3RhdGUYBCABKA4yFS5tYWNwLnYxLlNlc3Npb25TdGF0ZRIuCgpyZXNvbHV0aW9uGAUgASgLMhoubWFjcC52MS5Db21taXRtZW50UGF5bG9hZBIXCg9tb2RlX3N0YXRlX2pzb24YBiABKAkilAEKBk1vZHVsZRIMCgRtb2RlGAEgASgJEg4KBmRpZ2VzdBgCIAEoCRIwCg9tb2RlX2Rlc2NyaXB0b3IYAyABKAsyFy5tYWNwLnYxLk1vZGVEZXNjcmlwdG9yEg8KB2J1aWx0aW4YBCABKAgSFwoPc3RhbmRhcmRzX3RyYWNrGAUgASgIEhAKCGRlY2xhcmVkGAYgASgIIiEKEVVwbG9hZE1vZGVSZXF1ZXN0EgwKBHdhc20YASABKAwiPgoSVXBsb2FkTW9kZVJlc3BvbnNlEigKBm1vZHVsZRgBIAEoCzIYLmNvbmNvcmQuYWRtaW4udjEuTW9kdWxlIhQKEkxpc3RNb2R1bGVzUmVxdWVzdCJAChNMaXN0TW9kdWxlc1Jlc3BvbnNlEikKB21vZHVsZXMYASADKAsyGC5jb25jb3JkLmFkbWluLnYxLk1vZHVsZSIhChFSZW1vdmVNb2RlUmVxdWVzdBIMCgRtb2RlGAEgASgJIhQKElJlbW92ZU1vZGVSZXNwb25zZSJXChFQdXNoUG9saWN5UmVxdWVzdBI0ChFwb2xpY3lfZGVzY3JpcHRvchgBIAEoCzIZLm1hY3AudjEuUG9saWN5RGVzY3JpcHRvchIMCgRyZWdvGAIgASgJIkoKElB1c2hQb2xpY3lSZXNwb25zZRI0ChFwb2xpY3lfZGVzY3JpcHRvchgBIAEoCzIZLm1hY3AudjEuUG9saWN5RGVzY3JpcHRvciJBChNXYXRjaFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQilgEKFFdhdGNoU2Vzc2lvblJlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEEiMKCGVudmVsb3BlGAIgASgLMhEubWFjcC52MS5FbnZlbG9wZRIbChNhY2NlcHRlZF9hdF91bml4X21zGAMgASgDEioKC3N0YXRlX2FmdGVyGAQgASgOMhUubWFjcC52MS5TZXNzaW9uU3RhdGUynQUKDEFkbWluU2VydmljZRJjCg5JbnNwZWN0U2Vzc2lvbhInLmNvbmNvcmQuYWRtaW4udjEuSW5zcGVjdFNlc3Npb25SZXF1ZXN0GiguY29uY29yZC5hZG1pbi52MS5JbnNwZWN0U2Vzc2lvblJlc3BvbnNlEmAKDVJlcGxheVNlc3Npb24SJi5jb25jb3JkLmFkbWluLnYxLlJlcGxheVNlc3Npb25SZXF1ZXN0GicuY29uY29yZC5hZG1pbi52MS5SZXBsYXlTZXNzaW9uUmVzcG9uc2USVwoKVXBsb2FkTW9kZRIjLmNvbmNvcmQuYWRtaW4udjEuVXBsb2FkTW9kZVJlcXVlc3QaJC5jb25jb3JkLmFkbWluLnYxLlVwbG9hZE1vZGVSZXNwb25zZRJaCgtMaXN0TW9kdWxlcxIkLmNvbmNvcmQuYWRtaW4udjEuTGlzdE1vZHVsZXNSZXF1ZXN0GiUuY29uY29yZC5hZG1pbi52MS5MaXN0TW9kdWxlc1Jlc3BvbnNlElcKClJlbW92ZU1vZGUSIy5jb25jb3JkLmFkbWluLnYxLlJlbW92ZU1vZGVSZXF1ZXN0GiQuY29uY29yZC5hZG1pbi52MS5SZW1vdmVNb2RlUmVzcG9uc2USVwoKUHVzaFBvbGljeRIjLmNvbmNvcmQuYWRtaW4udjEuUHVzaFBvbGljeVJlcXVlc3QaJC5jb25jb3JkLmFkbWluLnYxLlB1c2hQb2xpY3lSZXNwb25zZRJfCgxXYXRjaFNlc3Npb24SJS5jb25jb3JkLmFkbWluLnYxLldhdGNoU2Vzc2lvblJlcXVlc3QaJi5jb25jb3JkLmFkbWluLnYxLldhdGNoU2Vzc2lvblJlc3BvbnNlMAFCQFo+Z2l0aHViLmNvbS9jb25jb3JkLW1hY3AvY29uY29yZC9wcm90by9jb25jb3JkL2FkbWluL3YxO2FkbWludjFiBnByb3RvMw", [file_macp_v1_core, file_macp_v1_envelope, file_macp_v1_policy]);
+  fileDesc("Chxjb25jb3JkL2FkbWluL3YxL2FkbWluLnByb3RvEhBjb25jb3JkLmFkbWluLnYxIisKFUluc3BlY3RTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIosCChZJbnNwZWN0U2Vzc2lvblJlc3BvbnNlEioKCG1ldGFkYXRhGAEgASgLMhgubWFjcC52MS5TZXNzaW9uTWV0YWRhdGESFwoPbW9kZV9zdGF0ZV9qc29uGAIgASgJEi4KCnJlc29sdXRpb24YAyABKAsyGi5tYWNwLnYxLkNvbW1pdG1lbnRQYXlsb2FkEhcKD3Jlc29sdXRpb25faGFzaBgEIAEoCRIVCg1tb2R1bGVfZGlnZXN0GAUgASgJEhIKCmxvZ19sZW5ndGgYBiABKAQSOAoKZ292ZXJuYW5jZRgHIAMoCzIkLmNvbmNvcmQuYWRtaW4udjEuR292ZXJuYW5jZURlY2lzaW9uIp4BChJHb3Zlcm5hbmNlRGVjaXNpb24SEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZzZW5kZXIYAiABKAkSEQoJcG9saWN5X2lkGAMgASgJEhUKDXBvbGljeV9kaWdlc3QYBCABKAkSDQoFYWxsb3cYBSABKAgSDwoHcmVhc29ucxgGIAMoCRIaChJkZWNpZGVkX2F0X3VuaXhfbXMYByABKAMiKgoUUmVwbGF5U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSK7AQoVUmVwbGF5U2Vzc2lvblJlc3BvbnNlEg8KB2VudHJpZXMYASABKAQSDQoFZXhhY3QYAiABKAgSEwoLZGl2ZXJnZW5jZXMYAyADKAkSJAoFc3RhdGUYBCABKA4yFS5tYWNwLnYxLlNlc3Npb25TdGF0ZRIuCgpyZXNvbHV0aW9uGAUgASgLMhoubWFjcC52MS5Db21taXRtZW50UGF5bG9hZBIXCg9tb2RlX3N0YXRlX2pzb24YBiABKAkilAEKBk1vZHVsZRIMCgRtb2RlGAEgASgJEg4KBmRpZ2VzdBgCIAEoCRIwCg9tb2RlX2Rlc2NyaXB0b3IYAyABKAsyFy5tYWNwLnYxLk1vZGVEZXNjcmlwdG9yEg8KB2J1aWx0aW4YBCABKAgSFwoPc3RhbmRhcmRzX3RyYWNrGAUgASgIEhAKCGRlY2xhcmVkGAYgASgIIiEKEVVwbG9hZE1vZGVSZXF1ZXN0EgwKBHdhc20YASABKAwiPgoSVXBsb2FkTW9kZVJlc3BvbnNlEigKBm1vZHVsZRgBIAEoCzIYLmNvbmNvcmQuYWRtaW4udjEuTW9kdWxlIhQKEkxpc3RNb2R1bGVzUmVxdWVzdCJAChNMaXN0TW9kdWxlc1Jlc3BvbnNlEikKB21vZHVsZXMYASADKAsyGC5jb25jb3JkLmFkbWluLnYxLk1vZHVsZSIhChFSZW1vdmVNb2RlUmVxdWVzdBIMCgRtb2RlGAEgASgJIhQKElJlbW92ZU1vZGVSZXNwb25zZSJXChFQdXNoUG9saWN5UmVxdWVzdBI0ChFwb2xpY3lfZGVzY3JpcHRvchgBIAEoCzIZLm1hY3AudjEuUG9saWN5RGVzY3JpcHRvchIMCgRyZWdvGAIgASgJIkoKElB1c2hQb2xpY3lSZXNwb25zZRI0ChFwb2xpY3lfZGVzY3JpcHRvchgBIAEoCzIZLm1hY3AudjEuUG9saWN5RGVzY3JpcHRvciJBChNXYXRjaFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQilgEKFFdhdGNoU2Vzc2lvblJlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEEiMKCGVudmVsb3BlGAIgASgLMhEubWFjcC52MS5FbnZlbG9wZRIbChNhY2NlcHRlZF9hdF91bml4X21zGAMgASgDEioKC3N0YXRlX2FmdGVyGAQgASgOMhUubWFjcC52MS5TZXNzaW9uU3RhdGUilgEKC0F1ZGl0UmVjb3JkEgoKAmlkGAEgASgJEhIKCmF0X3VuaXhfbXMYAiABKAMSDQoFYWN0b3IYAyABKAkSEQoJcHJvY2VkdXJlGAQgASgJEg4KBnRhcmdldBgFIAEoCRIKCgJvaxgGIAEoCBISCgplcnJvcl9jb2RlGAcgASgJEhUKDWVycm9yX21lc3NhZ2UYCCABKAkiQAoXTGlzdEF1ZGl0UmVjb3Jkc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiYwoYTGlzdEF1ZGl0UmVjb3Jkc1Jlc3BvbnNlEi4KB3JlY29yZHMYASADKAsyHS5jb25jb3JkLmFkbWluLnYxLkF1ZGl0UmVjb3JkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTKIBgoMQWRtaW5TZXJ2aWNlEmMKDkluc3BlY3RTZXNzaW9uEicuY29uY29yZC5hZG1pbi52MS5JbnNwZWN0U2Vzc2lvblJlcXVlc3QaKC5jb25jb3JkLmFkbWluLnYxLkluc3BlY3RTZXNzaW9uUmVzcG9uc2USYAoNUmVwbGF5U2Vzc2lvbhImLmNvbmNvcmQuYWRtaW4udjEuUmVwbGF5U2Vzc2lvblJlcXVlc3QaJy5jb25jb3JkLmFkbWluLnYxLlJlcGxheVNlc3Npb25SZXNwb25zZRJXCgpVcGxvYWRNb2RlEiMuY29uY29yZC5hZG1pbi52MS5VcGxvYWRNb2RlUmVxdWVzdBokLmNvbmNvcmQuYWRtaW4udjEuVXBsb2FkTW9kZVJlc3BvbnNlEloKC0xpc3RNb2R1bGVzEiQuY29uY29yZC5hZG1pbi52MS5MaXN0TW9kdWxlc1JlcXVlc3QaJS5jb25jb3JkLmFkbWluLnYxLkxpc3RNb2R1bGVzUmVzcG9uc2USVwoKUmVtb3ZlTW9kZRIjLmNvbmNvcmQuYWRtaW4udjEuUmVtb3ZlTW9kZVJlcXVlc3QaJC5jb25jb3JkLmFkbWluLnYxLlJlbW92ZU1vZGVSZXNwb25zZRJXCgpQdXNoUG9saWN5EiMuY29uY29yZC5hZG1pbi52MS5QdXNoUG9saWN5UmVxdWVzdBokLmNvbmNvcmQuYWRtaW4udjEuUHVzaFBvbGljeVJlc3BvbnNlEl8KDFdhdGNoU2Vzc2lvbhIlLmNvbmNvcmQuYWRtaW4udjEuV2F0Y2hTZXNzaW9uUmVxdWVzdBomLmNvbmNvcmQuYWRtaW4udjEuV2F0Y2hTZXNzaW9uUmVzcG9uc2UwARJpChBMaXN0QXVkaXRSZWNvcmRzEikuY29uY29yZC5hZG1pbi52MS5MaXN0QXVkaXRSZWNvcmRzUmVxdWVzdBoqLmNvbmNvcmQuYWRtaW4udjEuTGlzdEF1ZGl0UmVjb3Jkc1Jlc3BvbnNlQkBaPmdpdGh1Yi5jb20vY29uY29yZC1tYWNwL2NvbmNvcmQvcHJvdG8vY29uY29yZC9hZG1pbi92MTthZG1pbnYxYgZwcm90bzM", [file_macp_v1_core, file_macp_v1_envelope, file_macp_v1_policy]);
 
 /**
  * @generated from message concord.admin.v1.InspectSessionRequest
@@ -486,6 +486,123 @@ export const WatchSessionResponseSchema: GenMessage<WatchSessionResponse> = /*@_
   messageDesc(file_concord_admin_v1_admin, 15);
 
 /**
+ * AuditRecord is one governance action: who did what, when, and how it
+ * ended.
+ *
+ * @generated from message concord.admin.v1.AuditRecord
+ */
+export type AuditRecord = Message<"concord.admin.v1.AuditRecord"> & {
+  /**
+   * Opaque and unique; records sort by it in the order they were written.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: int64 at_unix_ms = 2;
+   */
+  atUnixMs: bigint;
+
+  /**
+   * The authenticated caller that acted.
+   *
+   * @generated from field: string actor = 3;
+   */
+  actor: string;
+
+  /**
+   * The RPC, e.g. "/concord.admin.v1.AdminService/UploadMode".
+   *
+   * @generated from field: string procedure = 4;
+   */
+  procedure: string;
+
+  /**
+   * What it acted on: a mode, a module digest, a policy id, a session id.
+   *
+   * @generated from field: string target = 5;
+   */
+  target: string;
+
+  /**
+   * @generated from field: bool ok = 6;
+   */
+  ok: boolean;
+
+  /**
+   * When not ok: the MACP error code (or the RPC status code) and message.
+   *
+   * @generated from field: string error_code = 7;
+   */
+  errorCode: string;
+
+  /**
+   * @generated from field: string error_message = 8;
+   */
+  errorMessage: string;
+};
+
+/**
+ * Describes the message concord.admin.v1.AuditRecord.
+ * Use `create(AuditRecordSchema)` to create a new message.
+ */
+export const AuditRecordSchema: GenMessage<AuditRecord> = /*@__PURE__*/
+  messageDesc(file_concord_admin_v1_admin, 16);
+
+/**
+ * @generated from message concord.admin.v1.ListAuditRecordsRequest
+ */
+export type ListAuditRecordsRequest = Message<"concord.admin.v1.ListAuditRecordsRequest"> & {
+  /**
+   * At most this many records (0: 100; at most 1000).
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page; empty for the newest.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message concord.admin.v1.ListAuditRecordsRequest.
+ * Use `create(ListAuditRecordsRequestSchema)` to create a new message.
+ */
+export const ListAuditRecordsRequestSchema: GenMessage<ListAuditRecordsRequest> = /*@__PURE__*/
+  messageDesc(file_concord_admin_v1_admin, 17);
+
+/**
+ * @generated from message concord.admin.v1.ListAuditRecordsResponse
+ */
+export type ListAuditRecordsResponse = Message<"concord.admin.v1.ListAuditRecordsResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated concord.admin.v1.AuditRecord records = 1;
+   */
+  records: AuditRecord[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message concord.admin.v1.ListAuditRecordsResponse.
+ * Use `create(ListAuditRecordsResponseSchema)` to create a new message.
+ */
+export const ListAuditRecordsResponseSchema: GenMessage<ListAuditRecordsResponse> = /*@__PURE__*/
+  messageDesc(file_concord_admin_v1_admin, 18);
+
+/**
  * AdminService is Concord's operator API.
  *
  * @generated from service concord.admin.v1.AdminService
@@ -558,6 +675,18 @@ export const AdminService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchSessionRequestSchema;
     output: typeof WatchSessionResponseSchema;
+  },
+  /**
+   * ListAuditRecords lists the governance actions (module uploads and
+   * removals, mode and policy registry changes, admin calls), newest
+   * first. It needs the admin right.
+   *
+   * @generated from rpc concord.admin.v1.AdminService.ListAuditRecords
+   */
+  listAuditRecords: {
+    methodKind: "unary";
+    input: typeof ListAuditRecordsRequestSchema;
+    output: typeof ListAuditRecordsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_concord_admin_v1_admin, 0);

@@ -1,0 +1,161 @@
+// Package audit keeps the durable trail of governance actions — module
+// uploads and removals, mode registry changes, policy registrations and
+// pushes, and every AdminService call — with who acted, when, on what, and
+// how it ended. A connect interceptor records them, so the handlers stay
+// unaware of it; AdminService lists them.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/concord-macp/concord/host/store"
+	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
+	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
+)
+
+// Options configure a Log.
+type Options struct {
+	// MaxRecords caps the trail: past it the oldest records are dropped
+	// (default DefaultMaxRecords).
+	MaxRecords int
+	// Now overrides the clock (tests).
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// DefaultMaxRecords is the trail's default cap.
+const DefaultMaxRecords = 100_000
+
+// Page sizes of List.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// ErrBadPage reports an undecodable page token or a negative page size.
+var ErrBadPage = errors.New("audit: invalid page_size or page_token")
+
+// Log is the audit trail, kept in the store's GovernanceAudit registry.
+// Keys are a 16-hex-digit sequence number, so byte order is write order
+// whatever the clock does.
+type Log struct {
+	store *store.Store
+	opts  Options
+	mu    sync.Mutex
+	next  uint64 // sequence of the next record
+	count int
+}
+
+// Open loads the trail's position from st.
+func Open(ctx context.Context, st *store.Store, opts Options) (*Log, error) {
+	if opts.MaxRecords <= 0 {
+		opts.MaxRecords = DefaultMaxRecords
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	l := &Log{store: st, opts: opts}
+	err := st.Each(ctx, store.GovernanceAudit, func(key string, _ []byte) error {
+		seq, err := strconv.ParseUint(key, 16, 64)
+		if err != nil {
+			return fmt.Errorf("audit: record key %q: %w", key, err)
+		}
+		l.next = max(l.next, seq+1)
+		l.count++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func seqKey(seq uint64) string { return fmt.Sprintf("%016x", seq) }
+
+// Record appends one action, durably, and drops the oldest records past
+// the cap.
+func (l *Log) Record(ctx context.Context, a *storev1.AuditAction) error {
+	if a.GetAtUnixMs() == 0 {
+		a.AtUnixMs = l.opts.Now().UnixMilli()
+	}
+	b, err := proto.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.store.Put(ctx, store.GovernanceAudit, seqKey(l.next), b); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	l.next++
+	l.count++
+	for l.count > l.opts.MaxRecords {
+		var oldest string
+		_ = l.store.Each(ctx, store.GovernanceAudit, func(key string, _ []byte) error {
+			oldest = key
+			return store.ErrStop
+		})
+		if oldest == "" {
+			break
+		}
+		if err := l.store.Delete(ctx, store.GovernanceAudit, oldest); err != nil {
+			return fmt.Errorf("audit: drop the oldest record: %w", err)
+		}
+		l.count--
+	}
+	return nil
+}
+
+// List returns a page of records, newest first, and the token of the
+// next page ("" on the last).
+func (l *Log) List(ctx context.Context, pageSize int, pageToken string) ([]*adminv1.AuditRecord, string, error) {
+	switch {
+	case pageSize < 0:
+		return nil, "", ErrBadPage
+	case pageSize == 0:
+		pageSize = DefaultPageSize
+	case pageSize > MaxPageSize:
+		pageSize = MaxPageSize
+	}
+	if pageToken != "" {
+		if _, err := strconv.ParseUint(pageToken, 16, 64); err != nil || len(pageToken) != 16 {
+			return nil, "", ErrBadPage
+		}
+	}
+	var out []*adminv1.AuditRecord
+	more := false
+	err := l.store.EachBefore(ctx, store.GovernanceAudit, pageToken, func(key string, v []byte) error {
+		if len(out) == pageSize {
+			more = true
+			return store.ErrStop
+		}
+		var a storev1.AuditAction
+		if err := proto.Unmarshal(v, &a); err != nil {
+			return fmt.Errorf("audit: record %s: %w", key, err)
+		}
+		out = append(out, &adminv1.AuditRecord{
+			Id: key, AtUnixMs: a.GetAtUnixMs(), Actor: a.GetActor(), Procedure: a.GetProcedure(), Target: a.GetTarget(),
+			Ok: a.GetOk(), ErrorCode: a.GetErrorCode(), ErrorMessage: a.GetErrorMessage(),
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if more {
+		next = out[len(out)-1].GetId()
+	}
+	return out, next, nil
+}
