@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,25 +26,34 @@ type serveFlags struct {
 	maxPayload                                                   int
 	limits                                                       limits.Options
 	shutdownGrace                                                time.Duration
+	ui                                                           uiFlags
 }
+
+// uiFlags configure the admin console's OIDC login.
+type uiFlags struct{ issuer, clientID, clientSecret, redirectURL, cookieKey string }
 
 // envNames lists the environment variables of each flag, in priority order.
 var envNames = map[string][]string{
-	"addr":                {"CONCORD_ADDR", "MACP_BIND_ADDR"},
-	"data-dir":            {"CONCORD_DATA_DIR", "MACP_DATA_DIR"},
-	"memory":              {"CONCORD_MEMORY", "MACP_MEMORY_ONLY"},
-	"dev":                 {"CONCORD_DEV"},
-	"insecure":            {"CONCORD_INSECURE", "MACP_ALLOW_INSECURE"},
-	"tls-cert":            {"CONCORD_TLS_CERT", "MACP_TLS_CERT_PATH"},
-	"tls-key":             {"CONCORD_TLS_KEY", "MACP_TLS_KEY_PATH"},
-	"max-payload-bytes":   {"CONCORD_MAX_PAYLOAD_BYTES", "MACP_MAX_PAYLOAD_BYTES"},
-	"log-level":           {"CONCORD_LOG_LEVEL"},
-	"allowed-origins":     {"CONCORD_ALLOWED_ORIGINS"},
-	"wasm-cache-dir":      {"CONCORD_WASM_CACHE_DIR"},
-	"shutdown-grace":      {"CONCORD_SHUTDOWN_GRACE"},
-	"starts-per-minute":   {"CONCORD_STARTS_PER_MINUTE"},
-	"messages-per-minute": {"CONCORD_MESSAGES_PER_MINUTE"},
-	"max-open-sessions":   {"CONCORD_MAX_OPEN_SESSIONS"},
+	"addr":                  {"CONCORD_ADDR", "MACP_BIND_ADDR"},
+	"data-dir":              {"CONCORD_DATA_DIR", "MACP_DATA_DIR"},
+	"memory":                {"CONCORD_MEMORY", "MACP_MEMORY_ONLY"},
+	"dev":                   {"CONCORD_DEV"},
+	"insecure":              {"CONCORD_INSECURE", "MACP_ALLOW_INSECURE"},
+	"tls-cert":              {"CONCORD_TLS_CERT", "MACP_TLS_CERT_PATH"},
+	"tls-key":               {"CONCORD_TLS_KEY", "MACP_TLS_KEY_PATH"},
+	"max-payload-bytes":     {"CONCORD_MAX_PAYLOAD_BYTES", "MACP_MAX_PAYLOAD_BYTES"},
+	"log-level":             {"CONCORD_LOG_LEVEL"},
+	"allowed-origins":       {"CONCORD_ALLOWED_ORIGINS"},
+	"wasm-cache-dir":        {"CONCORD_WASM_CACHE_DIR"},
+	"shutdown-grace":        {"CONCORD_SHUTDOWN_GRACE"},
+	"starts-per-minute":     {"CONCORD_STARTS_PER_MINUTE"},
+	"messages-per-minute":   {"CONCORD_MESSAGES_PER_MINUTE"},
+	"max-open-sessions":     {"CONCORD_MAX_OPEN_SESSIONS"},
+	"ui-oidc-issuer":        {"CONCORD_UI_OIDC_ISSUER"},
+	"ui-oidc-client-id":     {"CONCORD_UI_OIDC_CLIENT_ID"},
+	"ui-oidc-client-secret": {"CONCORD_UI_OIDC_CLIENT_SECRET"},
+	"ui-oidc-redirect-url":  {"CONCORD_UI_OIDC_REDIRECT_URL"},
+	"ui-cookie-key":         {"CONCORD_UI_COOKIE_KEY"},
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -64,6 +74,11 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&f.limits.StartsPerMinute, "starts-per-minute", 60, "SessionStarts one identity may send per minute (0: no limit)")
 	fs.IntVar(&f.limits.MessagesPerMinute, "messages-per-minute", 600, "other envelopes one identity may send per minute (0: no limit)")
 	fs.IntVar(&f.limits.MaxOpenSessions, "max-open-sessions", 1000, "sessions one identity may have open or suspended at once (0: no limit)")
+	fs.StringVar(&f.ui.issuer, "ui-oidc-issuer", "", "OIDC issuer URL for the admin console's login (without it the console needs --dev)")
+	fs.StringVar(&f.ui.clientID, "ui-oidc-client-id", "", "OIDC client id of the admin console")
+	fs.StringVar(&f.ui.clientSecret, "ui-oidc-client-secret", "", "OIDC client secret of the admin console")
+	fs.StringVar(&f.ui.redirectURL, "ui-oidc-redirect-url", "", "the console's OIDC callback URL, e.g. https://HOST/ui/callback")
+	fs.StringVar(&f.ui.cookieKey, "ui-cookie-key", "", "hex key (32+ bytes) signing console session cookies (default: random per start)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: concord serve [flags]\n\nFlags (environment variables in brackets):")
 		fs.VisitAll(func(fl *flag.Flag) {
@@ -131,6 +146,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		Limits:          f.limits,
 		Logger:          logger,
 		Version:         version,
+	}
+	cfg.UI = server.UIConfig{OIDCIssuer: f.ui.issuer, OIDCClientID: f.ui.clientID, OIDCClientSecret: f.ui.clientSecret, OIDCRedirectURL: f.ui.redirectURL}
+	if f.ui.cookieKey != "" {
+		key, err := hex.DecodeString(f.ui.cookieKey)
+		if err != nil || len(key) < 32 {
+			fmt.Fprintln(stderr, "concord serve: --ui-cookie-key must be at least 32 bytes written in hex")
+			return 2
+		}
+		cfg.UI.CookieKey = key
 	}
 	if f.origins != "" {
 		cfg.AllowedOrigins = strings.Split(f.origins, ",")

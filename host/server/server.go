@@ -26,6 +26,8 @@ import (
 	"github.com/concord-macp/concord/host/store"
 	"github.com/concord-macp/concord/host/wasm"
 	"github.com/concord-macp/concord/policy"
+	"github.com/concord-macp/concord/ui"
+	"github.com/concord-macp/concord/ui/stats"
 )
 
 // Config is everything a server needs to start.
@@ -56,6 +58,8 @@ type Config struct {
 	// Limits rate-limits each identity and caps its open sessions
 	// (RATE_LIMITED); the zero value sets no limits.
 	Limits limits.Options
+	// UI configures the admin console under /ui/ (see UIConfig).
+	UI UIConfig
 	// Now overrides the clock (tests).
 	Now     func() time.Time
 	Logger  *slog.Logger
@@ -71,6 +75,9 @@ type Server struct {
 	// sandbox runs uploaded modules.
 	sandbox *wasm.Engine
 	kernel  *kernel.Kernel
+	modes   *modes.Registry
+	policy  *policy.Engine
+	console *ui.Handler
 	http    *http.Server
 	// streamsDone closes at shutdown to end long-lived streams.
 	streamsDone chan struct{}
@@ -143,7 +150,10 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: policy engine: %w", err)
 	}
+	s.modes, s.policy = registry, engine
+	consoleStats := stats.New(cfg.Now)
 	s.kernel, err = kernel.New(ctx, kernel.Options{
+		Observe:         consoleStats.Observe,
 		Store:           s.store,
 		Catalog:         registry,
 		Governor:        engine,
@@ -174,8 +184,15 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		AllowedOrigins:  cfg.AllowedOrigins,
 		Done:            s.streamsDone,
 	})
+	s.console, err = s.newConsole(ctx, consoleStats, policies)
+	if err != nil {
+		return nil, fmt.Errorf("server: admin console: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(ui.Prefix, s.console)
+	mux.Handle("/", handler)
 	s.http = &http.Server{
-		Handler:           handler,
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
@@ -250,6 +267,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) close(ctx context.Context) error {
 	var errs []error
+	if s.console != nil {
+		s.console.Close()
+	}
 	if s.kernel != nil {
 		s.kernel.Close()
 	}
