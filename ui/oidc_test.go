@@ -195,7 +195,5 @@ func TestOIDCRefusesForgedCookiesAndBadCallbacks(t *testing.T) {
 		t.Fatalf("callback with a wrong state: %d, want 400", status)
 	}
 }
-	res.Body.Close()
-}
 
 func urlB64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

@@ -146,7 +146,11 @@ func candidateForm(r *http.Request) (views.Candidate, *macpv1.PolicyDescriptor, 
 func (h *Handler) policyPush(w http.ResponseWriter, r *http.Request, p page) {
 	r.Body = http.MaxBytesReader(w, r.Body, 3*maxRegoBytes)
 	m := h.policiesModel(r.Context(), p)
-	if err := r.ParseForm(); err != nil {
+	parse := r.ParseForm
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		parse = func() error { return r.ParseMultipartForm(3 * maxRegoBytes) }
+	}
+	if err := parse(); err != nil {
 		m.Push.Error = "The form could not be read: it is too large or malformed."
 		h.render(w, r, http.StatusBadRequest, views.PoliciesPage(m))
 		return
