@@ -34,14 +34,15 @@ test-race: wasm
 	$(GO) test -count=1 -race ./host/kernel/... ./host/store/... ./host/bus/... ./host/limits/... ./host/rpc/...
 	$(GO) test -count=1 -race -run '$(RACE_SERVER_TESTS)' ./host/server/
 
-## gen: regenerate protobuf and Connect code
+## gen: regenerate protobuf and Connect code, and the console's templ views
 gen:
 	$(GO) tool buf generate
+	$(GO) tool templ generate -path ui
 
 ## check-gen: fail when generated code is stale
 check-gen: gen
-	@git diff --exit-code --stat -- proto || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- proto)" || (git status --porcelain -- proto; echo "generated code is untracked or stale: run make gen and commit" >&2; exit 1)
+	@git diff --exit-code --stat -- proto ui || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- proto ui)" || (git status --porcelain -- proto ui; echo "generated code is untracked or stale: run make gen and commit" >&2; exit 1)
 
 ## lint: gofmt, go vet, staticcheck, buf lint
 lint: wasm

@@ -143,7 +143,7 @@ func TestBrowserOperatorJourney(t *testing.T) {
 	send("coordinator", "Commitment", "m6", commitment(id, "policy.std.majority"))
 	run(t, ctx, "see the commitment with its hash and decision",
 		waitText("#entry-6", "decision.selected"), waitText("#commitment-hash", "sha256:"),
-		waitText("#session-commitment", "allowed"), waitText("#session-summary", "RESOLVED"))
+		waitText("#session-commitment", "allowed"), waitText("#session-summary", "RESOLVED"), waitText("#state-at", "#6 Commitment"))
 	screenshot(t, ctx, "session-page")
 
 	// Scrub back to before the votes: the bound policy would have denied.

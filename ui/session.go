@@ -370,6 +370,7 @@ func (h *Handler) sessionEvents(w http.ResponseWriter, r *http.Request, p page) 
 			{"session-commitment", views.CommitmentView(m.Commitment, m.Governance)},
 			{"session-runtime", views.RuntimeView(m.Summary, m.Timers)},
 			{"session-state", views.Text(m.ModeState)},
+			{"time-travel", views.TimeTravelView(h.stateAt(ctx, view, rc, len(rc.entries)))},
 		}
 		for _, panel := range panels {
 			if err := s.send(ctx, "replace", panel.id, "", panel.c); err != nil {

@@ -51,24 +51,32 @@
   }
 
   // The scrubber: moving the range shows the state after that entry by
-  // fetching the server-rendered panel, instead of submitting the form.
-  function scrubber(form) {
+  // fetching the server-rendered panel instead of submitting the form.
+  // Delegated, so it keeps working when a live update replaces the form.
+  var pending = 0;
+  function scrub(form) {
     var range = form.querySelector("input[type=range]");
-    var out = form.querySelector("output");
     var target = document.getElementById(form.getAttribute("data-scrub"));
-    if (!range || !target) { return; }
-    var pending = 0;
-    function show() {
-      var n = ++pending;
-      if (out) { out.textContent = range.value; }
-      fetch(form.getAttribute("data-scrub-src") + "?at=" + encodeURIComponent(range.value), {credentials: "same-origin"})
-        .then(function (r) { return r.text(); })
-        .then(function (html) { if (n === pending) { target.innerHTML = html; } });
-    }
-    range.addEventListener("input", function () { if (out) { out.textContent = range.value; } });
-    range.addEventListener("change", show);
-    form.addEventListener("submit", function (ev) { ev.preventDefault(); show(); });
+    if (!range || !target) { return false; }
+    var n = ++pending;
+    fetch(form.getAttribute("data-scrub-src") + "?at=" + encodeURIComponent(range.value), {credentials: "same-origin"})
+      .then(function (r) { return r.text(); })
+      .then(function (html) { if (n === pending) { target.innerHTML = html; } });
+    return true;
   }
+  document.addEventListener("input", function (ev) {
+    var form = ev.target.closest && ev.target.closest("form[data-scrub]");
+    var out = form && form.querySelector("output");
+    if (out) { out.textContent = ev.target.value; }
+  });
+  document.addEventListener("change", function (ev) {
+    var form = ev.target.closest && ev.target.closest("form[data-scrub]");
+    if (form && ev.target.type === "range") { scrub(form); }
+  });
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target.closest && ev.target.closest("form[data-scrub]");
+    if (form && scrub(form)) { ev.preventDefault(); }
+  });
 
   function confirmForms() {
     document.querySelectorAll("form[data-confirm]").forEach(function (f) {
@@ -80,7 +88,6 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-live]").forEach(subscribe);
-    document.querySelectorAll("form[data-scrub]").forEach(scrubber);
     confirmForms();
   });
 })();
