@@ -11,9 +11,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/concord-macp/concord/internal/servertest"
 	decisionv1 "github.com/concord-macp/concord/proto/macp/modes/decision/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
-	"github.com/concord-macp/concord/internal/servertest"
 	"github.com/concord-macp/concord/ui/login"
 )
 

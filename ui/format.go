@@ -47,10 +47,6 @@ func formatBytes(n int64) string {
 	}
 }
 
-func short(digest string) string {
-	if len(digest) > 16 {
-		return digest[:16] + "…"
-	}
 	return digest
 }
 

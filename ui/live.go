@@ -55,14 +55,6 @@ func (s *stream) send(ctx context.Context, op, id, into string, c templ.Componen
 	return s.rc.Flush()
 }
 
-// comment keeps an idle connection open.
-func (s *stream) comment() error {
-	if _, err := fmt.Fprint(s.w, ": keep-alive\n\n"); err != nil {
-		return err
-	}
-	return s.rc.Flush()
-}
-
 // end tells the script that nothing more will come.
 func (s *stream) end() {
 	_, _ = fmt.Fprint(s.w, "event: end\ndata: {}\n\n")

@@ -54,11 +54,19 @@ func TestPolicyPushRunsTestsAndRefusesAFailingOne(t *testing.T) {
 	mustContain(t, "saved", body, `id="push-ok"`, "Saved policy.acme.three-v1", "policy.acme.three")
 
 	for name, form := range map[string]url.Values{
-		"syntax error":   pushForm("policy.acme.bad-v1", "package concord.custom\nmode :=", "save"),
-		"bad schema":     func() url.Values { f := pushForm("policy.acme.bad-v2", quorumOfTwo, "save"); f.Set("schema_version", "x"); return f }(),
+		"syntax error": pushForm("policy.acme.bad-v1", "package concord.custom\nmode :=", "save"),
+		"bad schema": func() url.Values {
+			f := pushForm("policy.acme.bad-v2", quorumOfTwo, "save")
+			f.Set("schema_version", "x")
+			return f
+		}(),
 		"unknown action": pushForm("policy.acme.bad-v3", quorumOfTwo, "launch"),
 		"taken id":       pushForm("policy.acme.three-v1", quorumOfTwo, "save"),
-		"bad rules":      func() url.Values { f := pushForm("policy.acme.bad-v4", "", "save"); f.Set("rules", `{"voting":{"algorithm":"dice"}}`); return f }(),
+		"bad rules": func() url.Values {
+			f := pushForm("policy.acme.bad-v4", "", "save")
+			f.Set("rules", `{"voting":{"algorithm":"dice"}}`)
+			return f
+		}(),
 	} {
 		status, body := post(t, c, srv.URL, "/ui/policies/push", form)
 		if status != http.StatusBadRequest || !strings.Contains(body, `id="push-error"`) {

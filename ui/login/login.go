@@ -49,8 +49,8 @@ type Config struct {
 	// MapClaims turns an ID token's claims into a caller; nil uses
 	// CallerFromClaims.
 	MapClaims func(claims json.RawMessage) (access.Caller, error)
-	// SessionTTL bounds a console session (default 8 hours, and never
-	// past the ID token's expiry... see Callback).
+	// SessionTTL bounds a console session (default 8 hours); a session
+	// never outlives the ID token it came from.
 	SessionTTL time.Duration
 	// HTTPClient talks to the issuer (default http.DefaultClient).
 	HTTPClient *http.Client
