@@ -47,9 +47,6 @@ func formatBytes(n int64) string {
 	}
 }
 
-	return digest
-}
-
 // maxFieldLen bounds every form field the console reads, except the
 // source and rules text areas.
 const maxFieldLen = 256
