@@ -38,15 +38,16 @@ test-race: wasm
 	$(GO) test -count=1 -race ./host/kernel/... ./host/store/... ./host/bus/... ./host/limits/... ./host/rpc/... ./host/auth/... ./internal/filewatch/...
 	$(GO) test -count=1 -race -run '$(RACE_SERVER_TESTS)' ./host/server/
 
-## gen: regenerate protobuf and Connect code, and the example's TypeScript
+## gen: regenerate protobuf and Connect code, the example's TypeScript and the console's templ views
 gen: $(WEB_DEPS)
 	$(GO) tool buf generate
 	$(GO) tool buf generate --template $(WEB)/buf.gen.yaml
+	$(GO) tool templ generate -path ui
 
 ## check-gen: fail when generated code is stale
 check-gen: gen
-	@git diff --exit-code --stat -- proto $(WEB)/src/gen || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- proto $(WEB)/src/gen)" || (git status --porcelain -- proto $(WEB)/src/gen; echo "generated code is untracked or stale: run make gen and commit" >&2; exit 1)
+	@git diff --exit-code --stat -- proto ui $(WEB)/src/gen || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- proto ui $(WEB)/src/gen)" || (git status --porcelain -- proto ui $(WEB)/src/gen; echo "generated code is untracked or stale: run make gen and commit" >&2; exit 1)
 
 ## lint: gofmt, go vet, staticcheck, buf lint
 lint: wasm

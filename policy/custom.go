@@ -359,8 +359,32 @@ func mayBeVerdict(t types.Type) bool {
 	}
 }
 
-// runShippedTests runs the test_ rules of the upload.
+// runShippedTests runs the test_ rules of the upload and fails unless
+// every one passes.
 func runShippedTests(ctx context.Context, mods map[string]*ast.Module) error {
+	results, err := runTests(ctx, mods)
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, res := range results {
+		switch {
+		case res.Passed || res.Skipped:
+		case res.Error != "":
+			failed = append(failed, fmt.Sprintf("%s: %s", res.Name, res.Error))
+		default:
+			failed = append(failed, res.Name+" failed")
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("shipped tests failed: %s", strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// runTests runs the test_ rules of an upload's package and reports each
+// one, in the order OPA ran them.
+func runTests(ctx context.Context, mods map[string]*ast.Module) ([]TestResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, customTestTimeout)
 	defer cancel()
 	c := newCustomCompiler(AnyMode)
@@ -373,26 +397,21 @@ func runShippedTests(ctx context.Context, mods map[string]*ast.Module) error {
 		SetModules(mods).
 		RunTests(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("the shipped tests could not run: %w", err)
+		return nil, fmt.Errorf("the shipped tests could not run: %w", err)
 	}
-	var failed []string
+	var out []TestResult
 	for res := range ch {
-		if res.Pass() {
-			continue
+		r := TestResult{
+			Name:    strings.TrimPrefix(res.Package, "data.") + "." + res.Name,
+			Passed:  res.Pass(),
+			Skipped: res.Skip,
 		}
-		name := strings.TrimPrefix(res.Package, "data.") + "." + res.Name
-		switch {
-		case res.Error != nil:
-			failed = append(failed, fmt.Sprintf("%s: %v", name, res.Error))
-		case res.Skip:
-		default:
-			failed = append(failed, name+" failed")
+		if res.Error != nil {
+			r.Error = res.Error.Error()
 		}
+		out = append(out, r)
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("shipped tests failed: %s", strings.Join(failed, "; "))
-	}
-	return nil
+	return out, nil
 }
 
 // preparedCustom prepares the query of an uploaded policy for a session of
@@ -409,6 +428,13 @@ func (e *Engine) preparedCustom(ctx context.Context, d *macpv1.PolicyDescriptor,
 	if got := SourceDigest(source); got != digest {
 		return nil, fmt.Errorf("policy %q: stored source has digest %s, want %s", d.GetPolicyId(), got, digest)
 	}
+	return e.prepareCustomSource(ctx, d, pv, source, mode, authority)
+}
+
+// prepareCustomSource prepares the query of an uploaded policy's source
+// (see preparedCustom).
+func (e *Engine) prepareCustomSource(ctx context.Context, d *macpv1.PolicyDescriptor, pv ast.Value, source []byte, mode string, authority bool) (*preparedQuery, error) {
+	digest := SourceDigest(source)
 	mods, _, err := e.customModules(source, d.GetMode())
 	if err != nil {
 		return nil, fmt.Errorf("policy %q: %w", d.GetPolicyId(), err)

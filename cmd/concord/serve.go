@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,7 +33,11 @@ type serveFlags struct {
 	shutdownGrace                                                time.Duration
 	auth                                                         auth.Config
 	jwksTTL                                                      seconds
+	ui                                                           uiFlags
 }
+
+// uiFlags configure the admin console's OIDC login.
+type uiFlags struct{ issuer, clientID, clientSecret, redirectURL, cookieKey string }
 
 // envNames lists the environment variables of each flag, in priority order.
 var envNames = map[string][]string{
@@ -63,6 +68,11 @@ var envNames = map[string][]string{
 	"oidc-sender-claim":   {"CONCORD_OIDC_SENDER_CLAIM"},
 	"tls-client-ca":       {"CONCORD_TLS_CLIENT_CA"},
 	"auth-recheck":        {"CONCORD_AUTH_RECHECK"},
+	"ui-oidc-issuer":        {"CONCORD_UI_OIDC_ISSUER"},
+	"ui-oidc-client-id":     {"CONCORD_UI_OIDC_CLIENT_ID"},
+	"ui-oidc-client-secret": {"CONCORD_UI_OIDC_CLIENT_SECRET"},
+	"ui-oidc-redirect-url":  {"CONCORD_UI_OIDC_REDIRECT_URL"},
+	"ui-cookie-key":         {"CONCORD_UI_COOKIE_KEY"},
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -96,6 +106,11 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.auth.OIDC.SenderClaim, "oidc-sender-claim", "sub", "JWT claim that is the sender")
 	fs.StringVar(&f.auth.ClientCAFile, "tls-client-ca", "", "CA bundle (PEM) of client certificates that authenticate their connection (mTLS; needs --tls-cert)")
 	fs.DurationVar(&f.auth.Recheck, "auth-recheck", auth.DefaultRecheck, "how often open streams check that their credentials still hold")
+	fs.StringVar(&f.ui.issuer, "ui-oidc-issuer", "", "OIDC issuer URL for the admin console's login (without it the console needs --dev)")
+	fs.StringVar(&f.ui.clientID, "ui-oidc-client-id", "", "OIDC client id of the admin console")
+	fs.StringVar(&f.ui.clientSecret, "ui-oidc-client-secret", "", "OIDC client secret of the admin console")
+	fs.StringVar(&f.ui.redirectURL, "ui-oidc-redirect-url", "", "the console's OIDC callback URL, e.g. https://HOST/ui/callback")
+	fs.StringVar(&f.ui.cookieKey, "ui-cookie-key", "", "hex key (32+ bytes) signing console session cookies (default: random per start)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: concord serve [flags]\n\nFlags (environment variables in brackets):")
 		fs.VisitAll(func(fl *flag.Flag) {
@@ -184,6 +199,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	if f.auth.Recheck <= 0 {
 		logger.Error("--auth-recheck must be positive")
 		return 2
+	}
+	cfg.UI = server.UIConfig{OIDCIssuer: f.ui.issuer, OIDCClientID: f.ui.clientID, OIDCClientSecret: f.ui.clientSecret, OIDCRedirectURL: f.ui.redirectURL}
+	if f.ui.cookieKey != "" {
+		key, err := hex.DecodeString(f.ui.cookieKey)
+		if err != nil || len(key) < 32 {
+			fmt.Fprintln(stderr, "concord serve: --ui-cookie-key must be at least 32 bytes written in hex")
+			return 2
+		}
+		cfg.UI.CookieKey = key
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		logger.Error("--tls-cert and --tls-key go together")

@@ -28,6 +28,8 @@ import (
 	"github.com/concord-macp/concord/host/store"
 	"github.com/concord-macp/concord/host/wasm"
 	"github.com/concord-macp/concord/policy"
+	"github.com/concord-macp/concord/ui"
+	"github.com/concord-macp/concord/ui/stats"
 )
 
 // Config is everything a server needs to start.
@@ -69,6 +71,8 @@ type Config struct {
 	// Limits rate-limits each identity and caps its open sessions
 	// (RATE_LIMITED); the zero value sets no limits.
 	Limits limits.Options
+	// UI configures the admin console under /ui/ (see UIConfig).
+	UI UIConfig
 	// Now overrides the clock (tests).
 	Now     func() time.Time
 	Logger  *slog.Logger
@@ -84,6 +88,9 @@ type Server struct {
 	// sandbox runs uploaded modules.
 	sandbox *wasm.Engine
 	kernel  *kernel.Kernel
+	modes   *modes.Registry
+	policy  *policy.Engine
+	console *ui.Handler
 	http    *http.Server
 	// authn is the resolver chain when Auth is configured.
 	authn *auth.Chain
@@ -198,7 +205,10 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: policy engine: %w", err)
 	}
+	s.modes, s.policy = registry, engine
+	consoleStats := stats.New(cfg.Now)
 	s.kernel, err = kernel.New(ctx, kernel.Options{
+		Observe:         consoleStats.Observe,
 		Store:           s.store,
 		Catalog:         registry,
 		Governor:        engine,
@@ -229,6 +239,14 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		AuthRecheck:     cfg.Auth.Recheck,
 		Audit:           trail,
 	})
+	s.console, err = s.newConsole(ctx, consoleStats, policies)
+	if err != nil {
+		return nil, fmt.Errorf("server: admin console: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(ui.Prefix, s.console)
+	mux.Handle("/", handler)
+	handler = mux
 	if example != nil {
 		handler = withExample(handler, example)
 	}
@@ -342,6 +360,9 @@ func (s *Server) close(ctx context.Context) error {
 	}
 	if s.certs != nil {
 		s.certs.close()
+	}
+	if s.console != nil {
+		s.console.Close()
 	}
 	if s.kernel != nil {
 		s.kernel.Close()
