@@ -247,21 +247,36 @@ func (j *JWT) verify(ctx context.Context, token string, now time.Time) (access.C
 	if raw := claims[j.claim]; len(raw) == 0 || len(raw) > maxClaimBytes || json.Unmarshal(raw, &sender) != nil || checkSender(sender) != nil {
 		return access.Caller{}, time.Time{}, reject(fmt.Sprintf("the JWT's %s claim is not a valid sender (1 to 256 visible characters)", j.claim))
 	}
-	caller := access.Caller{ID: sender, CanStartSessions: true}
-	if raw, present := claims["macp_scopes"]; present && string(raw) != "null" {
-		var sc macpScopes
-		if len(raw) > maxClaimBytes || json.Unmarshal(raw, &sc) != nil {
-			return access.Caller{}, time.Time{}, reject("malformed macp_scopes claim")
-		}
-		e := TokenEntry{Token: "-", Sender: sender, AllowedModes: sc.AllowedModes, CanStartSessions: sc.CanStartSessions,
-			MaxOpenSessions: sc.MaxOpenSessions, CanManageModeRegistry: sc.CanManageModeRegistry, IsObserver: sc.IsObserver,
-			CanManagePolicies: sc.CanManagePolicies, IsAdmin: sc.IsAdmin}
-		if err := checkEntry(e); err != nil {
-			return access.Caller{}, time.Time{}, reject("malformed macp_scopes claim: " + err.Error())
-		}
-		caller = e.Caller()
+	caller, err := ScopedCaller(sender, claims["macp_scopes"])
+	if err != nil {
+		return access.Caller{}, time.Time{}, reject(err.Error())
 	}
 	return caller, exp.Add(j.leeway), nil
+}
+
+// ScopedCaller is the caller sender with the capabilities of a macp_scopes
+// claim (its raw JSON; nil or null when the token has none). Without one the
+// caller may send and start sessions and holds no registry, policy,
+// observer or admin right. The admin console's login maps ID tokens with it
+// too, so a token means the same to the API and to the console.
+func ScopedCaller(sender string, scopes json.RawMessage) (access.Caller, error) {
+	if err := checkSender(sender); err != nil {
+		return access.Caller{}, err
+	}
+	if len(scopes) == 0 || string(scopes) == "null" {
+		return access.Caller{ID: sender, CanStartSessions: true}, nil
+	}
+	var sc macpScopes
+	if len(scopes) > maxClaimBytes || json.Unmarshal(scopes, &sc) != nil {
+		return access.Caller{}, errors.New("malformed macp_scopes claim")
+	}
+	e := TokenEntry{Token: "-", Sender: sender, AllowedModes: sc.AllowedModes, CanStartSessions: sc.CanStartSessions,
+		MaxOpenSessions: sc.MaxOpenSessions, CanManageModeRegistry: sc.CanManageModeRegistry, IsObserver: sc.IsObserver,
+		CanManagePolicies: sc.CanManagePolicies, IsAdmin: sc.IsAdmin}
+	if err := checkEntry(e); err != nil {
+		return access.Caller{}, fmt.Errorf("malformed macp_scopes claim: %w", err)
+	}
+	return e.Caller(), nil
 }
 
 // numericDate reads a JWT NumericDate (seconds since the epoch).

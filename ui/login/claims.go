@@ -4,14 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
-	"unicode"
 
 	"github.com/concord-macp/concord/host/access"
+	"github.com/concord-macp/concord/host/auth"
 )
 
-// Scopes is the macp_scopes claim: the capabilities an identity provider
-// grants, with the field names of a tokens-file entry.
+// Scopes is the shape of the macp_scopes claim: the capabilities an
+// identity provider grants, with the field names of a tokens-file entry.
 type Scopes struct {
 	IsAdmin               bool     `json:"is_admin"`
 	IsObserver            bool     `json:"is_observer"`
@@ -22,35 +21,24 @@ type Scopes struct {
 	MaxOpenSessions       int      `json:"max_open_sessions"`
 }
 
-// maxIdentityLen bounds the identity an ID token names.
-const maxIdentityLen = 256
-
-// CallerFromClaims maps an ID token's claims to a caller: the identity is
-// the subject ("sub"), the capabilities come from the macp_scopes claim;
-// without it the caller has none (and the console refuses it).
+// CallerFromClaims maps an ID token's claims to a caller the way the API
+// maps an agent's JWT (auth.ScopedCaller): the identity is the subject
+// ("sub"), the capabilities come from the macp_scopes claim. Without the
+// admin or observer capability the console refuses the caller.
 func CallerFromClaims(raw json.RawMessage) (access.Caller, error) {
 	var claims struct {
-		Subject string  `json:"sub"`
-		Scopes  *Scopes `json:"macp_scopes"`
+		Subject string          `json:"sub"`
+		Scopes  json.RawMessage `json:"macp_scopes"`
 	}
 	if err := json.Unmarshal(raw, &claims); err != nil {
 		return access.Caller{}, fmt.Errorf("the ID token's claims do not fit: %w", err)
 	}
-	sub := claims.Subject
-	switch {
-	case sub == "":
+	if claims.Subject == "" {
 		return access.Caller{}, errors.New("the ID token has no subject")
-	case len(sub) > maxIdentityLen || strings.ContainsFunc(sub, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
-		return access.Caller{}, errors.New("the ID token's subject is not a usable identity")
 	}
-	c := access.Caller{ID: sub}
-	if s := claims.Scopes; s != nil {
-		if s.MaxOpenSessions < 0 {
-			return access.Caller{}, errors.New("macp_scopes.max_open_sessions must not be negative")
-		}
-		c.Admin, c.Observer = s.IsAdmin, s.IsObserver
-		c.CanManageModes, c.CanManagePolicies = s.CanManageModeRegistry, s.CanManagePolicies
-		c.CanStartSessions, c.AllowedModes, c.MaxOpenSessions = s.CanStartSessions, s.AllowedModes, s.MaxOpenSessions
+	c, err := auth.ScopedCaller(claims.Subject, claims.Scopes)
+	if err != nil {
+		return access.Caller{}, fmt.Errorf("the ID token does not name a usable caller: %w", err)
 	}
 	return c, nil
 }
