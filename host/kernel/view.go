@@ -113,10 +113,18 @@ func (k *Kernel) render(ctx context.Context, rec *storev1.Session) ([]byte, erro
 
 // Log calls fn for every entry of session id's log with a sequence above
 // after, in order. It reads the durable store, so it shows exactly what a
-// restart or a replay would see.
+// restart or a replay would see, and at least every entry the session's
+// metadata counted when Log was called.
 func (v View) Log(ctx context.Context, id string, after uint64, fn func(*storev1.Entry) error) error {
-	if _, err := v.snapshot(ctx, id); err != nil {
+	rec, err := v.snapshot(ctx, id)
+	if err != nil {
 		return err
+	}
+	// Show at least what the snapshot shows: wait for its last write.
+	if s, err := v.k.lookup(ctx, id); err == nil {
+		if err := s.waitDurable(ctx, rec.GetLastSequence()); err != nil {
+			return macperr.Wrap(macperr.InternalError, err, "the session's last write is not durable yet")
+		}
 	}
 	if err := v.k.store.Entries(ctx, id, after, fn); err != nil {
 		return macperr.Wrap(macperr.InternalError, err, "could not read the session's log")
