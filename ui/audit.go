@@ -71,12 +71,23 @@ func (a RegistryAudit) Records(ctx context.Context, caller access.Caller, limit 
 		}
 		out = append(out, AuditRecord{AtUnixMs: d.GetRegisteredAtUnixMs(), Action: "policy registered", Subject: d.GetPolicyId(), Detail: "for " + d.GetMode()})
 	}
+	decisions, err := a.decisions(ctx, caller)
+	if err != nil {
+		return nil, err
+	}
+	return newestFirst(append(out, decisions...), limit), nil
+}
+
+// decisions returns the governance decisions on the caller's most recent
+// sessions.
+func (a RegistryAudit) decisions(ctx context.Context, caller access.Caller) ([]AuditRecord, error) {
 	view := a.Kernel.As(caller)
 	var recent []*macpv1.SessionMetadata
 	if err := eachSession(ctx, view, kernel.SessionFilter{}, func(md *macpv1.SessionMetadata) bool { recent = append(recent, md); return true }); err != nil {
 		return nil, err
 	}
 	sort.Slice(recent, func(i, j int) bool { return recent[i].GetStartedAtUnixMs() > recent[j].GetStartedAtUnixMs() })
+	var out []AuditRecord
 	for _, md := range recent[:min(len(recent), auditSessions)] {
 		gov, err := view.Governance(ctx, md.GetSessionId())
 		if err != nil {
@@ -91,11 +102,16 @@ func (a RegistryAudit) Records(ctx context.Context, caller access.Caller, limit 
 				Subject: "session " + md.GetSessionId(), Detail: g.GetPolicyId() + ": " + strings.Join(g.GetReasons(), "; ")})
 		}
 	}
+	return out, nil
+}
+
+// newestFirst sorts records newest first and keeps at most limit.
+func newestFirst(out []AuditRecord, limit int) []AuditRecord {
 	sort.SliceStable(out, func(i, j int) bool { return out[i].AtUnixMs > out[j].AtUnixMs })
 	if len(out) > limit {
 		out = out[:limit]
 	}
-	return out, nil
+	return out
 }
 
 // auditLimit is how many records the page shows.

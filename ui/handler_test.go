@@ -229,5 +229,6 @@ func TestModeUploadAndRetire(t *testing.T) {
 		t.Fatalf("retiring an unknown mode: %d, want 404", status)
 	}
 	_, body = get(t, c, srv.URL, "/ui/audit")
-	mustContain(t, "audit", body, "mode retired", "ext.test.counter.v1")
+	// The trail names who retired it, from the console.
+	mustContain(t, "audit", body, "console: modes/retire", "ext.test.counter.v1", "<td>operator</td>", "refused: invalid_argument")
 }

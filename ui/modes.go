@@ -142,6 +142,11 @@ func (h *Handler) modeUpload(w http.ResponseWriter, r *http.Request, p page) {
 		return
 	}
 	mod, err := h.opts.Modes.Upload(r.Context(), wasm)
+	target := ""
+	if err == nil {
+		target = mod.Descriptor().GetMode() + " " + mod.Digest()
+	}
+	h.record(r.Context(), p.caller, actUploadMode, target, err)
 	if err != nil {
 		if errors.Is(err, modes.ErrRefused) {
 			refuse(http.StatusBadRequest, "Refused: "+strings.TrimPrefix(err.Error(), "refused: "))
@@ -207,7 +212,9 @@ func (h *Handler) modeRetire(w http.ResponseWriter, r *http.Request, p page) {
 		h.failErr(w, r, err)
 		return
 	}
-	if err := h.opts.Modes.Unregister(r.Context(), name); err != nil {
+	err = h.opts.Modes.Unregister(r.Context(), name)
+	h.record(r.Context(), p.caller, actRetireMode, name, err)
+	if err != nil {
 		if errors.Is(err, modes.ErrRefused) {
 			h.fail(w, r, http.StatusConflict, "", err.Error())
 			return

@@ -212,6 +212,7 @@ func (h *Handler) policyPush(w http.ResponseWriter, r *http.Request, p page) {
 		} else {
 			saved, err = h.opts.Policies.Register(r.Context(), d)
 		}
+		h.record(r.Context(), p.caller, actPushPolicy, d.GetPolicyId(), err)
 		if err != nil {
 			if macperr.CodeOf(err) == macperr.InternalError {
 				h.failErr(w, r, err)
@@ -506,7 +507,9 @@ func (h *Handler) policyUnregister(w http.ResponseWriter, r *http.Request, p pag
 		h.fail(w, r, http.StatusBadRequest, "", err.Error())
 		return
 	}
-	if err := h.opts.Policies.Unregister(r.Context(), id); err != nil {
+	err = h.opts.Policies.Unregister(r.Context(), id)
+	h.record(r.Context(), p.caller, actUnregisterPolicy, id, err)
+	if err != nil {
 		h.failErr(w, r, err)
 		return
 	}

@@ -377,7 +377,9 @@ func (h *Handler) sessionEvents(w http.ResponseWriter, r *http.Request, p page) 
 				return
 			}
 		}
-		if !live(rc.rec.GetMetadata().GetState()) {
+		// End after the entry that ended the session, not when the snapshot
+		// says it ended: the snapshot may be ahead of the durable log.
+		if !live(batch[len(batch)-1].GetStateAfter()) {
 			s.end()
 			return
 		}
@@ -450,6 +452,14 @@ func (h *Handler) sessionCancel(w http.ResponseWriter, r *http.Request, p page) 
 		return
 	}
 	ack, err := h.opts.Kernel.Control(r.Context(), p.caller, kernel.Cancel, id, reason)
+	switch {
+	case err != nil:
+		h.record(r.Context(), p.caller, actCancelSession, id, err)
+	case !ack.GetOk():
+		h.record(r.Context(), p.caller, actCancelSession, id, macperr.New(macperr.Code(ack.GetError().GetCode()), "%s", ack.GetError().GetMessage()))
+	default:
+		h.record(r.Context(), p.caller, actCancelSession, id, nil)
+	}
 	if err != nil {
 		h.failErr(w, r, err)
 		return

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/concord-macp/concord/host/access"
+	"github.com/concord-macp/concord/host/audit"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/modes"
 	"github.com/concord-macp/concord/policy"
@@ -33,6 +34,9 @@ type Options struct {
 	// Audit is where the audit page reads; nil reads what the registries
 	// and sessions record (RegistryAudit).
 	Audit AuditSource
+	// Trail, when set, records every change made through the console (who,
+	// what, when, how it ended) in the audit trail the API's changes go to.
+	Trail *audit.Log
 	// StoreSize reports the store's size in bytes (LSM tree, value log).
 	StoreSize func() (lsm, vlog int64)
 	// StoredEntries reports how many log entries were written since start.

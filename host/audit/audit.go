@@ -16,7 +16,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/host/storage"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 )
@@ -47,7 +47,7 @@ var ErrBadPage = errors.New("audit: invalid page_size or page_token")
 // Keys are a 16-hex-digit sequence number, so byte order is write order
 // whatever the clock does.
 type Log struct {
-	store *store.Store
+	store storage.Records
 	opts  Options
 	mu    sync.Mutex
 	next  uint64 // sequence of the next record
@@ -55,7 +55,7 @@ type Log struct {
 }
 
 // Open loads the trail's position from st.
-func Open(ctx context.Context, st *store.Store, opts Options) (*Log, error) {
+func Open(ctx context.Context, st storage.Records, opts Options) (*Log, error) {
 	if opts.MaxRecords <= 0 {
 		opts.MaxRecords = DefaultMaxRecords
 	}
@@ -66,7 +66,7 @@ func Open(ctx context.Context, st *store.Store, opts Options) (*Log, error) {
 		opts.Logger = slog.Default()
 	}
 	l := &Log{store: st, opts: opts}
-	err := st.Each(ctx, store.GovernanceAudit, func(key string, _ []byte) error {
+	err := st.EachPrefix(ctx, storage.GovernanceAudit, "", func(key string, _ []byte) error {
 		seq, err := strconv.ParseUint(key, 16, 64)
 		if err != nil {
 			return fmt.Errorf("audit: record key %q: %w", key, err)
@@ -95,21 +95,21 @@ func (l *Log) Record(ctx context.Context, a *storev1.AuditAction) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.store.Put(ctx, store.GovernanceAudit, seqKey(l.next), b); err != nil {
+	if err := l.store.Put(ctx, storage.GovernanceAudit, seqKey(l.next), b); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	l.next++
 	l.count++
 	for l.count > l.opts.MaxRecords {
 		var oldest string
-		_ = l.store.Each(ctx, store.GovernanceAudit, func(key string, _ []byte) error {
+		_ = l.store.EachPrefix(ctx, storage.GovernanceAudit, "", func(key string, _ []byte) error {
 			oldest = key
-			return store.ErrStop
+			return storage.ErrStop
 		})
 		if oldest == "" {
 			break
 		}
-		if err := l.store.Delete(ctx, store.GovernanceAudit, oldest); err != nil {
+		if err := l.store.Delete(ctx, storage.GovernanceAudit, oldest); err != nil {
 			return fmt.Errorf("audit: drop the oldest record: %w", err)
 		}
 		l.count--
@@ -135,10 +135,10 @@ func (l *Log) List(ctx context.Context, pageSize int, pageToken string) ([]*admi
 	}
 	var out []*adminv1.AuditRecord
 	more := false
-	err := l.store.EachBefore(ctx, store.GovernanceAudit, pageToken, func(key string, v []byte) error {
+	err := l.store.EachBefore(ctx, storage.GovernanceAudit, pageToken, func(key string, v []byte) error {
 		if len(out) == pageSize {
 			more = true
-			return store.ErrStop
+			return storage.ErrStop
 		}
 		var a storev1.AuditAction
 		if err := proto.Unmarshal(v, &a); err != nil {

@@ -44,5 +44,9 @@ func (s *Server) newConsole(ctx context.Context, rec *stats.Recorder, policies *
 		opts.Login = l
 		opts.Dev = false
 	}
+	if s.trail != nil {
+		opts.Trail = s.trail
+		opts.Audit = ui.TrailAudit{Trail: s.trail, Registry: ui.RegistryAudit{Kernel: s.kernel, Modes: s.modes, Policies: policies}}
+	}
 	return ui.New(opts)
 }

@@ -91,7 +91,9 @@ type Server struct {
 	modes   *modes.Registry
 	policy  *policy.Engine
 	console *ui.Handler
-	http    *http.Server
+	// trail is the audit trail of governance actions.
+	trail *audit.Log
+	http  *http.Server
 	// authn is the resolver chain when Auth is configured.
 	authn *auth.Chain
 	// certs serves the TLS certificate when TLS is on.
@@ -221,7 +223,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	trail, err := audit.Open(ctx, s.store, audit.Options{Now: cfg.Now, Logger: cfg.Logger})
+	s.trail, err = audit.Open(ctx, s.store, audit.Options{Now: cfg.Now, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -237,7 +239,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		CORS:            browserAccess,
 		Done:            s.streamsDone,
 		AuthRecheck:     cfg.Auth.Recheck,
-		Audit:           trail,
+		Audit:           s.trail,
 	})
 	s.console, err = s.newConsole(ctx, consoleStats, policies)
 	if err != nil {
