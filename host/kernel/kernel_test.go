@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/limits"
 	"github.com/concord-macp/concord/macperr"
@@ -350,6 +352,9 @@ func TestControl(t *testing.T) {
 	if _, err := f.k.Control(ctx, access.Caller{}, Cancel, sid, "no"); macperr.CodeOf(err) != macperr.Unauthenticated {
 		t.Fatalf("anonymous cancel: %v", err)
 	}
+	if _, err := f.k.Control(ctx, access.Caller{ID: "ops", Admin: true}, Suspend, sid, "no"); macperr.CodeOf(err) != macperr.Forbidden {
+		t.Fatalf("an administrator suspended someone else's session: %v", err)
+	}
 	ack, err := f.k.Control(ctx, agent("alice"), Suspend, sid, "lunch")
 	if err != nil || !ack.GetOk() {
 		t.Fatalf("suspend: %v %v", ack, err)
@@ -503,5 +508,23 @@ func TestObserve(t *testing.T) {
 	}
 	if fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Fatalf("observed %v, want %v", seen, want)
+	}
+}
+
+// TestAdministratorsMayCancel: an administrator of the server may cancel
+// any session, and the record names who did.
+func TestAdministratorsMayCancel(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	f.start()
+	ctx := context.Background()
+	ack, err := f.k.Control(ctx, access.Caller{ID: "ops", Admin: true}, Cancel, sid, "runaway")
+	if err != nil || !ack.GetOk() || ack.GetSessionState() != macpv1.SessionState_SESSION_STATE_CANCELLED {
+		t.Fatalf("admin cancel: %v %v", ack, err)
+	}
+	var last *storev1.Entry
+	_ = f.k.As(agent("alice")).Log(ctx, sid, 0, func(e *storev1.Entry) error { last = e; return nil })
+	var p macpv1.SessionCancelPayload
+	if err := proto.Unmarshal(last.GetEnvelope().GetPayload(), &p); err != nil || p.GetCancelledBy() != "ops" {
+		t.Fatalf("cancel record %v (%v)", &p, err)
 	}
 }
