@@ -1,8 +1,8 @@
-// Package kittest drives an example mode natively in tests: it builds the
-// session, plays scripts of envelopes checking every verdict and code, and
-// checks that the state encoding round-trips and is deterministic.
-// Only tests import it.
-package kittest
+// Package guesttest drives a mode natively in its tests, without
+// WebAssembly: it builds a session, plays scripts of envelopes checking
+// every verdict and code, renders views, and checks that states are
+// deterministic and that a corrupt state is refused. Only tests import it.
+package guesttest
 
 import (
 	"bytes"

@@ -1,13 +1,42 @@
-package kit
+package guest
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
-// reference is the shape decoded with DecodePayload (encoding/json), the
+// strictJSON is the behaviour Object reproduces, written with
+// encoding/json: exactly one JSON object, valid UTF-8, no unknown keys,
+// nothing after it.
+func strictJSON(b []byte, v any) error {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return errors.New("the payload is empty")
+	}
+	if !utf8.Valid(b) {
+		return errors.New("the payload is not valid UTF-8")
+	}
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return errors.New("the payload is not a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// reference is the shape decoded with strictJSON (encoding/json), the
 // behaviour Object must reproduce.
 type reference struct {
 	IntentID    string   `json:"intent_id"`
@@ -29,7 +58,7 @@ type decoded struct {
 
 func viaJSON(b []byte) (decoded, error) {
 	var r reference
-	err := DecodePayload(b, &r)
+	err := strictJSON(b, &r)
 	d := decoded{IntentID: r.IntentID, Description: r.Description, Keep: r.Keep, Approved: r.Approved}
 	if r.Watermark != nil {
 		d.Watermark = OptUint{V: *r.Watermark, Set: true}
@@ -73,7 +102,7 @@ func decodeString(src string, reuse *[]string) (decoded, error) {
 	return d, o.Err()
 }
 
-// same checks that Object and DecodePayload agree on b: both refuse it, or
+// same checks that Object and strictJSON agree on b: both refuse it, or
 // both accept it with the same values (a nil and an empty keep differ).
 func same(t *testing.T, b []byte) {
 	t.Helper()

@@ -1,4 +1,4 @@
-package kit
+package guest
 
 import (
 	"bytes"
@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
-
-	"github.com/concord-macp/concord/abi/guest"
 )
 
 // TestAppendersMatchProtowire checks the inlined fast paths of the
@@ -21,18 +19,18 @@ func TestAppendersMatchProtowire(t *testing.T) {
 			if n > 0 {
 				want = protowire.AppendString(protowire.AppendTag(want, num, protowire.BytesType), s)
 			}
-			if got := guest.AppendString([]byte("prefix"), num, s); !bytes.Equal(got, want) {
-				t.Errorf("guest.AppendString(%d, %d bytes) = %x, want %x", num, n, got, want)
+			if got := AppendString([]byte("prefix"), num, s); !bytes.Equal(got, want) {
+				t.Errorf("AppendString(%d, %d bytes) = %x, want %x", num, n, got, want)
 			}
 			all := protowire.AppendString(protowire.AppendTag([]byte("prefix"), num, protowire.BytesType), s)
 			all = protowire.AppendString(protowire.AppendTag(all, num, protowire.BytesType), "")
-			if got := guest.AppendStrings([]byte("prefix"), num, []string{s, ""}); !bytes.Equal(got, all) {
-				t.Errorf("guest.AppendStrings(%d, %d bytes) = %x, want %x", num, n, got, all)
+			if got := AppendStrings([]byte("prefix"), num, []string{s, ""}); !bytes.Equal(got, all) {
+				t.Errorf("AppendStrings(%d, %d bytes) = %x, want %x", num, n, got, all)
 			}
 			rec := []byte(s)
 			b, mark := OpenRecord([]byte("prefix"), num)
 			b = CloseRecord(append(b, rec...), mark)
-			if want := guest.AppendRecord([]byte("prefix"), num, rec); !bytes.Equal(b, want) {
+			if want := AppendRecord([]byte("prefix"), num, rec); !bytes.Equal(b, want) {
 				t.Errorf("OpenRecord/CloseRecord(%d, %d bytes) = %x, want %x", num, n, b, want)
 			}
 		}
@@ -41,8 +39,8 @@ func TestAppendersMatchProtowire(t *testing.T) {
 			if v != 0 {
 				want = protowire.AppendVarint(protowire.AppendTag(want, num, protowire.VarintType), v)
 			}
-			if got := guest.AppendVarint([]byte("prefix"), num, v); !bytes.Equal(got, want) {
-				t.Errorf("guest.AppendVarint(%d, %d) = %x, want %x", num, v, got, want)
+			if got := AppendVarint([]byte("prefix"), num, v); !bytes.Equal(got, want) {
+				t.Errorf("AppendVarint(%d, %d) = %x, want %x", num, v, got, want)
 			}
 		}
 	}
@@ -58,10 +56,10 @@ func walk(b []byte) (string, error) {
 	return out.String(), r.Err()
 }
 
-// walkFields lists the fields of b as Fields reads them, and the error.
+// walkFields lists the fields of b as EachField reads them, and the error.
 func walkFields(b []byte) (string, error) {
 	var out strings.Builder
-	err := Fields(b, func(num protowire.Number, v []byte, n uint64) error {
+	err := EachField(b, func(num protowire.Number, _ protowire.Type, v []byte, n uint64) error {
 		fmt.Fprintf(&out, "%d/%x/%d ", num, v, n)
 		return nil
 	})
@@ -73,19 +71,19 @@ func sameFields(t *testing.T, b []byte) {
 	got, err := walk(b)
 	want, wantErr := walkFields(b)
 	if (err == nil) != (wantErr == nil) {
-		t.Fatalf("%x: FieldReader error %v, Fields error %v", b, err, wantErr)
+		t.Fatalf("%x: FieldReader error %v, EachField error %v", b, err, wantErr)
 	}
 	if err != nil {
 		return
 	}
-	// Drop the wire types FieldReader reports to compare with Fields.
+	// Drop the wire types FieldReader reports to compare with EachField.
 	var trimmed strings.Builder
 	for _, f := range strings.Fields(got) {
 		parts := strings.SplitN(f, "/", 3)
 		fmt.Fprintf(&trimmed, "%s/%s ", parts[0], parts[2])
 	}
 	if trimmed.String() != want {
-		t.Fatalf("%x:\nFieldReader %s\nFields      %s", b, trimmed.String(), want)
+		t.Fatalf("%x:\nFieldReader %s\nEachField   %s", b, trimmed.String(), want)
 	}
 }
 
@@ -99,16 +97,16 @@ var wireCases = [][]byte{
 	{0x12, 0x80, 0x01, 'x'}, {0x32, 0x04, 0x0a, 0x02, 'i', '1', 0x38, 0x05},
 }
 
-func TestFieldReaderMatchesFields(t *testing.T) {
+func TestFieldReaderMatchesEachField(t *testing.T) {
 	for _, b := range wireCases {
 		sameFields(t, b)
 	}
-	long := guest.AppendString(nil, 2, strings.Repeat("y", 300))
+	long := AppendString(nil, 2, strings.Repeat("y", 300))
 	sameFields(t, long)
-	sameFields(t, guest.AppendVarint(long, 100, 1<<40))
+	sameFields(t, AppendVarint(long, 100, 1<<40))
 }
 
-func FuzzFieldReaderMatchesFields(f *testing.F) {
+func FuzzFieldReaderMatchesEachField(f *testing.F) {
 	for _, b := range wireCases {
 		f.Add(b)
 	}
