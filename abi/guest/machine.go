@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -19,7 +21,9 @@ type StateCodec[S any] interface {
 	*S
 	AppendWire(b []byte) []byte
 	DecodeWire(rec string) error
+	DecodeField(r *FieldReader) error
 	AppendJSON(b []byte) []byte
+	Reset()
 }
 
 // PayloadCodec is the constraint on the payload type of a message: a
@@ -73,6 +77,7 @@ type Message[SP any] struct {
 	From   Senders
 	phases []string
 	role   func(s SP, sess *Session) string
+	guard  func(s SP, req *StepRequest) error
 	apply  func(s SP, req *StepRequest) error
 }
 
@@ -84,7 +89,7 @@ type Message[SP any] struct {
 func On[SP any, P any, PP PayloadCodec[P]](typ string, from Senders, fn func(s SP, req *StepRequest, p PP) error) Message[SP] {
 	return Message[SP]{Type: typ, From: from, apply: func(s SP, req *StepRequest) error {
 		p := PP(new(P))
-		if err := p.DecodePayload(string(req.Envelope.Payload)); err != nil {
+		if err := p.DecodePayload(stringView(req.Envelope.Payload)); err != nil {
 			return Invalid("%s payload: %v", typ, err)
 		}
 		return fn(s, req, p)
@@ -106,6 +111,14 @@ func (m Message[SP]) By(role func(s SP, sess *Session) string) Message[SP] {
 	return m
 }
 
+// Where returns m with a guard: a check of the sender against the state or
+// the session that runs after the role and before the payload is decoded,
+// so that its refusal (typically Forbidden) wins over a malformed payload.
+func (m Message[SP]) Where(guard func(s SP, req *StepRequest) error) Message[SP] {
+	m.guard = guard
+	return m
+}
+
 // Machine is a Mode built from a table. It does what every mode repeats:
 // the SessionStart prologue, decoding and encoding the state, refusing
 // everything once committed, who may send what in which phase with the
@@ -119,7 +132,8 @@ func (m Message[SP]) By(role func(s SP, sess *Session) string) Message[SP] {
 // and eligibility (INVALID_ENVELOPE), and for any other type: unknown to
 // the table (INVALID_ENVELOPE from a member, FORBIDDEN from anyone else),
 // the sender (FORBIDDEN), the phase (INVALID_ENVELOPE), the role
-// (FORBIDDEN), the payload (INVALID_ENVELOPE), and last the handler.
+// (FORBIDDEN), the guard, the payload (INVALID_ENVELOPE), and last the
+// handler.
 //
 // The state is encoded as field 1, the format version, then the fields of
 // S, then the commitment record under CommitmentField; S must use neither
@@ -154,6 +168,17 @@ type Machine[S any, SP StateCodec[S]] struct {
 	// BeforeView, if set, fills in the state's view-only fields (those
 	// with a json tag and no wire tag) before View renders it.
 	BeforeView func(s SP, sess *Session)
+
+	// pool holds decoded states with their string arenas, reused from
+	// step to step (see decode).
+	pool sync.Pool
+}
+
+// pooled is a state decoded by Step or View and the arena of its string
+// slices.
+type pooled[S any] struct {
+	s     S
+	arena Arena
 }
 
 // Status is where an open session stands: its phase (the In of a Message
@@ -175,7 +200,6 @@ const (
 	msgCommitment   = "Commitment"
 )
 
-var _ Mode = (*Machine[CommitmentRecord, *CommitmentRecord])(nil)
 
 // Describe returns the descriptor, with its defaults filled in.
 func (m *Machine[S, SP]) Describe() Descriptor {
@@ -214,7 +238,9 @@ func (m *Machine[S, SP]) Step(req *StepRequest) Result {
 		}
 		return Accept(m.encode(s, nil, 64))
 	}
-	s, committed, err := m.decode(req.State, false)
+	p := m.get()
+	defer m.pool.Put(p)
+	s, committed, err := m.decodeInto(SP(&p.s), &p.arena, req.State, false)
 	switch {
 	case err != nil:
 		return Reject(macperr.InternalError, "%s state: %v", m.Descriptor.Mode, err)
@@ -247,6 +273,11 @@ func (m *Machine[S, SP]) Step(req *StepRequest) Result {
 			return Reject(macperr.Forbidden, "%s may only be sent by %s now", env.MessageType, holder)
 		}
 	}
+	if msg.guard != nil {
+		if err := msg.guard(s, req); err != nil {
+			return RejectError(err)
+		}
+	}
 	if err := msg.apply(s, req); err != nil {
 		return RejectError(err)
 	}
@@ -257,7 +288,9 @@ func (m *Machine[S, SP]) Step(req *StepRequest) Result {
 // json fields, "eligible": {"positive", "negative"}, "commitment": null or
 // the commitment record}.
 func (m *Machine[S, SP]) View(state []byte, sess *Session) ([]byte, error) {
-	s, committed, err := m.decode(state, true)
+	p := m.get()
+	defer m.pool.Put(p)
+	s, committed, err := m.decodeInto(SP(&p.s), &p.arena, state, true)
 	if err != nil {
 		return nil, err
 	}
@@ -290,6 +323,28 @@ func (m *Machine[S, SP]) View(state []byte, sess *Session) ([]byte, error) {
 		b = committed.AppendJSON(b)
 	}
 	return append(b, '}'), nil
+}
+
+// Encode returns the state Step stores for s, committed with the record c
+// (nil while the session is open). Tests and tools use it; a mode does not
+// need to.
+func (m *Machine[S, SP]) Encode(s SP, c *CommitmentRecord) []byte { return m.encode(s, c, 64) }
+
+// Decode decodes a state that Step stored: the mode's state and the
+// commitment record, nil while the session is open.
+func (m *Machine[S, SP]) Decode(state []byte) (SP, *CommitmentRecord, error) {
+	return m.decodeInto(SP(new(S)), nil, []byte(string(state)), true)
+}
+
+// get returns a pooled state, reset, with its arena emptied.
+func (m *Machine[S, SP]) get() *pooled[S] {
+	p, _ := m.pool.Get().(*pooled[S])
+	if p == nil {
+		return new(pooled[S])
+	}
+	SP(&p.s).Reset()
+	p.arena.Reset()
+	return p
 }
 
 func (m *Machine[S, SP]) participantBounds() string {
@@ -340,12 +395,18 @@ func (m *Machine[S, SP]) encode(s SP, c *CommitmentRecord, size int) []byte {
 
 var errVersion = errors.New("missing or unknown state format version")
 
-// decode decodes a state written by encode. Once the session is committed
-// the state proper is decoded only when full is set (for the view): a step
-// is refused without it.
-func (m *Machine[S, SP]) decode(state []byte, full bool) (SP, *CommitmentRecord, error) {
-	src := string(state) // one copy: decoded strings are substrings of it
-	r := FieldReader{Rest: src}
+// decodeInto decodes a state written by encode into s, a zero or Reset
+// state, its string slices in arena (nil: none), in one pass: field 1 is
+// the version, CommitmentField the commitment record, the others are the
+// state's. Once the session is committed the rest of the state is decoded
+// only when full is set (for the view): a step is refused without it.
+//
+// Step and View decode into states they pool, with arenas, so that a step
+// allocates next to nothing for the state it decodes. A handler must
+// therefore not make two fields of the state share storage (assigning one
+// slice of records to another field, say): copy with slices.Clone instead.
+func (m *Machine[S, SP]) decodeInto(s SP, arena *Arena, state []byte, full bool) (SP, *CommitmentRecord, error) {
+	r := FieldReader{Rest: stringView(state), Arena: arena}
 	if !r.Next() || r.Num != 1 || r.Type != protowire.VarintType || r.N != m.version() {
 		if err := r.Err(); err != nil {
 			return nil, nil, err
@@ -359,17 +420,38 @@ func (m *Machine[S, SP]) decode(state []byte, full bool) (SP, *CommitmentRecord,
 			if err := c.DecodeWire(r.S); err != nil {
 				return nil, nil, FieldError("commitment", err)
 			}
+			if !full {
+				return s, c, nil
+			}
+			continue
+		}
+		if err := s.DecodeField(&r); err != nil {
+			return nil, nil, err
 		}
 	}
 	if err := r.Err(); err != nil {
 		return nil, nil, err
 	}
-	s := SP(new(S))
-	if c != nil && !full {
-		return s, c, nil
-	}
-	if err := s.DecodeWire(src); err != nil {
-		return nil, nil, err
+	if v, ok := any(s).(Validator); ok {
+		if err := v.Validate(); err != nil {
+			return nil, nil, err
+		}
 	}
 	return s, c, nil
+}
+
+// stringView returns b as a string without copying it. The Machine decodes
+// the state and the payload through such views: both belong to the
+// request, which nothing writes while the step runs, and everything a step
+// returns is built afresh (the state by encode, messages by fmt), so no
+// view outlives the call as long as the mode keeps nothing between calls,
+// which the ABI forbids anyway. Inside a WebAssembly guest the copies this
+// saves cost more than decoding.
+func stringView(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// Validator is a state that checks, once decoded, invariants its encoding
+// cannot express (a record with exactly two elements, say). A state that
+// fails them is refused as corrupt, with INTERNAL_ERROR.
+type Validator interface {
+	Validate() error
 }

@@ -309,6 +309,52 @@ func (o *Object) skipSequence(closing byte, depth int, element func() bool) bool
 	}
 }
 
+// StringPtr reads a string into a new *dst; null sets *dst to nil.
+func (o *Object) StringPtr(dst **string) {
+	if o.value() && o.src[o.i] == 'n' {
+		if o.null() {
+			*dst = nil
+		}
+		return
+	}
+	if o.err != nil {
+		return
+	}
+	o.state = objectValue // value() moved on; String reads the same value
+	var v string
+	o.String(&v)
+	if o.err == nil {
+		*dst = &v
+	}
+}
+
+// BoolPtr reads true or false into a new *dst; null sets *dst to nil.
+func (o *Object) BoolPtr(dst **bool) {
+	if !o.value() {
+		return
+	}
+	var v bool
+	switch o.src[o.i] {
+	case 't':
+		if v = true; !o.literal("true") {
+			return
+		}
+	case 'f':
+		if !o.literal("false") {
+			return
+		}
+	case 'n':
+		if o.null() {
+			*dst = nil
+		}
+		return
+	default:
+		o.wrongType("true or false")
+		return
+	}
+	*dst = &v
+}
+
 // Uint64 reads a non-negative integer below 2^64 into *dst; null leaves
 // *dst alone.
 func (o *Object) Uint64(dst *uint64) {

@@ -80,8 +80,39 @@ type FieldReader struct {
 	// record.
 	S string
 	// N is the value of a varint, fixed32 or fixed64 field.
-	N   uint64
-	err error
+	N uint64
+	// Arena, if set, holds the elements of the string slices AppendString
+	// decodes (see Arena).
+	Arena *Arena
+	err   error
+}
+
+// Arena holds the elements of the string slices of one decoded state, so
+// that decoding them costs no allocation once the arena has grown: each
+// slice is a capacity-limited window of the arena, so appending to it
+// copies it out rather than overwriting its neighbours. A Machine keeps one
+// arena per pooled state and empties it before each decode.
+type Arena struct {
+	strs []string
+}
+
+// Reset empties the arena, keeping its storage. Slices decoded into it
+// before must no longer be used.
+func (a *Arena) Reset() { a.strs = a.strs[:0] }
+
+// AppendString appends s, an element of a repeated string field, to dst,
+// in r.Arena when set.
+func (r *FieldReader) AppendString(dst []string, s string) []string {
+	a := r.Arena
+	if a == nil {
+		return append(dst, s)
+	}
+	if n := len(a.strs); len(dst) > 0 && (n < len(dst) || &a.strs[n-len(dst)] != &dst[0]) {
+		a.strs = append(a.strs, dst...) // dst is not the arena's tail: move it there
+	}
+	start := len(a.strs) - len(dst)
+	a.strs = append(a.strs, s)
+	return a.strs[start:len(a.strs):len(a.strs)]
 }
 
 // Next reads the next field and reports whether there was one. It reports

@@ -35,6 +35,9 @@ func RejectError(err error) Result {
 // BlankError is the error of a payload field that must not be blank.
 func BlankError(field string) error { return fmt.Errorf("field %q must not be blank", field) }
 
+// RequiredError is the error of a payload field that must be given.
+func RequiredError(field string) error { return fmt.Errorf("field %q is required", field) }
+
 // RangeError is the error of a payload field whose value v is outside
 // [lo, hi].
 func RangeError(field string, v, lo, hi uint64) error {

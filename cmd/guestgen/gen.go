@@ -177,8 +177,8 @@ type field struct {
 	wire int      // field number, 0 when not encoded
 	json string   // JSON key, "" when not viewed
 	// Checks of a JSON payload field, from its guest tag.
-	nonblank bool
-	min, max *uint64
+	nonblank, required bool
+	min, max           *uint64
 }
 
 type gen struct {
@@ -264,6 +264,14 @@ func (g *gen) structType(name string, st *ast.StructType) error {
 	case len(wire) > 0 && len(view) == 0:
 		g.printf("\n// DecodePayload decodes a protobuf payload into x.\nfunc (x *%s) DecodePayload(src string) error { return x.DecodeWire(src) }\n", name)
 	case len(wire) == 0:
+		// A struct with only json tags is a JSON payload when every field
+		// can be decoded; otherwise it is only a view.
+		for _, f := range view {
+			if k, _ := g.kindOf(f.typ); !jsonDecodable(k) {
+				g.printf("\n// %s has no DecodePayload: field %s (%s) cannot be decoded from a JSON\n// payload (string, *string, bool, *bool, uint64, *uint64 and []string can).\n", name, f.name, exprString(f.typ))
+				return nil
+			}
+		}
 		if err := g.decodeJSON(name, view); err != nil {
 			return err
 		}
@@ -271,8 +279,21 @@ func (g *gen) structType(name string, st *ast.StructType) error {
 	return nil
 }
 
+// jsonDecodable reports whether decodeJSON can decode a field of kind k.
+func jsonDecodable(k *kind) bool {
+	switch {
+	case k.scalar == "string" && k.conv == "string", k.scalar == "bool" && k.conv == "bool", k.scalar == "uint" && k.conv == "uint64":
+		return true
+	case k.ptr && (k.elem.conv == "uint64" || k.elem.conv == "bool" || k.elem.conv == "string"):
+		return true
+	case k.elem != nil && !k.ptr && k.elem.scalar == "string" && k.elem.conv == "string":
+		return true
+	}
+	return false
+}
+
 // parseChecks reads a guest tag: a comma-separated list of "nonblank",
-// "min=N" and "max=N".
+// "required" (a pointer field must be given), "min=N" and "max=N".
 func parseChecks(f *field, tag string) error {
 	if tag == "" {
 		return nil
@@ -282,6 +303,8 @@ func parseChecks(f *field, tag string) error {
 		switch {
 		case name == "nonblank" && !hasVal:
 			f.nonblank = true
+		case name == "required" && !hasVal:
+			f.required = true
 		case (name == "min" || name == "max") && hasVal:
 			n, err := strconv.ParseUint(val, 10, 64)
 			if err != nil {
@@ -293,7 +316,7 @@ func parseChecks(f *field, tag string) error {
 				f.max = &n
 			}
 		default:
-			return fmt.Errorf("guest tag %q: want nonblank, min=N or max=N", c)
+			return fmt.Errorf("guest tag %q: want nonblank, required, min=N or max=N", c)
 		}
 	}
 	return nil
@@ -431,11 +454,30 @@ func scalarAppend(k *kind, num int, v string) string {
 	}
 }
 
-// decodeWire writes DecodeWire: protobuf rules (unknown fields and fields
-// of another wire type skipped, the last scalar wins, slices appended).
+// decodeWire writes DecodeWire and DecodeField: protobuf rules (unknown
+// fields and fields of another wire type skipped, the last scalar wins,
+// slices appended). DecodeWire repeats DecodeField's switch inline, to save
+// a call per field inside a WebAssembly guest.
 func (g *gen) decodeWire(name string, fields []field) error {
 	g.imports["google.golang.org/protobuf/encoding/protowire"] = true
-	g.printf("\n// DecodeWire decodes fields written by AppendWire into x; strings are\n// substrings of rec.\nfunc (x *%s) DecodeWire(rec string) error {\nr := guest.FieldReader{Rest: rec}\nfor r.Next() {\nswitch r.Num {\n", name)
+	g.printf("\n// DecodeWire decodes fields written by AppendWire into x; strings are\n// substrings of rec.\nfunc (x *%s) DecodeWire(rec string) error { return x.DecodeWireIn(rec, nil) }\n", name)
+	g.printf("\n// DecodeWireIn is DecodeWire with the elements of string slices in arena a\n// (nil: none).\nfunc (x *%s) DecodeWireIn(rec string, a *guest.Arena) error {\nr := guest.FieldReader{Rest: rec, Arena: a}\nfor r.Next() {\n", name)
+	if err := g.fieldSwitch(fields); err != nil {
+		return err
+	}
+	g.printf("}\nreturn r.Err()\n}\n")
+	g.reset(name, fields)
+	g.printf("\n// DecodeField decodes the field r has just read into x, skipping a field\n// x does not have.\nfunc (x *%s) DecodeField(r *guest.FieldReader) error {\n", name)
+	if err := g.fieldSwitch(fields); err != nil {
+		return err
+	}
+	g.printf("return nil\n}\n")
+	return nil
+}
+
+// fieldSwitch writes the switch that decodes the field in r into x.
+func (g *gen) fieldSwitch(fields []field) error {
+	g.printf("switch r.Num {\n")
 	for _, f := range fields {
 		k, _ := g.kindOf(f.typ)
 		v, label := "x."+f.name, f.json
@@ -453,17 +495,41 @@ func (g *gen) decodeWire(name string, fields []field) error {
 		case k.bytes:
 			g.printf("if r.Type == protowire.BytesType {\n%s = []byte(r.S)\n}\n", v)
 		case k.record != "":
-			g.printf("if r.Type == protowire.BytesType {\nif err := %s.DecodeWire(r.S); err != nil {\nreturn guest.FieldError(%q, err)\n}\n}\n", v, label)
+			g.printf("if r.Type == protowire.BytesType {\nif err := %s.%s; err != nil {\nreturn guest.FieldError(%q, err)\n}\n}\n", v, decodeCall(k), label)
 		case k.ptr:
-			g.printf("if r.Type == protowire.BytesType {\n%s = new(%s)\nif err := %s.DecodeWire(r.S); err != nil {\nreturn guest.FieldError(%q, err)\n}\n}\n", v, exprString(k.elem.expr), v, label)
+			g.printf("if r.Type == protowire.BytesType {\n%s = new(%s)\nif err := %s.%s; err != nil {\nreturn guest.FieldError(%q, err)\n}\n}\n", v, exprString(k.elem.expr), v, decodeCall(k.elem), label)
 		case k.elem.record == "":
-			g.printf("if r.Type == protowire.BytesType {\n%s = append(%s, r.S)\n}\n", v, v)
+			g.printf("if r.Type == protowire.BytesType {\n%s = r.AppendString(%s, r.S)\n}\n", v, v)
 		default:
-			g.printf("if r.Type == protowire.BytesType {\nvar e %s\nif err := e.DecodeWire(r.S); err != nil {\nreturn guest.FieldError(%q, err)\n}\n%s = append(%s, e)\n}\n", exprString(k.elem.expr), label, v, v)
+			g.printf("if r.Type == protowire.BytesType {\n%s = append(%s, %s{})\nif err := %s[len(%s)-1].%s; err != nil {\nreturn guest.FieldError(%q, err)\n}\n}\n", v, v, exprString(k.elem.expr), v, v, decodeCall(k.elem), label)
 		}
 	}
-	g.printf("}\n}\nreturn r.Err()\n}\n")
+	g.printf("}\n")
 	return nil
+}
+
+// decodeCall is the call that decodes a record of kind k from r.S: with
+// the arena for a record type of this package, plain DecodeWire for one of
+// another package.
+func decodeCall(k *kind) string {
+	if strings.Contains(k.record, ".") {
+		return "DecodeWire(r.S)"
+	}
+	return "DecodeWireIn(r.S, r.Arena)"
+}
+
+// reset writes Reset, which zeroes x but keeps the storage of its slices of
+// records for the next decode (their elements are overwritten whole). A
+// Machine resets the state it pools before each decode.
+func (g *gen) reset(name string, fields []field) {
+	var keep []string
+	for _, f := range fields {
+		if k, err := g.kindOf(f.typ); err == nil && !k.ptr && k.elem != nil && k.elem.record != "" {
+			keep = append(keep, fmt.Sprintf("%s: x.%s[:0]", f.name, f.name))
+		}
+	}
+	g.printf("\n// Reset zeroes x, keeping the storage of its slices of records.\nfunc (x *%s) Reset() {\n", name)
+	g.printf("*x = %s{%s}\n}\n", name, strings.Join(keep, ", "))
 }
 
 func scalarDecode(k *kind) (wireType, value string) {
@@ -589,10 +655,14 @@ func (g *gen) decodeJSON(name string, fields []field) error {
 			g.printf("o.Uint64(%s)\n", v)
 		case k.ptr && k.elem.scalar == "uint" && k.elem.conv == "uint64":
 			g.printf("o.UintPtr(%s)\n", v)
+		case k.ptr && k.elem.scalar == "bool" && k.elem.conv == "bool":
+			g.printf("o.BoolPtr(%s)\n", v)
+		case k.ptr && k.elem.scalar == "string" && k.elem.conv == "string":
+			g.printf("o.StringPtr(%s)\n", v)
 		case k.elem != nil && !k.ptr && k.elem.scalar == "string" && k.elem.conv == "string":
 			g.printf("o.Strings(%s)\n", v)
 		default:
-			return fmt.Errorf("field %s: type %s cannot be decoded from a JSON payload (string, bool, uint64, *uint64 and []string can)", f.name, exprString(f.typ))
+			return fmt.Errorf("field %s: type %s cannot be decoded from a JSON payload (string, *string, bool, *bool, uint64, *uint64 and []string can)", f.name, exprString(f.typ))
 		}
 	}
 	g.printf("}\n}\nif err := o.Err(); err != nil {\nreturn err\n}\n")
@@ -604,6 +674,12 @@ func (g *gen) decodeJSON(name string, fields []field) error {
 			g.printf("if guest.Blank(%s) {\nreturn guest.BlankError(%q)\n}\n", v, f.json)
 		case f.nonblank:
 			return fmt.Errorf("field %s: nonblank applies to strings", f.name)
+		}
+		switch {
+		case f.required && (k.ptr || k.elem != nil):
+			g.printf("if %s == nil {\nreturn guest.RequiredError(%q)\n}\n", v, f.json)
+		case f.required:
+			return fmt.Errorf("field %s: required applies to pointers and slices", f.name)
 		}
 		if f.min == nil && f.max == nil {
 			continue

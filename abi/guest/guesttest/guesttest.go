@@ -272,3 +272,15 @@ func CorruptState(t testing.TB, m guest.Mode, sess guest.Session, typ string) {
 		}
 	}
 }
+
+// Reencode returns a function that decodes a state of m and encodes it
+// again, for Deterministic.
+func Reencode[S any, SP guest.StateCodec[S]](m *guest.Machine[S, SP]) func([]byte) ([]byte, error) {
+	return func(b []byte) ([]byte, error) {
+		s, c, err := m.Decode(b)
+		if err != nil {
+			return nil, err
+		}
+		return m.Encode(s, c), nil
+	}
+}

@@ -21,8 +21,12 @@ func (x *State) AppendWire(b []byte) []byte {
 
 // DecodeWire decodes fields written by AppendWire into x; strings are
 // substrings of rec.
-func (x *State) DecodeWire(rec string) error {
-	r := guest.FieldReader{Rest: rec}
+func (x *State) DecodeWire(rec string) error { return x.DecodeWireIn(rec, nil) }
+
+// DecodeWireIn is DecodeWire with the elements of string slices in arena a
+// (nil: none).
+func (x *State) DecodeWireIn(rec string, a *guest.Arena) error {
+	r := guest.FieldReader{Rest: rec, Arena: a}
 	for r.Next() {
 		switch r.Num {
 		case 2:
@@ -35,15 +39,42 @@ func (x *State) DecodeWire(rec string) error {
 			}
 		case 4:
 			if r.Type == protowire.BytesType {
-				var e Contribution
-				if err := e.DecodeWire(r.S); err != nil {
+				x.Contributions = append(x.Contributions, Contribution{})
+				if err := x.Contributions[len(x.Contributions)-1].DecodeWireIn(r.S, r.Arena); err != nil {
 					return guest.FieldError("contributions", err)
 				}
-				x.Contributions = append(x.Contributions, e)
 			}
 		}
 	}
 	return r.Err()
+}
+
+// Reset zeroes x, keeping the storage of its slices of records.
+func (x *State) Reset() {
+	*x = State{Contributions: x.Contributions[:0]}
+}
+
+// DecodeField decodes the field r has just read into x, skipping a field
+// x does not have.
+func (x *State) DecodeField(r *guest.FieldReader) error {
+	switch r.Num {
+	case 2:
+		if r.Type == protowire.VarintType {
+			x.Rounds = uint64(r.N)
+		}
+	case 3:
+		if r.Type == protowire.VarintType {
+			x.Turns = uint64(r.N)
+		}
+	case 4:
+		if r.Type == protowire.BytesType {
+			x.Contributions = append(x.Contributions, Contribution{})
+			if err := x.Contributions[len(x.Contributions)-1].DecodeWireIn(r.S, r.Arena); err != nil {
+				return guest.FieldError("contributions", err)
+			}
+		}
+	}
+	return nil
 }
 
 // AppendJSON appends x as a JSON object.
@@ -96,8 +127,12 @@ func (x *Contribution) AppendWire(b []byte) []byte {
 
 // DecodeWire decodes fields written by AppendWire into x; strings are
 // substrings of rec.
-func (x *Contribution) DecodeWire(rec string) error {
-	r := guest.FieldReader{Rest: rec}
+func (x *Contribution) DecodeWire(rec string) error { return x.DecodeWireIn(rec, nil) }
+
+// DecodeWireIn is DecodeWire with the elements of string slices in arena a
+// (nil: none).
+func (x *Contribution) DecodeWireIn(rec string, a *guest.Arena) error {
+	r := guest.FieldReader{Rest: rec, Arena: a}
 	for r.Next() {
 		switch r.Num {
 		case 1:
@@ -115,6 +150,31 @@ func (x *Contribution) DecodeWire(rec string) error {
 		}
 	}
 	return r.Err()
+}
+
+// Reset zeroes x, keeping the storage of its slices of records.
+func (x *Contribution) Reset() {
+	*x = Contribution{}
+}
+
+// DecodeField decodes the field r has just read into x, skipping a field
+// x does not have.
+func (x *Contribution) DecodeField(r *guest.FieldReader) error {
+	switch r.Num {
+	case 1:
+		if r.Type == protowire.VarintType {
+			x.Turn = uint64(r.N)
+		}
+	case 2:
+		if r.Type == protowire.BytesType {
+			x.Sender = string(r.S)
+		}
+	case 3:
+		if r.Type == protowire.BytesType {
+			x.Content = string(r.S)
+		}
+	}
+	return nil
 }
 
 // AppendJSON appends x as a JSON object.
