@@ -200,7 +200,6 @@ const (
 	msgCommitment   = "Commitment"
 )
 
-
 // Describe returns the descriptor, with its defaults filled in.
 func (m *Machine[S, SP]) Describe() Descriptor {
 	d := m.Descriptor

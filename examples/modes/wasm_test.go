@@ -16,8 +16,8 @@ import (
 	"testing"
 
 	"github.com/concord-macp/concord/abi/guest"
-	"github.com/concord-macp/concord/examples/modes/broadcast"
 	kt "github.com/concord-macp/concord/abi/guest/guesttest"
+	"github.com/concord-macp/concord/examples/modes/broadcast"
 	"github.com/concord-macp/concord/examples/modes/mpac"
 	"github.com/concord-macp/concord/examples/modes/orchestrated"
 	"github.com/concord-macp/concord/examples/modes/pair"

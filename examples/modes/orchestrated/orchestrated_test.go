@@ -11,10 +11,10 @@ import (
 
 const (
 	MsgSessionStart = "SessionStart"
-	MsgAssign = "Assign"
-	MsgReport = "Report"
-	MsgRevoke = "Revoke"
-	MsgCommitment = "Commitment"
+	MsgAssign       = "Assign"
+	MsgReport       = "Report"
+	MsgRevoke       = "Revoke"
+	MsgCommitment   = "Commitment"
 )
 
 const (
