@@ -25,6 +25,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/concord-macp/concord/abi/guest/guestgen"
 )
 
 func main() {
@@ -42,7 +44,7 @@ func main() {
 	if flag.NArg() == 1 {
 		dir = flag.Arg(0)
 	}
-	src, err := Generate(dir, filepath.Base(*out))
+	src, err := guestgen.Generate(dir, filepath.Base(*out))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "guestgen:", err)
 		os.Exit(1)

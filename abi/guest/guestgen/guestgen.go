@@ -1,4 +1,7 @@
-package main
+// Package guestgen writes the reflection-free codecs of a Concord mode's
+// types from their struct tags; cmd/guestgen runs it from go generate and
+// `concord mode init` from the CLI. See cmd/guestgen for the tags.
+package guestgen
 
 import (
 	"bytes"
