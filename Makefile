@@ -32,14 +32,15 @@ test: wasm
 test-race: wasm
 	$(GO) test -count=1 -race ./host/kernel/... ./host/store/... ./host/rpc/...
 
-## gen: regenerate protobuf and Connect code
+## gen: regenerate protobuf and Connect code, and the guest codecs (guestgen)
 gen:
 	$(GO) tool buf generate
+	$(GO) generate ./abi/... ./examples/...
 
 ## check-gen: fail when generated code is stale
 check-gen: gen
-	@git diff --exit-code --stat -- proto || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- proto)" || (git status --porcelain -- proto; echo "generated code is untracked or stale: run make gen and commit" >&2; exit 1)
+	@git diff --exit-code --stat -- proto ':(glob)**/guest_gen.go' || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- proto ':(glob)**/guest_gen.go')" || (git status --porcelain -- proto; echo "generated code is untracked or stale: run make gen and commit" >&2; exit 1)
 
 ## lint: gofmt, go vet, staticcheck, buf lint
 lint: wasm
