@@ -72,7 +72,7 @@ func TestReadRules(t *testing.T) {
 		{`{"mine":null}`, false, "", ""},
 		{`{"other":{"deep":[1,2]},"mine":{"a":1}}`, true, `{"a":1}`, ""},
 		{`{"mine":{"a":1},"mine":{"a":2}}`, true, `{"a":2}`, ""}, // the last one wins, as in encoding/json
-		{`{"Mine":{"a":1}}`, false, "", ""},                     // the key is matched exactly
+		{`{"Mine":{"a":1}}`, false, "", ""},                      // the key is matched exactly
 		{`[1]`, false, "", "policy rules"},
 		{`{"mine":{"a":1}`, false, "", "policy rules"},
 		{`{"mine":{"a":1}} x`, false, "", "policy rules"},
