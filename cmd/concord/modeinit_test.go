@@ -84,6 +84,14 @@ func TestModeAuthorLoop(t *testing.T) {
 	if !strings.Contains(out.String(), "uploaded ext.tally.v1 1.0.0") || !strings.Contains(out.String(), "usable after") {
 		t.Fatalf("mode push output: %s", out.String())
 	}
+	// The fixture's sessions run on the running server too.
+	out.Reset()
+	if code := run(ctx, []string{"mode", "test", "--server", srv.URL, "--as", "operator", wasmFile, fixture}, &out, &errs); code != 0 {
+		t.Fatalf("mode test --server exited %d:\n%s%s", code, out.String(), errs.String())
+	}
+	if !strings.Contains(out.String(), "1 passed, 0 failed") {
+		t.Fatalf("mode test --server:\n%s", out.String())
+	}
 	const mode = "ext.tally.v1"
 	sid := servertest.NewSessionID()
 	send := func(who, typ, id string, env *macpv1.Envelope) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -25,13 +26,17 @@ import (
 	"github.com/concord-macp/concord/proto/macp/v1/macpv1connect"
 )
 
-const modeTestUsage = `Usage: concord mode test [--cache-dir DIR] FILE.wasm [FIXTURE.json...]
+const modeTestUsage = `Usage: concord mode test [--cache-dir DIR] [--server URL --as ID] FILE.wasm [FIXTURE.json...]
 
 Runs the module as the server would run an upload (sandboxed, in an
 in-memory server of this binary on a loopback port) and plays each
 conformance-format fixture through it, printing every step's verdict.
 Payloads are protobuf, as in the specification's fixtures, or the JSON text
 of the payload object with "payload_type": "json".
+
+With --server the module is uploaded to that running server instead (as
+concord mode push does) and the fixtures' sessions run there; each sender
+authenticates as itself, so the server must run with dev auth (make run).
 `
 
 // modeTest runs `concord mode test`.
@@ -40,6 +45,8 @@ func modeTest(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, modeTestUsage); fs.PrintDefaults() }
 	cache := fs.String("cache-dir", defaultCacheDir(), "compiled-module cache of the test server (the built-in modes compile once)")
+	remote := fs.String("server", "", "play against this running server (dev auth) instead of an in-process one")
+	as := fs.String("as", "mode-test", "identity that uploads the module")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -50,7 +57,7 @@ func modeTest(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.Usage()
 		return 2
 	}
-	failed, err := runModeTest(ctx, *cache, fs.Arg(0), fs.Args()[1:], stdout)
+	failed, err := runModeTest(ctx, *cache, *remote, *as, fs.Arg(0), fs.Args()[1:], stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "concord mode test:", err)
 		return 1
@@ -70,26 +77,24 @@ func defaultCacheDir() string {
 	return filepath.Join(dir, "concord", "wasm-cache")
 }
 
-// runModeTest uploads the module into a test server and plays the
-// fixtures, returning how many failed.
-func runModeTest(ctx context.Context, cacheDir, wasmFile string, fixtures []string, out io.Writer) (int, error) {
+// runModeTest uploads the module into a test server (or the running server
+// at remote) as uploader and plays the fixtures, returning how many failed.
+func runModeTest(ctx context.Context, cacheDir, remote, uploader, wasmFile string, fixtures []string, out io.Writer) (int, error) {
 	wasm, err := os.ReadFile(wasmFile)
 	if err != nil {
 		return 0, err
 	}
-	ts, err := startTestServer(ctx, cacheDir)
+	ts := &testServer{url: remote}
+	if remote == "" {
+		if ts, err = startTestServer(ctx, cacheDir); err != nil {
+			return 0, err
+		}
+		defer ts.stop()
+	}
+	m, err := ts.upload(ctx, uploader, wasm, out)
 	if err != nil {
 		return 0, err
 	}
-	defer ts.stop()
-	began := time.Now()
-	up, err := ts.flags("mode-test").admin().UploadMode(ctx, connect.NewRequest(&adminv1.UploadModeRequest{Wasm: wasm}))
-	if err != nil {
-		return 0, fmt.Errorf("the server refuses the module: %w", err)
-	}
-	m := up.Msg.GetModule()
-	fmt.Fprintf(out, "%s %s: module %s (%d bytes) usable after %s, sandboxed\n",
-		m.GetMode(), m.GetModeDescriptor().GetModeVersion(), m.GetDigest()[:12], len(wasm), time.Since(began).Round(time.Millisecond))
 	failed := 0
 	for _, file := range fixtures {
 		if err := ts.play(ctx, file, m.GetMode(), out); err != nil {
@@ -105,7 +110,32 @@ func runModeTest(ctx context.Context, cacheDir, wasmFile string, fixtures []stri
 	return failed, nil
 }
 
-// testServer is an in-memory Concord server on a loopback port.
+// upload uploads the module, or finds it on a running server that has it
+// already, and prints how long it took to become usable.
+func (ts *testServer) upload(ctx context.Context, uploader string, wasm []byte, out io.Writer) (*adminv1.Module, error) {
+	admin := ts.flags(uploader).admin()
+	began := time.Now()
+	up, err := admin.UploadMode(ctx, connect.NewRequest(&adminv1.UploadModeRequest{Wasm: wasm}))
+	if err == nil {
+		m := up.Msg.GetModule()
+		fmt.Fprintf(out, "%s %s: module %s (%d bytes) usable after %s, sandboxed\n",
+			m.GetMode(), m.GetModeDescriptor().GetModeVersion(), m.GetDigest()[:12], len(wasm), time.Since(began).Round(time.Millisecond))
+		return m, nil
+	}
+	digest := fmt.Sprintf("%x", sha256.Sum256(wasm))
+	if list, lerr := admin.ListModules(ctx, connect.NewRequest(&adminv1.ListModulesRequest{})); lerr == nil {
+		for _, m := range list.Msg.GetModules() {
+			if m.GetDigest() == digest {
+				fmt.Fprintf(out, "%s %s: module %s is already uploaded\n", m.GetMode(), m.GetModeDescriptor().GetModeVersion(), digest[:12])
+				return m, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("the server refuses the module: %w", err)
+}
+
+// testServer is the server the fixtures run on: an in-memory Concord
+// server on a loopback port (srv set), or a running one at url.
 type testServer struct {
 	srv  *server.Server
 	url  string
