@@ -21,10 +21,6 @@ func closed(props map[string]any) map[string]any {
 
 func arrayOf(items any) map[string]any { return map[string]any{"type": "array", "items": items} }
 
-func mapOf(values any) map[string]any {
-	return map[string]any{"type": "object", "additionalProperties": values}
-}
-
 // inputSchema returns the input schema for uploaded policies of mode.
 func inputSchema(mode string) map[string]any {
 	var state any = map[string]any{"type": "object"}
