@@ -1,7 +1,6 @@
 package roundrobin
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	"testing"
@@ -22,29 +21,6 @@ const (
 	MsgPass         = "Pass"
 	MsgCommitment   = "Commitment"
 )
-
-// unmarshal decodes a state the mode returned, through its codec.
-func unmarshal(b []byte) (*State, error) {
-	var s State
-	r := guest.FieldReader{Rest: string(b)}
-	if !r.Next() || r.Num != 1 || r.N != 1 {
-		return nil, errors.New("missing or unknown state format version")
-	}
-	if err := s.DecodeWire(string(b)); err != nil {
-		return nil, err
-	}
-	return &s, nil
-}
-
-// marshal encodes s as the mode does: the version, the fields, the
-// commitment record c under field 5.
-func marshal(s *State, c *guest.CommitmentRecord) []byte {
-	b := s.AppendWire(guest.AppendVarint(nil, 1, 1))
-	if c != nil {
-		b = c.AppendRecordTo(b, 5)
-	}
-	return b
-}
 
 func contribute(sender, content string) kt.Msg {
 	return kt.Msg{Sender: sender, Type: MsgContribute, Payload: map[string]any{"content": content}}
@@ -103,7 +79,7 @@ func TestSessionStart(t *testing.T) {
 			if !res.Accepted {
 				t.Fatalf("rejected %s %s", res.Code, res.Message)
 			}
-			s, err := unmarshal(res.State)
+			s, _, err := Mode.Decode(res.State)
 			if err != nil || s.Rounds != tc.rounds {
 				t.Fatalf("state %+v %v, want rounds %d", s, err, tc.rounds)
 			}
@@ -233,22 +209,22 @@ func TestStateRoundTrip(t *testing.T) {
 		"committed": {s: &State{Rounds: 1, Turns: 2}, c: &guest.CommitmentRecord{CommitmentID: "c", Action: "x.failed", Sender: kt.Coord}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			b := marshal(tc.s, tc.c)
-			got, err := unmarshal(b)
+			b := Mode.Encode(tc.s, tc.c)
+			got, c, err := Mode.Decode(b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, tc.s) {
-				t.Fatalf("round trip:\n got %+v\nwant %+v", got, tc.s)
+			if !reflect.DeepEqual(got, tc.s) || !reflect.DeepEqual(c, tc.c) {
+				t.Fatalf("round trip:\n got %+v %+v\nwant %+v %+v", got, c, tc.s, tc.c)
 			}
-			if string(marshal(got, tc.c)) != string(b) {
+			if string(Mode.Encode(got, c)) != string(b) {
 				t.Fatal("re-encoding differs")
 			}
 		})
 	}
-	for _, bad := range [][]byte{nil, {0x08, 0x02}, {0x0a}, {0x22, 0x05, 0x01}} {
-		if _, err := unmarshal(bad); err == nil {
-			t.Errorf("unmarshal(%x) succeeded", bad)
+	for _, bad := range [][]byte{nil, {0x08, 0x02}, {0x0a}, {0x08, 0x01, 0x22, 0x05, 0x01}} {
+		if _, _, err := Mode.Decode(bad); err == nil {
+			t.Errorf("Decode(%x) succeeded", bad)
 		}
 	}
 	kt.CorruptState(t, Mode, kt.Session(ModeName, "", kt.Alice), MsgContribute)
@@ -271,21 +247,5 @@ func TestDeterminism(t *testing.T) {
 	kt.Deterministic(t, Mode, sess, []kt.Msg{
 		contribute(kt.Alice, "a1"), with(contribute(kt.Alice, "x"), FB), pass(kt.Bob),
 		contribute(kt.Alice, "a2"), contribute(kt.Bob, "b2"), commit(true, ""),
-	}, func(b []byte) ([]byte, error) {
-		s, err := unmarshal(b)
-		if err != nil {
-			return nil, err
-		}
-		var c *guest.CommitmentRecord
-		r := guest.FieldReader{Rest: string(b)}
-		for r.Next() {
-			if r.Num == 5 {
-				c = new(guest.CommitmentRecord)
-				if err := c.DecodeWire(r.S); err != nil {
-					return nil, err
-				}
-			}
-		}
-		return marshal(s, c), r.Err()
-	})
+	}, kt.Reencode(Mode))
 }
