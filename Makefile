@@ -38,16 +38,17 @@ test-race: wasm
 	$(GO) test -count=1 -race ./host/kernel/... ./host/store/... ./host/bus/... ./host/limits/... ./host/rpc/... ./host/auth/... ./internal/filewatch/...
 	$(GO) test -count=1 -race -run '$(RACE_SERVER_TESTS)' ./host/server/
 
-## gen: regenerate protobuf and Connect code, the example's TypeScript and the console's templ views
+## gen: regenerate protobuf and Connect code, the example's TypeScript, the console's templ views and the guest codecs (guestgen)
 gen: $(WEB_DEPS)
 	$(GO) tool buf generate
 	$(GO) tool buf generate --template $(WEB)/buf.gen.yaml
 	$(GO) tool templ generate -path ui
+	$(GO) generate ./abi/... ./examples/...
 
 ## check-gen: fail when generated code is stale
 check-gen: gen
-	@git diff --exit-code --stat -- proto ui $(WEB)/src/gen || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- proto ui $(WEB)/src/gen)" || (git status --porcelain -- proto ui $(WEB)/src/gen; echo "generated code is untracked or stale: run make gen and commit" >&2; exit 1)
+	@git diff --exit-code --stat -- proto ui $(WEB)/src/gen ':(glob)**/guest_gen.go' || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- proto ui $(WEB)/src/gen ':(glob)**/guest_gen.go')" || (git status --porcelain -- proto ui $(WEB)/src/gen ':(glob)**/guest_gen.go'; echo "generated code is untracked or stale: run make gen and commit" >&2; exit 1)
 
 ## lint: gofmt, go vet, staticcheck, buf lint
 lint: wasm

@@ -3,8 +3,15 @@ package policy
 // The input contract of uploaded Rego, as a JSON Schema that OPA's type
 // checker applies at upload: a reference to an input field that does not
 // exist is a compile error instead of a silently undefined rule. The shape
-// is what inputValue builds. The Decision state view is closed (its keys are
-// fixed by the mode, digest §6.1); other modes' views are open objects.
+// is what inputValue builds. The Decision state view is closed: its keys are
+// fixed by the mode (digest §6.1), which declares them in its own schema;
+// other modes' views are open objects.
+
+import (
+	"encoding/json"
+
+	"github.com/concord-macp/concord/modes-wasm/decision"
+)
 
 func strSchema() map[string]any { return map[string]any{"type": "string"} }
 
@@ -14,13 +21,9 @@ func closed(props map[string]any) map[string]any {
 
 func arrayOf(items any) map[string]any { return map[string]any{"type": "array", "items": items} }
 
-func mapOf(values any) map[string]any {
-	return map[string]any{"type": "object", "additionalProperties": values}
-}
-
 // inputSchema returns the input schema for uploaded policies of mode.
 func inputSchema(mode string) map[string]any {
-	state := map[string]any{"type": "object"}
+	var state any = map[string]any{"type": "object"}
 	if mode == ModeDecision {
 		state = decisionViewSchema()
 	}
@@ -62,46 +65,14 @@ func inputSchema(mode string) map[string]any {
 	})
 }
 
-// decisionViewSchema is the shape of the Decision mode's state view
-// (modes-wasm/decision View).
-func decisionViewSchema() map[string]any {
-	return closed(map[string]any{
-		"phase":          strSchema(),
-		"proposal_order": arrayOf(strSchema()),
-		"proposals": mapOf(closed(map[string]any{
-			"proposal_id": strSchema(),
-			"option":      strSchema(),
-			"rationale":   strSchema(),
-			"sender":      strSchema(),
-		})),
-		"evaluations": arrayOf(closed(map[string]any{
-			"proposal_id":    strSchema(),
-			"recommendation": strSchema(),
-			"confidence":     map[string]any{"type": "number"},
-			"reason":         strSchema(),
-			"sender":         strSchema(),
-		})),
-		"objections": arrayOf(closed(map[string]any{
-			"proposal_id": strSchema(),
-			"severity":    strSchema(),
-			"reason":      strSchema(),
-			"sender":      strSchema(),
-		})),
-		"votes": mapOf(mapOf(closed(map[string]any{
-			"vote":   strSchema(),
-			"reason": strSchema(),
-		}))),
-		"ballots": arrayOf(closed(map[string]any{
-			"proposal_id": strSchema(),
-			"voter":       strSchema(),
-			"vote":        strSchema(),
-			"reason":      strSchema(),
-		})),
-		"commitment": closed(map[string]any{
-			"commitment_id":    strSchema(),
-			"action":           strSchema(),
-			"outcome_positive": map[string]any{"type": "boolean"},
-			"sender":           strSchema(),
-		}),
-	})
+// decisionViewSchema is the Decision mode's own declaration of its state
+// view (decision.ViewSchema). The embedded schema always parses (a test
+// checks it); were it ever broken, the schema returned accepts no state, so
+// uploads for the mode fail to compile rather than go unchecked.
+func decisionViewSchema() any {
+	var schema map[string]any
+	if err := json.Unmarshal(decision.ViewSchema, &schema); err != nil {
+		return map[string]any{"not": map[string]any{}}
+	}
+	return schema
 }

@@ -1,6 +1,10 @@
 package guest
 
-import "google.golang.org/protobuf/encoding/protowire"
+import (
+	"math"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
 
 // Helpers for modes that encode their state as a protobuf-wire message by
 // hand. Scalar fields follow proto3 and are omitted when zero, so the same
@@ -67,4 +71,15 @@ func AppendRecord(b []byte, num protowire.Number, rec []byte) []byte {
 	}
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	return protowire.AppendBytes(b, rec)
+}
+
+// AppendFloat64 appends double field num, omitted when its bits are zero
+// (+0).
+func AppendFloat64(b []byte, num protowire.Number, v float64) []byte {
+	bits := math.Float64bits(v)
+	if bits == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
+	return protowire.AppendFixed64(b, bits)
 }

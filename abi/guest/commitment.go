@@ -84,3 +84,101 @@ func EachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v []b
 	}
 	return nil
 }
+
+// CommitmentRecord is what a mode keeps of its accepted Commitment: enough
+// for its view and for policies, while the full payload stays in the log.
+// Its record encoding is {1: commitment_id, 2: action, 3: outcome_positive,
+// 4: sender}, zero values omitted; its view is the JSON object
+// {"commitment_id", "action", "outcome_positive", "sender"}.
+type CommitmentRecord struct {
+	CommitmentID    string
+	Action          string
+	OutcomePositive bool
+	Sender          string
+}
+
+// AppendWire appends the fields of the record (not an enclosing tag).
+func (c *CommitmentRecord) AppendWire(b []byte) []byte {
+	b = AppendString(b, 1, c.CommitmentID)
+	b = AppendString(b, 2, c.Action)
+	b = AppendBool(b, 3, c.OutcomePositive)
+	return AppendString(b, 4, c.Sender)
+}
+
+// AppendRecordTo appends c as a record under field num.
+func (c *CommitmentRecord) AppendRecordTo(b []byte, num protowire.Number) []byte {
+	b, mark := OpenRecord(b, num)
+	return CloseRecord(c.AppendWire(b), mark)
+}
+
+// DecodeWire decodes the fields of a record written by AppendWire into c.
+// Unknown fields and fields of another wire type are skipped.
+func (c *CommitmentRecord) DecodeWire(rec string) error {
+	r := FieldReader{Rest: rec}
+	for r.Next() {
+		switch {
+		case r.Num == 1 && r.Type == protowire.BytesType:
+			c.CommitmentID = r.S
+		case r.Num == 2 && r.Type == protowire.BytesType:
+			c.Action = r.S
+		case r.Num == 3 && r.Type == protowire.VarintType:
+			c.OutcomePositive = r.N != 0
+		case r.Num == 4 && r.Type == protowire.BytesType:
+			c.Sender = r.S
+		}
+	}
+	return r.Err()
+}
+
+// AppendJSON appends the record's view, keys in a fixed order.
+func (c *CommitmentRecord) AppendJSON(b []byte) []byte {
+	b = append(b, `{"commitment_id":`...)
+	b = AppendJSONString(b, c.CommitmentID)
+	b = append(b, `,"action":`...)
+	b = AppendJSONString(b, c.Action)
+	b = append(b, `,"outcome_positive":`...)
+	b = AppendJSONBool(b, c.OutcomePositive)
+	b = append(b, `,"sender":`...)
+	b = AppendJSONString(b, c.Sender)
+	return append(b, '}')
+}
+
+// Eligibility tells which Commitment outcomes a mode's state allows now.
+type Eligibility struct {
+	Positive bool
+	Negative bool
+}
+
+// AppendJSON appends {"positive": …, "negative": …}.
+func (e Eligibility) AppendJSON(b []byte) []byte {
+	b = append(b, `{"positive":`...)
+	b = AppendJSONBool(b, e.Positive)
+	b = append(b, `,"negative":`...)
+	b = AppendJSONBool(b, e.Negative)
+	return append(b, '}')
+}
+
+// Commit decides on a Commitment envelope whose authority and common
+// payload fields the host has already checked: it decodes the payload and
+// refuses it with INVALID_ENVELOPE when e allows no outcome (why says what
+// is missing) or not the outcome it asks for. Otherwise it returns the
+// record to keep, sent by env.Sender.
+func Commit(env *Envelope, e Eligibility, why string) (*CommitmentRecord, error) {
+	c, err := DecodeCommitment(env.Payload)
+	switch {
+	case err != nil:
+		return nil, Invalid("Commitment payload: %v", err)
+	case !e.Positive && !e.Negative:
+		return nil, Invalid("no Commitment is eligible yet: %s", why)
+	case c.OutcomePositive && !e.Positive:
+		return nil, Invalid("only a negative Commitment (outcome_positive=false) is eligible: %s", why)
+	case !c.OutcomePositive && !e.Negative:
+		return nil, Invalid("only a positive Commitment (outcome_positive=true) is eligible: %s", why)
+	}
+	return &CommitmentRecord{
+		CommitmentID:    c.CommitmentID,
+		Action:          c.Action,
+		OutcomePositive: c.OutcomePositive,
+		Sender:          env.Sender,
+	}, nil
+}

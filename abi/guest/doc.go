@@ -1,8 +1,15 @@
 // Package guest is the Go SDK for writing a Concord coordination mode that
 // runs as a WebAssembly module.
 //
-// A mode implements the Mode interface and registers itself from the init
-// function of its main package:
+// Most modes are a Machine: a state struct and payload structs whose codecs
+// guestgen writes from their struct tags, and a table of message types with
+// who may send them in which phase (see ExampleMachine and abi/README.md,
+// "Your first mode"). A mode that needs more implements the Mode interface
+// itself and uses the pieces: Begin (the step prologue), Commit and
+// CommitmentRecord, Object (a strict JSON object decoder), FieldReader and
+// the Append functions (protobuf wire), ReadRules, the AppendJSON functions.
+//
+// A mode registers itself from the init function of its main package:
 //
 //	package main
 //

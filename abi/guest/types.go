@@ -47,6 +47,11 @@ func (s *Session) IsParticipant(id string) bool {
 	return false
 }
 
+// IsMember reports whether id is the initiator or a declared participant.
+func (s *Session) IsMember(id string) bool {
+	return id == s.Initiator || s.IsParticipant(id)
+}
+
 // StepRequest is one envelope offered to the mode with the state that the
 // previous accepted step produced (empty for SessionStart).
 type StepRequest struct {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -15,11 +16,13 @@ import (
 )
 
 const modeUsage = `Usage:
+  concord mode init [flags] NAME         write a new mode module (Go, on abi/guest)
+  concord mode test FILE.wasm [FIXTURE...] run a module sandboxed against fixtures
   concord mode push [flags] FILE.wasm   upload a mode module; its mode is usable at once
   concord mode ls [flags]               list the modes serving new sessions and the declared ones
   concord mode rm [flags] MODE          stop a mode from serving new sessions
 
-Flags: --server URL (default http://127.0.0.1:50051), --as IDENTITY
+Flags of push, ls, rm: --server URL (default http://127.0.0.1:50051), --as IDENTITY
 `
 
 // mode runs the `concord mode` subcommands.
@@ -27,6 +30,12 @@ func mode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, modeUsage)
 		return 2
+	}
+	switch args[0] {
+	case "init":
+		return modeInit(args[1:], stdout, stderr)
+	case "test":
+		return modeTest(ctx, args[1:], stdout, stderr)
 	}
 	var c clientFlags
 	fs := flag.NewFlagSet("concord mode "+args[0], flag.ContinueOnError)
@@ -65,12 +74,17 @@ func modePush(ctx context.Context, c *clientFlags, file string, stdout io.Writer
 	if err != nil {
 		return err
 	}
+	began := time.Now()
 	res, err := c.admin().UploadMode(ctx, connect.NewRequest(&adminv1.UploadModeRequest{Wasm: wasm}))
 	if err != nil {
 		return err
 	}
+	// The server validates, compiles and registers the module before it
+	// answers: from then on new sessions can name the mode.
+	usable := time.Since(began)
 	m := res.Msg.GetModule()
-	fmt.Fprintf(stdout, "uploaded %s %s (module %s, %d bytes)\n", m.GetMode(), m.GetModeDescriptor().GetModeVersion(), m.GetDigest(), len(wasm))
+	fmt.Fprintf(stdout, "uploaded %s %s (module %s, %d bytes), usable after %s\n",
+		m.GetMode(), m.GetModeDescriptor().GetModeVersion(), m.GetDigest(), len(wasm), usable.Round(time.Millisecond))
 	return nil
 }
 

@@ -20,7 +20,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/concord-macp/concord/abi/guest"
-	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	kt "github.com/concord-macp/concord/abi/guest/guesttest"
 	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/internal/servertest"

@@ -16,8 +16,8 @@ import (
 	"testing"
 
 	"github.com/concord-macp/concord/abi/guest"
+	kt "github.com/concord-macp/concord/abi/guest/guesttest"
 	"github.com/concord-macp/concord/examples/modes/broadcast"
-	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
 	"github.com/concord-macp/concord/examples/modes/mpac"
 	"github.com/concord-macp/concord/examples/modes/orchestrated"
 	"github.com/concord-macp/concord/examples/modes/pair"
@@ -38,35 +38,35 @@ type example struct {
 func examples() []example {
 	m := func(sender, typ, payload string) kt.Msg { return kt.Msg{Sender: sender, Type: typ, Payload: payload} }
 	return []example{
-		{"roundrobin", roundrobin.Mode{}, kt.Session(roundrobin.ModeName, `{"round_robin":{"rounds":2}}`, kt.Alice, kt.Bob), []kt.Msg{
+		{"roundrobin", roundrobin.Mode, kt.Session(roundrobin.ModeName, `{"round_robin":{"rounds":2}}`, kt.Alice, kt.Bob), []kt.Msg{
 			m(kt.Alice, "Contribute", `{"content":"a1","turn":1}`), m(kt.Alice, "Contribute", `{"content":"again"}`),
 			m(kt.Bob, "Pass", `{}`), m(kt.Alice, "Contribute", `{"content":"a2"}`), m(kt.Bob, "Contribute", `{"content":"b2"}`),
 			kt.Commitment(kt.Coord, true, ""),
 		}},
-		{"orchestrated", orchestrated.Mode{}, kt.Session(orchestrated.ModeName, "", kt.Alice, kt.Bob), []kt.Msg{
+		{"orchestrated", orchestrated.Mode, kt.Session(orchestrated.ModeName, "", kt.Alice, kt.Bob), []kt.Msg{
 			m(kt.Coord, "Assign", `{"item_id":"i1","assignee":"agent://alice","description":"tests"}`),
 			m(kt.Bob, "Report", `{"item_id":"i1","status":"done"}`),
 			m(kt.Alice, "Report", `{"item_id":"i1","status":"progress","detail":"half"}`),
 			m(kt.Alice, "Report", `{"item_id":"i1","status":"done","detail":"all green"}`),
 			kt.Commitment(kt.Coord, true, ""),
 		}},
-		{"pair", pair.Mode{}, kt.Session(pair.ModeName, "", kt.Alice, kt.Bob), []kt.Msg{
+		{"pair", pair.Mode, kt.Session(pair.ModeName, "", kt.Alice, kt.Bob), []kt.Msg{
 			m(kt.Alice, "Drive", `{"change_id":"c1","content":"diff"}`), m(kt.Alice, "Review", `{"change_id":"c1","approved":true}`),
 			m(kt.Bob, "Review", `{"change_id":"c1","approved":false,"comment":"nit"}`),
 			m(kt.Bob, "Drive", `{"change_id":"c2","content":"fix"}`), m(kt.Alice, "Review", `{"change_id":"c2","approved":true}`),
 			kt.Commitment(kt.Coord, true, ""),
 		}},
-		{"broadcast", broadcast.Mode{}, kt.Session(broadcast.ModeName, "", kt.Alice, kt.Bob), []kt.Msg{
+		{"broadcast", broadcast.Mode, kt.Session(broadcast.ModeName, "", kt.Alice, kt.Bob), []kt.Msg{
 			m(kt.Alice, "Announce", `{"announcement_id":"a","content":"x"}`), m(kt.Coord, "Announce", `{"announcement_id":"a","content":"freeze"}`),
 			m(kt.Bob, "Acknowledge", `{"announcement_id":"a"}`), m(kt.Bob, "Acknowledge", `{"announcement_id":"a"}`),
 			m(kt.Alice, "Acknowledge", `{"announcement_id":"a","note":"ok"}`), kt.Commitment(kt.Coord, false, ""),
 		}},
-		{"swarm", swarm.Mode{}, kt.Session(swarm.ModeName, "", kt.Alice, kt.Bob, kt.Carol), []kt.Msg{
+		{"swarm", swarm.Mode, kt.Session(swarm.ModeName, "", kt.Alice, kt.Bob, kt.Carol), []kt.Msg{
 			m(kt.Alice, "Contribute", `{"contribution_id":"x","content":"plan x"}`), m(kt.Outsider, "Endorse", `{"contribution_id":"x"}`),
 			m(kt.Bob, "Endorse", `{"contribution_id":"x"}`), kt.Commitment(kt.Coord, true, ""), m(kt.Carol, "Endorse", `{"contribution_id":"x"}`),
 			kt.Commitment(kt.Coord, true, ""),
 		}},
-		{"mpac", mpac.Mode{}, kt.Session(mpac.ModeName, "", kt.Alice, kt.Bob, kt.Carol), []kt.Msg{
+		{"mpac", mpac.Mode, kt.Session(mpac.ModeName, "", kt.Alice, kt.Bob, kt.Carol), []kt.Msg{
 			m(kt.Alice, "AnnounceIntent", `{"intent_id":"i1","scope":["src"]}`), m(kt.Bob, "AnnounceIntent", `{"intent_id":"i2","scope":["src/a"]}`),
 			m(kt.Alice, "CommitOperation", `{"intent_id":"i1","watermark":0}`), m(kt.Coord, "ResolveConflict", `{"conflict_id":1,"keep":["i1"]}`),
 			m(kt.Alice, "CommitOperation", `{"intent_id":"i1","watermark":0}`), m(kt.Coord, "DeclareCrashed", `{"participant":"agent://alice"}`),
@@ -178,27 +178,130 @@ func play(t *testing.T, ctx context.Context, mod *wasm.Module, ex example) {
 	}
 }
 
+// baselineEnv names a folder of example modules built from another
+// revision (<name>.wasm, built as build does), which the benchmarks then
+// measure side by side with the current ones.
+const baselineEnv = "CONCORD_BASELINE_WASM"
+
+// implementations returns the module of example name built from this
+// revision ("sdk") and, when baselineEnv is set, the baseline's, each
+// loaded in engine.
+func implementations(b *testing.B, ctx context.Context, engine *wasm.Engine, name string) map[string]*wasm.Module {
+	mods := map[string]*wasm.Module{"sdk": build(b, ctx, engine, b.TempDir(), name)}
+	if dir := os.Getenv(baselineEnv); dir != "" {
+		bin, err := os.ReadFile(filepath.Join(dir, name+".wasm"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if mods["baseline"], err = engine.Load(ctx, bin); err != nil {
+			b.Fatalf("load baseline %s: %v", name, err)
+		}
+	}
+	return mods
+}
+
+// BenchmarkExampleStepWasm plays each example's session of wasm_test.go
+// (SessionStart and the script, accepted and rejected envelopes) through its
+// module, sandboxed as uploads run, and reports the cost per step and the
+// module's size. With CONCORD_BASELINE_WASM set it measures the baseline's
+// modules in the same run, after checking that they return the same
+// verdicts and state bytes:
+//
+//	go test -run '^$' -bench ExampleStepWasm ./examples/modes/
+func BenchmarkExampleStepWasm(b *testing.B) {
+	ctx := context.Background()
+	engine, err := wasm.NewEngine(ctx, wasm.Options{Sandbox: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer engine.Close(ctx)
+	for _, ex := range examples() {
+		reqs := requests(b, ex)
+		mods := implementations(b, ctx, engine, ex.dir)
+		var want []*abiv1.StepResponse
+		for _, impl := range []string{"sdk", "baseline"} {
+			mod := mods[impl]
+			if mod == nil {
+				continue
+			}
+			got := make([]*abiv1.StepResponse, len(reqs))
+			for i, req := range reqs {
+				if got[i], err = mod.Step(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if want == nil {
+				want = got
+			} else {
+				for i := range got {
+					if got[i].GetVerdict() != want[i].GetVerdict() || got[i].GetErrorCode() != want[i].GetErrorCode() || !bytes.Equal(got[i].GetState(), want[i].GetState()) {
+						b.Fatalf("%s step %d: %s answers %v %s %x, sdk %v %s %x", ex.dir, i, impl,
+							got[i].GetVerdict(), got[i].GetErrorCode(), got[i].GetState(), want[i].GetVerdict(), want[i].GetErrorCode(), want[i].GetState())
+					}
+				}
+			}
+			b.Run(fmt.Sprintf("mode=%s/impl=%s", ex.dir, impl), func(b *testing.B) {
+				for b.Loop() {
+					for _, req := range reqs {
+						if _, err := mod.Step(ctx, req); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(reqs)), "ns/step")
+			})
+		}
+	}
+}
+
+// requests returns the StepRequests of ex's session, each with the state
+// the native mode had before it.
+func requests(tb testing.TB, ex example) []*abiv1.StepRequest {
+	sess := &abiv1.Session{
+		SessionId: ex.sess.SessionID, Mode: ex.sess.Mode, ModeVersion: ex.sess.ModeVersion,
+		ConfigurationVersion: ex.sess.ConfigurationVersion, PolicyVersion: ex.sess.PolicyVersion,
+		Initiator: ex.sess.Initiator, Participants: ex.sess.Participants,
+		PolicyRules: ex.sess.PolicyRules, PolicySchemaVersion: ex.sess.PolicySchemaVersion,
+	}
+	var state []byte
+	var out []*abiv1.StepRequest
+	for i, msg := range append([]kt.Msg{{Sender: ex.sess.Initiator, Type: "SessionStart"}}, ex.script...) {
+		payload := kt.Encode(tb, msg.Payload)
+		out = append(out, &abiv1.StepRequest{State: state, Session: sess, NowUnixMs: int64(1000 + i),
+			Envelope: &macpv1.Envelope{MacpVersion: "1.0", Mode: ex.sess.Mode, MessageType: msg.Type, MessageId: fmt.Sprintf("m%d", i),
+				SessionId: ex.sess.SessionID, Sender: msg.Sender, TimestampUnixMs: int64(1000 + i), Payload: payload}})
+		res := ex.mode.Step(&guest.StepRequest{State: state, Session: ex.sess, NowUnixMs: int64(1000 + i), Envelope: guest.Envelope{
+			MACPVersion: "1.0", Mode: ex.sess.Mode, MessageType: msg.Type, MessageID: fmt.Sprintf("m%d", i),
+			SessionID: ex.sess.SessionID, Sender: msg.Sender, TimestampUnixMs: int64(1000 + i), Payload: payload}})
+		if res.Accepted {
+			state = res.State
+		}
+	}
+	return out
+}
+
 // BenchmarkMPACCycleWasm is mpac's BenchmarkCycle inside the host's engine:
 // one announce → commit operation → withdraw cycle through the WebAssembly
 // module, on a session of 3 participants with 10 and with 10,000 past
 // cycles, and on the state BenchmarkMPACCycleServer's one shared session
 // reaches: 32 participants, 30 other live intents of one path each. The
 // history is built natively (the state bytes are the same, as the test
-// above checks).
+// above checks). With CONCORD_BASELINE_WASM set (see
+// BenchmarkExampleStepWasm) the baseline's module runs side by side.
 //
 //	go test -run '^$' -bench MPACCycleWasm ./examples/modes/
 func BenchmarkMPACCycleWasm(b *testing.B) {
 	ctx := context.Background()
 	// The same module in a sandboxed engine (as uploads run) and in a
 	// trusted one: the difference is the cost of the per-step deadline.
-	mods := map[bool]*wasm.Module{}
+	mods := map[bool]map[string]*wasm.Module{}
 	for _, sandbox := range []bool{true, false} {
 		engine, err := wasm.NewEngine(ctx, wasm.Options{Sandbox: sandbox})
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer engine.Close(ctx)
-		mods[sandbox] = build(b, ctx, engine, b.TempDir(), "mpac")
+		mods[sandbox] = implementations(b, ctx, engine, "mpac")
 	}
 	agents := make([]string, 32)
 	for i := range agents {
@@ -219,7 +322,7 @@ func BenchmarkMPACCycleWasm(b *testing.B) {
 			Initiator: ex.Initiator, Participants: ex.Participants, PolicyRules: ex.PolicyRules, PolicySchemaVersion: 3}
 		type stepper func(state []byte, sender, typ, payload string) []byte
 		native := func(state []byte, sender, typ, payload string) []byte {
-			res := mpac.Mode{}.Step(&guest.StepRequest{State: state, Session: ex,
+			res := mpac.Mode.Step(&guest.StepRequest{State: state, Session: ex,
 				Envelope: guest.Envelope{Mode: ex.Mode, MessageType: typ, Sender: sender, Payload: []byte(payload)}})
 			if !res.Accepted {
 				b.Fatalf("%s: %s %s", typ, res.Code, res.Message)
@@ -256,13 +359,17 @@ func BenchmarkMPACCycleWasm(b *testing.B) {
 			state = cycle(native, state, i)
 		}
 		for _, sandbox := range []bool{true, false} {
-			mod = mods[sandbox]
-			b.Run(fmt.Sprintf("sandbox=%t/%s", sandbox, c.name), func(b *testing.B) {
-				for b.Loop() {
-					cycle(inWasm, state, c.past)
+			for _, impl := range []string{"sdk", "baseline"} {
+				if mod = mods[sandbox][impl]; mod == nil {
+					continue
 				}
-				b.ReportMetric(float64(len(state)), "state-bytes")
-			})
+				b.Run(fmt.Sprintf("sandbox=%t/impl=%s/%s", sandbox, impl, c.name), func(b *testing.B) {
+					for b.Loop() {
+						cycle(inWasm, state, c.past)
+					}
+					b.ReportMetric(float64(len(state)), "state-bytes")
+				})
+			}
 		}
 	}
 }

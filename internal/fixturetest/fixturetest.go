@@ -6,29 +6,14 @@
 package fixturetest
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
-	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
-
 	"github.com/concord-macp/concord/abi/guest"
-	// Payload types the fixtures name, registered for lookup by name.
-	_ "github.com/concord-macp/concord/proto/macp/modes/decision/v1"
-	_ "github.com/concord-macp/concord/proto/macp/modes/handoff/v1"
-	_ "github.com/concord-macp/concord/proto/macp/modes/multi_round/v1"
-	_ "github.com/concord-macp/concord/proto/macp/modes/proposal/v1"
-	_ "github.com/concord-macp/concord/proto/macp/modes/quorum/v1"
-	_ "github.com/concord-macp/concord/proto/macp/modes/task/v1"
-	_ "github.com/concord-macp/concord/proto/macp/v1"
+	"github.com/concord-macp/concord/internal/fixture"
 )
 
 // Dir returns the conformance fixture folder: shared/macp-spec/conformance
@@ -77,18 +62,14 @@ func Run(t *testing.T, m guest.Mode, pattern string, opts Options) {
 }
 
 func play(t *testing.T, m guest.Mode, file string, opts Options) {
-	raw, err := os.ReadFile(file)
+	f, err := fixture.Load(file)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var f fixture
-	if err := json.Unmarshal(raw, &f); err != nil {
 		t.Fatal(err)
 	}
 	if want := m.Describe().Mode; f.Mode != want {
 		t.Fatalf("fixture mode %s, mode under test %s", f.Mode, want)
 	}
-	sess := fixtureSession(t, &f)
+	sess := fixtureSession(t, f)
 	res := m.Step(&guest.StepRequest{
 		Envelope:  guest.Envelope{MACPVersion: "1.0", Mode: f.Mode, MessageType: "SessionStart", MessageID: "m0", SessionID: sess.SessionID, Sender: f.Initiator},
 		Session:   sess,
@@ -103,7 +84,9 @@ func play(t *testing.T, m guest.Mode, file string, opts Options) {
 		env := guest.Envelope{
 			MACPVersion: "1.0", Mode: f.Mode, MessageType: msg.MessageType,
 			MessageID: fmt.Sprintf("m%d", i+1), SessionID: sess.SessionID, Sender: msg.Sender,
-			Payload: encodeFixturePayload(t, msg.PayloadType, msg.Payload),
+		}
+		if env.Payload, err = msg.EncodePayload(); err != nil {
+			t.Fatalf("message %d: %v", i+1, err)
 		}
 		if msg.MessageType == "Commitment" && msg.Expect == "reject" && opts.HostOwns(msg.ExpectedErrorCode) {
 			continue
@@ -145,37 +128,14 @@ func play(t *testing.T, m guest.Mode, file string, opts Options) {
 		if err := json.Unmarshal(view, &got); err != nil {
 			t.Fatal(err)
 		}
-		if err := Subset(want, got, "$"); err != nil {
+		if err := fixture.Subset(want, got, "$"); err != nil {
 			t.Fatalf("mode state %s: %v", view, err)
 		}
 	}
 }
 
-type fixture struct {
-	Mode                 string   `json:"mode"`
-	Initiator            string   `json:"initiator"`
-	Participants         []string `json:"participants"`
-	ModeVersion          string   `json:"mode_version"`
-	ConfigurationVersion string   `json:"configuration_version"`
-	PolicyVersion        string   `json:"policy_version"`
-	Policy               *struct {
-		PolicyID      string                     `json:"policy_id"`
-		SchemaVersion uint32                     `json:"schema_version"`
-		Rules         map[string]json.RawMessage `json:"rules"`
-	} `json:"policy"`
-	Messages []struct {
-		Sender            string          `json:"sender"`
-		MessageType       string          `json:"message_type"`
-		PayloadType       string          `json:"payload_type"`
-		Payload           json.RawMessage `json:"payload"`
-		Expect            string          `json:"expect"`
-		ExpectedErrorCode string          `json:"expected_error_code"`
-	} `json:"messages"`
-	ExpectedModeState json.RawMessage `json:"expected_mode_state"`
-}
-
 // fixtureSession builds the bound session the host would pass.
-func fixtureSession(t *testing.T, f *fixture) guest.Session {
+func fixtureSession(t *testing.T, f *fixture.Fixture) guest.Session {
 	t.Helper()
 	s := guest.Session{
 		SessionID:            "fixture-session-0000000001",
@@ -192,106 +152,15 @@ func fixtureSession(t *testing.T, f *fixture) guest.Session {
 		s.PolicyVersion = "policy.default"
 	}
 	if f.Policy != nil {
-		rules := map[string]json.RawMessage{}
-		for k, v := range f.Policy.Rules {
-			if !strings.HasPrefix(k, "_") {
-				rules[k] = v
-			}
-		}
-		b, err := json.Marshal(rules)
+		rules, err := f.RulesJSON()
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.PolicyRules = string(b)
+		s.PolicyRules = rules
 		s.PolicySchemaVersion = f.Policy.SchemaVersion
 	}
 	return s
 }
 
-// encodeFixturePayload turns a fixture payload object into protobuf bytes:
-// bytes fields are plain strings (UTF-8) or arrays, not base64, and a
-// Commitment without outcome_positive means true.
-func encodeFixturePayload(t *testing.T, typeName string, raw json.RawMessage) []byte {
-	t.Helper()
-	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(typeName))
-	if err != nil {
-		t.Fatalf("payload type %s: %v", typeName, err)
-	}
-	msg := mt.New()
-	obj := map[string]any{}
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &obj); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fields := msg.Descriptor().Fields()
-	for k, v := range obj {
-		fd := fields.ByName(protoreflect.Name(k))
-		if fd == nil || fd.Kind() != protoreflect.BytesKind {
-			continue
-		}
-		var b []byte
-		switch v := v.(type) {
-		case string:
-			b = []byte(v)
-		case []any:
-			for _, x := range v {
-				b = append(b, byte(x.(float64)))
-			}
-		}
-		obj[k] = base64.StdEncoding.EncodeToString(b)
-	}
-	if typeName == "macp.v1.CommitmentPayload" {
-		if _, ok := obj["outcome_positive"]; !ok {
-			obj["outcome_positive"] = true
-		}
-	}
-	j, err := json.Marshal(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := protojson.Unmarshal(j, msg.Interface()); err != nil {
-		t.Fatalf("payload %s: %v", j, err)
-	}
-	b, err := proto.Marshal(msg.Interface())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// Subset reports where got does not contain want: objects by key, arrays
-// by prefix, other values by equality.
-func Subset(want, got any, path string) error {
-	switch w := want.(type) {
-	case map[string]any:
-		g, ok := got.(map[string]any)
-		if !ok {
-			return fmt.Errorf("%s: want object, got %v", path, got)
-		}
-		for k, wv := range w {
-			gv, ok := g[k]
-			if !ok {
-				return fmt.Errorf("%s.%s: missing", path, k)
-			}
-			if err := Subset(wv, gv, path+"."+k); err != nil {
-				return err
-			}
-		}
-	case []any:
-		g, ok := got.([]any)
-		if !ok || len(g) < len(w) {
-			return fmt.Errorf("%s: want array prefix %v, got %v", path, w, got)
-		}
-		for i := range w {
-			if err := Subset(w[i], g[i], fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
-		}
-	default:
-		if !reflect.DeepEqual(want, got) {
-			return fmt.Errorf("%s: want %v, got %v", path, want, got)
-		}
-	}
-	return nil
-}
+// Subset reports where got does not contain want (see fixture.Subset).
+func Subset(want, got any, path string) error { return fixture.Subset(want, got, path) }

@@ -280,7 +280,7 @@ func stepCommitment(state []byte, env *guest.Envelope) guest.Result {
 		OutcomePositive: p.OutcomePositive,
 		Sender:          env.Sender,
 	}
-	rec := c.appendTo(make([]byte, 0, scratchSize))
+	rec := appendCommitment(make([]byte, 0, scratchSize), &c)
 	return guest.Accept(insertRecord(state, h.insertAt, fieldCommitment, rec))
 }
 

@@ -82,13 +82,10 @@ type Vote struct {
 	Reason     string
 }
 
-// Commitment is the part of the accepted Commitment the mode keeps.
-type Commitment struct {
-	CommitmentID    string
-	Action          string
-	OutcomePositive bool
-	Sender          string
-}
+// Commitment is the part of the accepted Commitment the mode keeps, the
+// guest SDK's shared record. Decision encodes it its own way, like its other
+// records (see appendCommitment), so that stored sessions keep their bytes.
+type Commitment = guest.CommitmentRecord
 
 // Phase derives the session's phase from its history.
 func (s *State) Phase() string {
@@ -130,7 +127,7 @@ func (s *State) Marshal() []byte {
 		b = guest.AppendRecord(b, fieldVote, s.Votes[i].appendTo(nil))
 	}
 	if s.Commitment != nil {
-		b = guest.AppendRecord(b, fieldCommitment, s.Commitment.appendTo(nil))
+		b = guest.AppendRecord(b, fieldCommitment, appendCommitment(nil, s.Commitment))
 	}
 	return b
 }
@@ -253,8 +250,9 @@ func (v *Vote) appendTo(b []byte) []byte {
 	return guest.AppendString(b, fieldSender, v.Voter)
 }
 
-// The Commitment record uses the field numbers of macp.v1.CommitmentPayload.
-func (c *Commitment) appendTo(b []byte) []byte {
+// appendCommitment appends the Commitment record, which uses the field
+// numbers of macp.v1.CommitmentPayload and the sender field of every record.
+func appendCommitment(b []byte, c *Commitment) []byte {
 	b = guest.AppendString(b, 1, c.CommitmentID)
 	b = guest.AppendString(b, 2, c.Action)
 	if c.OutcomePositive {

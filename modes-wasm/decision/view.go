@@ -2,10 +2,8 @@ package decision
 
 import (
 	"cmp"
-	"math"
 	"slices"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/concord-macp/concord/abi/guest"
 )
@@ -66,7 +64,7 @@ func (s *State) AppendJSON(b []byte) []byte {
 	for _, e := range s.Evaluations {
 		w.open('{')
 		w.key("confidence")
-		w.raw(appendJSONFloat(nil, e.Confidence))
+		w.raw(guest.AppendJSONFloat(nil, e.Confidence))
 		w.field("proposal_id", e.ProposalID)
 		w.field("reason", e.Reason)
 		w.field("recommendation", e.Recommendation)
@@ -168,14 +166,14 @@ func (w *jsonWriter) close(c byte) {
 
 func (w *jsonWriter) key(k string) {
 	w.sep()
-	w.b = appendJSONString(w.b, k)
+	w.b = guest.AppendJSONString(w.b, k)
 	w.b = append(w.b, ':')
 	w.first = true
 }
 
 func (w *jsonWriter) str(s string) {
 	w.sep()
-	w.b = appendJSONString(w.b, s)
+	w.b = guest.AppendJSONString(w.b, s)
 }
 
 func (w *jsonWriter) raw(v []byte) {
@@ -186,71 +184,4 @@ func (w *jsonWriter) raw(v []byte) {
 func (w *jsonWriter) field(k, v string) {
 	w.key(k)
 	w.str(v)
-}
-
-// appendJSONString appends s as a JSON string, escaped as encoding/json does
-// without HTML escaping; invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				if c < 0x20 {
-					b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-				} else {
-					b = append(b, c)
-				}
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		default:
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
-}
-
-// appendJSONFloat appends f as a JSON number formatted like encoding/json;
-// a non-finite value, which Step never stores, is written as null.
-func appendJSONFloat(b []byte, f float64) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(b, "null"...)
-	}
-	format := byte('f')
-	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
-		format = 'e'
-	}
-	start := len(b)
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// Shorten a two-digit negative exponent: 1e-07 becomes 1e-7.
-		if n := len(b) - start; n >= 4 && b[len(b)-4] == 'e' && b[len(b)-3] == '-' && b[len(b)-2] == '0' {
-			b[len(b)-2] = b[len(b)-1]
-			b = b[:len(b)-1]
-		}
-	}
-	return b
 }

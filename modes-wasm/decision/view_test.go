@@ -3,6 +3,7 @@ package decision
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/concord-macp/concord/abi/guest"
 	"math"
 	"testing"
 )
@@ -72,12 +73,12 @@ func jsonEncode(t *testing.T, v any) []byte {
 
 func TestJSONScalarsMatchEncodingJSON(t *testing.T) {
 	for _, s := range append(awkwardStrings, "bad \xff utf-8 \xe2\x82") {
-		if got, want := appendJSONString(nil, s), jsonEncode(t, s); !bytes.Equal(got, want) {
+		if got, want := guest.AppendJSONString(nil, s), jsonEncode(t, s); !bytes.Equal(got, want) {
 			t.Errorf("string %q: got %s, want %s", s, got, want)
 		}
 	}
 	for _, f := range append(awkwardNumbers, -0.25, -1e-9) {
-		if got, want := appendJSONFloat(nil, f), jsonEncode(t, f); !bytes.Equal(got, want) {
+		if got, want := guest.AppendJSONFloat(nil, f), jsonEncode(t, f); !bytes.Equal(got, want) {
 			t.Errorf("number %v: got %s, want %s", f, got, want)
 		}
 	}

@@ -93,24 +93,13 @@ func Descriptor() guest.Descriptor {
 // Step decides on one envelope sent by a client.
 func (Mode) Step(req *guest.StepRequest) guest.Result { return step(req, req.RuntimeWritten) }
 
+func committed(s *State) bool { return s.Commitment != nil }
+
 func step(req *guest.StepRequest, runtimeWritten bool) guest.Result {
 	env := &req.Envelope
-	if env.MessageType == typeSessionStart {
-		if len(req.State) != 0 {
-			return guest.Reject(macperr.InvalidEnvelope, "session already started")
-		}
-		return start(&req.Session)
-	}
-	if len(req.State) == 0 {
-		return guest.Reject(macperr.InternalError, "handoff: no state for %s", env.MessageType)
-	}
-	s, err := Unmarshal(req.State)
-	if err != nil {
-		return guest.Reject(macperr.InternalError, "%v", err)
-	}
-	if s.Commitment != nil {
-		// The host closes the session first; this guards a host bug.
-		return guest.Reject(macperr.InvalidEnvelope, "the session is already committed")
+	s, res, ok := guest.Begin(req, start, Unmarshal, committed)
+	if !ok {
+		return res
 	}
 	if runtimeWritten && env.MessageType != typeHandoffAccept {
 		return guest.Reject(macperr.InvalidEnvelope, "the runtime writes no %s in this mode", env.MessageType)

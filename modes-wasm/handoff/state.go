@@ -108,13 +108,9 @@ type Context struct {
 	Sender      string
 }
 
-// Commitment is the part of the accepted Commitment the mode keeps.
-type Commitment struct {
-	CommitmentID    string
-	Action          string
-	OutcomePositive bool
-	Sender          string
-}
+// Commitment is the part of the accepted Commitment the mode keeps, the
+// guest SDK's shared record (its encoding is the SDK's too).
+type Commitment = guest.CommitmentRecord
 
 // Phase derives the session's phase from its history.
 func (s *State) Phase() string {
@@ -208,12 +204,7 @@ func (s *State) Marshal() []byte {
 		b = guest.AppendRecord(b, fieldContext, r)
 	}
 	if c := s.Commitment; c != nil {
-		var r []byte
-		r = guest.AppendString(r, 1, c.CommitmentID)
-		r = guest.AppendString(r, 2, c.Action)
-		r = guest.AppendVarint(r, 3, boolToUint(c.OutcomePositive))
-		r = guest.AppendString(r, 4, c.Sender)
-		b = guest.AppendRecord(b, fieldCommitment, r)
+		b = c.AppendRecordTo(b, fieldCommitment)
 	}
 	return b
 }
@@ -284,20 +275,7 @@ func Unmarshal(b []byte) (*State, error) {
 			s.Contexts = append(s.Contexts, c)
 		case num == fieldCommitment && typ == protowire.BytesType:
 			c := &Commitment{}
-			err := guest.EachField(v, func(num protowire.Number, _ protowire.Type, v []byte, n uint64) error {
-				switch num {
-				case 1:
-					c.CommitmentID = string(v)
-				case 2:
-					c.Action = string(v)
-				case 3:
-					c.OutcomePositive = n != 0
-				case 4:
-					c.Sender = string(v)
-				}
-				return nil
-			})
-			if err != nil {
+			if err := c.DecodeWire(string(v)); err != nil {
 				return fmt.Errorf("commitment: %w", err)
 			}
 			s.Commitment = c

@@ -52,13 +52,9 @@ type Contribution struct {
 	Value       string
 }
 
-// Commitment is the part of the accepted Commitment the mode keeps.
-type Commitment struct {
-	CommitmentID    string
-	Action          string
-	OutcomePositive bool
-	Sender          string
-}
+// Commitment is the part of the accepted Commitment the mode keeps, the
+// guest SDK's shared record (its encoding is the SDK's too).
+type Commitment = guest.CommitmentRecord
 
 // Phase derives the session's phase.
 func (s *State) Phase() string {
@@ -104,14 +100,7 @@ func (s *State) Marshal() []byte {
 		b = guest.AppendRecord(b, fieldContribution, r)
 	}
 	if c := s.Commitment; c != nil {
-		var r []byte
-		r = guest.AppendString(r, 1, c.CommitmentID)
-		r = guest.AppendString(r, 2, c.Action)
-		if c.OutcomePositive {
-			r = guest.AppendVarint(r, 3, 1)
-		}
-		r = guest.AppendString(r, 4, c.Sender)
-		b = guest.AppendRecord(b, fieldCommitment, r)
+		b = c.AppendRecordTo(b, fieldCommitment)
 	}
 	return b
 }
@@ -144,21 +133,8 @@ func Unmarshal(b []byte) (*State, error) {
 			s.Contributions = append(s.Contributions, c)
 			return err
 		case num == fieldCommitment && typ == protowire.BytesType:
-			c := &Commitment{}
-			s.Commitment = c
-			return guest.EachField(v, func(num protowire.Number, _ protowire.Type, v []byte, n uint64) error {
-				switch num {
-				case 1:
-					c.CommitmentID = string(v)
-				case 2:
-					c.Action = string(v)
-				case 3:
-					c.OutcomePositive = n != 0
-				case 4:
-					c.Sender = string(v)
-				}
-				return nil
-			})
+			s.Commitment = &Commitment{}
+			return s.Commitment.DecodeWire(string(v))
 		}
 		return nil
 	})

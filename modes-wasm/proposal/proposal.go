@@ -75,15 +75,9 @@ func (Mode) Step(req *guest.StepRequest) guest.Result {
 	default:
 		return guest.Reject(macperr.InvalidEnvelope, "message type %q is not part of %s", env.MessageType, ModeName)
 	}
-	if len(req.State) == 0 {
-		return guest.Reject(macperr.InternalError, "no mode state: SessionStart was not applied")
-	}
-	s, err := decodeState(req.State)
-	if err != nil {
-		return guest.Reject(macperr.InternalError, "%v", err)
-	}
-	if s.Phase == phaseCommitted {
-		return guest.Reject(macperr.InvalidEnvelope, "session already committed")
+	s, res, ok := guest.Begin(req, start, decodeState, func(s *state) bool { return s.Phase == phaseCommitted })
+	if !ok {
+		return res
 	}
 	if handle == nil {
 		return commit(s, env, sess)

@@ -79,24 +79,13 @@ func (Mode) Describe() guest.Descriptor {
 }
 
 // Step decides on one envelope.
+func committed(s *State) bool { return s.Commitment != nil }
+
 func (Mode) Step(req *guest.StepRequest) guest.Result {
 	env := &req.Envelope
-	if env.MessageType == typeSessionStart {
-		if len(req.State) != 0 {
-			return guest.Reject(macperr.InvalidEnvelope, "session already started")
-		}
-		return start(&req.Session)
-	}
-	if len(req.State) == 0 {
-		return guest.Reject(macperr.InternalError, "quorum: no state for %s", env.MessageType)
-	}
-	s, err := Unmarshal(req.State)
-	if err != nil {
-		return guest.Reject(macperr.InternalError, "%v", err)
-	}
-	if s.Commitment != nil {
-		// The host closes the session first; this guards a host bug.
-		return guest.Reject(macperr.InvalidEnvelope, "the session is already committed")
+	s, res, ok := guest.Begin(req, start, Unmarshal, committed)
+	if !ok {
+		return res
 	}
 	switch env.MessageType {
 	case typeApprovalRequest:

@@ -114,13 +114,9 @@ type Ballot struct {
 	Reason string
 }
 
-// Commitment is the part of the accepted Commitment the mode keeps.
-type Commitment struct {
-	CommitmentID    string
-	Action          string
-	OutcomePositive bool
-	Sender          string
-}
+// Commitment is the part of the accepted Commitment the mode keeps, the
+// guest SDK's shared record (its encoding is the SDK's too).
+type Commitment = guest.CommitmentRecord
 
 // Required returns the approvals needed: the policy threshold when it
 // applies (it replaces, never adds to, required_approvals), else the
@@ -230,12 +226,7 @@ func (s *State) Marshal() []byte {
 		b = guest.AppendRecord(b, fieldBallot, r)
 	}
 	if c := s.Commitment; c != nil {
-		var r []byte
-		r = guest.AppendString(r, 1, c.CommitmentID)
-		r = guest.AppendString(r, 2, c.Action)
-		r = guest.AppendVarint(r, 3, boolToUint(c.OutcomePositive))
-		r = guest.AppendString(r, 4, c.Sender)
-		b = guest.AppendRecord(b, fieldCommitment, r)
+		b = c.AppendRecordTo(b, fieldCommitment)
 	}
 	return b
 }
@@ -309,20 +300,8 @@ func Unmarshal(b []byte) (*State, error) {
 			s.Ballots = append(s.Ballots, x)
 			return err
 		case fieldCommitment:
-			c := &Commitment{}
-			s.Commitment = c
-			return record(v, func(num protowire.Number, v []byte, n uint64) {
-				switch num {
-				case 1:
-					c.CommitmentID = string(v)
-				case 2:
-					c.Action = string(v)
-				case 3:
-					c.OutcomePositive = n != 0
-				case 4:
-					c.Sender = string(v)
-				}
-			})
+			s.Commitment = &Commitment{}
+			return s.Commitment.DecodeWire(string(v))
 		}
 		return nil
 	})

@@ -94,15 +94,9 @@ func (Mode) Step(req *guest.StepRequest) guest.Result {
 	default:
 		return guest.Reject(macperr.InvalidEnvelope, "message type %q is not part of %s", env.MessageType, ModeName)
 	}
-	if len(req.State) == 0 {
-		return guest.Reject(macperr.InternalError, "no mode state: SessionStart was not applied")
-	}
-	s, err := decodeState(req.State)
-	if err != nil {
-		return guest.Reject(macperr.InternalError, "%v", err)
-	}
-	if s.Committed {
-		return guest.Reject(macperr.InvalidEnvelope, "the session is already committed")
+	s, res, ok := guest.Begin(req, start, decodeState, func(s *state) bool { return s.Committed })
+	if !ok {
+		return res
 	}
 	if handle == nil {
 		handle = onCommitment

@@ -4,9 +4,16 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/concord-macp/concord/examples/modes/internal/kit"
-	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	"github.com/concord-macp/concord/abi/guest"
+	kt "github.com/concord-macp/concord/abi/guest/guesttest"
 	"github.com/concord-macp/concord/macperr"
+)
+
+const (
+	MsgSessionStart = "SessionStart"
+	MsgAnnounce     = "Announce"
+	MsgAcknowledge  = "Acknowledge"
+	MsgCommitment   = "Commitment"
 )
 
 const (
@@ -27,7 +34,7 @@ func with(m kt.Msg, code macperr.Code) kt.Msg { m.Code = code; return m }
 func commit(positive bool, code macperr.Code) kt.Msg { return kt.Commitment(kt.Coord, positive, code) }
 
 func TestDescribe(t *testing.T) {
-	d := Mode{}.Describe()
+	d := Mode.Describe()
 	if d.Mode != ModeName || d.ModeVersion != "1.0.0" || !reflect.DeepEqual(d.TerminalMessageTypes, []string{"Commitment"}) || d.MessageTypes[0] != "SessionStart" {
 		t.Fatalf("descriptor %+v", d)
 	}
@@ -43,13 +50,13 @@ func TestSessionStart(t *testing.T) {
 		{[]string{kt.Alice}, ""},
 		{[]string{kt.Coord, kt.Alice}, ""},
 	} {
-		res := kt.StartResult(Mode{}, kt.Session(ModeName, "", tc.participants...))
+		res := kt.StartResult(Mode, kt.Session(ModeName, "", tc.participants...))
 		if res.Accepted != (tc.code == "") || res.Code != tc.code {
 			t.Errorf("%v: accepted=%v %s, want %q", tc.participants, res.Accepted, res.Code, tc.code)
 		}
 	}
 	sess := kt.Session(ModeName, "", kt.Alice)
-	kt.Play(t, Mode{}, sess, kt.Start(t, Mode{}, sess), []kt.Msg{{Sender: kt.Coord, Type: MsgSessionStart, Code: IE}})
+	kt.Play(t, Mode, sess, kt.Start(t, Mode, sess), []kt.Msg{{Sender: kt.Coord, Type: MsgSessionStart, Code: IE}})
 }
 
 func TestRules(t *testing.T) {
@@ -87,64 +94,61 @@ func TestRules(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sess := kt.Session(ModeName, "", kt.Alice, kt.Bob, kt.Carol)
-			kt.Play(t, Mode{}, sess, kt.Start(t, Mode{}, sess), tc.script)
+			kt.Play(t, Mode, sess, kt.Start(t, Mode, sess), tc.script)
 		})
 	}
 }
 
 func TestAnnouncerInTheRosterIsNotARecipient(t *testing.T) {
 	sess := kt.Session(ModeName, "", kt.Alice, kt.Coord)
-	state := kt.Play(t, Mode{}, sess, kt.Start(t, Mode{}, sess), []kt.Msg{
+	state := kt.Play(t, Mode, sess, kt.Start(t, Mode, sess), []kt.Msg{
 		announce(kt.Coord), with(ack(kt.Coord), FB), ack(kt.Alice), commit(true, ""),
 	})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"recipients":["agent://alice"],"phase":"Committed"}`)
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"recipients":["agent://alice"],"phase":"Committed"}`)
 }
 
 func TestView(t *testing.T) {
 	sess := kt.Session(ModeName, "", kt.Alice, kt.Bob)
-	state := kt.Start(t, Mode{}, sess)
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Pending","announcer":"agent://coordinator","announcement":null,
+	state := kt.Start(t, Mode, sess)
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Pending","announcer":"agent://coordinator","announcement":null,
 		"recipients":["agent://alice","agent://bob"],"acknowledged":{},"ack_order":[],"pending":["agent://alice","agent://bob"],
 		"eligible":{"positive":false,"negative":false},"commitment":null}`)
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{announce(kt.Coord), ack(kt.Bob)})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Announced","announcement":{"announcement_id":"a1","content":"deploy at noon"},
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{announce(kt.Coord), ack(kt.Bob)})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Announced","announcement":{"announcement_id":"a1","content":"deploy at noon"},
 		"acknowledged":{"agent://bob":"ok agent://bob"},"ack_order":["agent://bob"],"pending":["agent://alice"]}`)
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{ack(kt.Alice)})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Acknowledged","pending":[],"eligible":{"positive":true,"negative":true}}`)
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{ack(kt.Alice)})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Acknowledged","pending":[],"eligible":{"positive":true,"negative":true}}`)
 }
 
 func TestStateRoundTrip(t *testing.T) {
-	for name, s := range map[string]*State{
-		"initial":   {},
-		"announced": {Announcement: &Announcement{ID: "a", Content: "c ✓"}, Acks: []Ack{{Recipient: kt.Bob, Note: "n"}, {Recipient: kt.Alice}}},
-		"committed": {Announcement: &Announcement{ID: "a"}, Commitment: &kit.Commitment{CommitmentID: "c", OutcomePositive: true}},
+	for name, tc := range map[string]struct {
+		s *State
+		c *guest.CommitmentRecord
+	}{
+		"initial":   {s: &State{}},
+		"announced": {s: &State{Announcement: &Announcement{ID: "a", Content: "c ✓"}, Acks: []Ack{{Recipient: kt.Bob, Note: "n"}, {Recipient: kt.Alice}}}},
+		"committed": {s: &State{Announcement: &Announcement{ID: "a"}}, c: &guest.CommitmentRecord{CommitmentID: "c", OutcomePositive: true}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			b := s.Marshal()
-			got, err := Unmarshal(b)
+			b := Mode.Encode(tc.s, tc.c)
+			got, c, err := Mode.Decode(b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, s) {
-				t.Fatalf("round trip:\n got %+v\nwant %+v", got, s)
+			if !reflect.DeepEqual(got, tc.s) || !reflect.DeepEqual(c, tc.c) {
+				t.Fatalf("round trip:\n got %+v %+v\nwant %+v %+v", got, c, tc.s, tc.c)
 			}
-			if string(got.Marshal()) != string(b) {
+			if string(Mode.Encode(got, c)) != string(b) {
 				t.Fatal("re-encoding differs")
 			}
 		})
 	}
-	kt.CorruptState(t, Mode{}, kt.Session(ModeName, "", kt.Alice), MsgAcknowledge)
+	kt.CorruptState(t, Mode, kt.Session(ModeName, "", kt.Alice), MsgAcknowledge)
 }
 
 func TestDeterminism(t *testing.T) {
 	sess := kt.Session(ModeName, "", kt.Alice, kt.Bob)
-	kt.Deterministic(t, Mode{}, sess, []kt.Msg{
+	kt.Deterministic(t, Mode, sess, []kt.Msg{
 		announce(kt.Coord), ack(kt.Bob), with(ack(kt.Bob), IE), ack(kt.Alice), commit(false, ""),
-	}, func(b []byte) ([]byte, error) {
-		s, err := Unmarshal(b)
-		if err != nil {
-			return nil, err
-		}
-		return s.Marshal(), nil
-	})
+	}, kt.Reencode(Mode))
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/concord-macp/concord/abi/guest"
-	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	kt "github.com/concord-macp/concord/abi/guest/guesttest"
 )
 
 // cycler runs announce → commit operation → withdraw cycles natively, the
@@ -49,7 +49,7 @@ func newCrowdCycler() *cycler {
 }
 
 func (c *cycler) step(tb testing.TB, state []byte, sender, typ string, payload []byte) []byte {
-	res := Mode{}.Step(&guest.StepRequest{
+	res := Mode.Step(&guest.StepRequest{
 		State:    state,
 		Envelope: guest.Envelope{MACPVersion: "1.0", Mode: ModeName, MessageType: typ, SessionID: c.sess.SessionID, Sender: sender, Payload: payload},
 		Session:  c.sess,
@@ -62,7 +62,7 @@ func (c *cycler) step(tb testing.TB, state []byte, sender, typ string, payload [
 
 // setup returns the state after SessionStart and the background intents.
 func (c *cycler) setup(tb testing.TB) []byte {
-	state := kt.Start(tb, Mode{}, c.sess)
+	state := kt.Start(tb, Mode, c.sess)
 	if c.crowd {
 		for i, owner := range c.sess.Participants[1:31] {
 			state = c.step(tb, state, owner, MsgAnnounceIntent, fmt.Appendf(nil, `{"intent_id":"%s-%d","scope":["%s/%d"]}`, owner, 100+i, owner, 100+i))
@@ -139,43 +139,11 @@ func TestStateStaysCompact(t *testing.T) {
 	if grew := len(large) - len(small); grew < 0 || grew > 8 {
 		t.Fatalf("state grew from %d to %d bytes over 9,990 cycles", len(small), len(large))
 	}
-	s, err := Unmarshal(large)
+	s, _, err := Mode.Decode(large)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.Ops != 10_000 || s.Counters.Announced != 10_002 || s.Counters.Withdrawn != 10_000 || len(s.Intents) != 2 {
 		t.Fatalf("after 10,000 cycles: ops %d, counters %+v, %d live intents", s.Ops, s.Counters, len(s.Intents))
-	}
-}
-
-// raceEnabled is set by race_test.go.
-var raceEnabled bool
-
-// TestStepAllocations checks what keeps a step cheap inside a WebAssembly
-// guest: once the decoding buffers are warm, each step of the cycle
-// allocates its new state and nothing else.
-func TestStepAllocations(t *testing.T) {
-	if testing.Short() || raceEnabled {
-		t.Skip("measures allocations")
-	}
-	c := newCycler()
-	state := c.history(t, 10)
-	op := []byte(`{"intent_id":"cycle","watermark":10}`)
-	announced := c.step(t, state, kt.Alice, MsgAnnounceIntent, c.announce)
-	operated := c.step(t, announced, kt.Alice, MsgCommitOperation, op)
-	for _, tc := range []struct {
-		name, typ string
-		state     []byte
-		payload   []byte
-	}{
-		{"announce", MsgAnnounceIntent, state, c.announce},
-		{"operation", MsgCommitOperation, announced, op},
-		{"withdraw", MsgWithdraw, operated, c.withdraw},
-	} {
-		req := &guest.StepRequest{State: tc.state, Session: c.sess,
-			Envelope: guest.Envelope{MessageType: tc.typ, Sender: kt.Alice, Payload: tc.payload}}
-		if n := testing.AllocsPerRun(100, func() { Mode{}.Step(req) }); n != 1 {
-			t.Errorf("%s: %v allocations per step, want 1 (the new state)", tc.name, n)
-		}
 	}
 }

@@ -1,5 +1,5 @@
 // Package mpac is an MPAC-style intent and conflict mode for Concord, the
-// extension mode ext.mpac.intent.v1.
+// extension mode ext.mpac.intent.v1, written on abi/guest's Machine.
 //
 // Declared participants announce an intent, with a scope of resource paths,
 // before they act; they commit operations under a live intent they own and
@@ -101,438 +101,246 @@
 // The state keeps the live intents, the open conflicts, the crashed
 // participants and counters, never the history, so the cost of a step does
 // not grow with the number of past announce → commit → withdraw cycles
-// (see BenchmarkCycle).
-//
-// A step is also cheap inside a WebAssembly guest, where calls, branches
-// and above all allocations cost many times their native price: payloads
-// are decoded with kit.Object rather than encoding/json (same acceptance,
-// no reflection); Step decodes views of the request's state and payload
-// rather than copies, into slices reused from step to step; and the new
-// state is encoded into one buffer sized up front. An accepted step
-// allocates the new state and nothing else.
-//
-// The cost that remains grows with the number of live intents, which a
-// session shared by many agents keeps high (one each). So AnnounceIntent,
-// CommitOperation and Withdraw do not decode the state at all: they read
-// the encoded state in place, parsing only the intent records and fields
-// they need (a Withdraw reads just the id of the others), and build the new
-// state by splicing, the unchanged records copied byte for byte, into the
-// same bytes Marshal would write (splice.go). The other messages decode the
-// state in full. With 32 participants and 30 other live intents (the
-// agents=32 cases of BenchmarkCycle and of the WebAssembly benchmark,
-// BenchmarkMPACCycleWasm) this cut a sandboxed cycle by about a third.
+// (see BenchmarkCycle); it grows with the live intents.
 //
 // Phases: Idle (no live intent), Active, Conflicted (open conflicts),
 // Escalated (an open conflict is escalated), Committed.
 package mpac
 
 import (
-	"fmt"
-	"unsafe"
+	"errors"
+	"slices"
 
 	"github.com/concord-macp/concord/abi/guest"
-	"github.com/concord-macp/concord/examples/modes/internal/kit"
 )
 
-// Identity of the mode.
-const (
-	ModeName    = "ext.mpac.intent.v1"
-	ModeVersion = "1.0.0"
-)
+//go:generate go tool guestgen
 
-// Message types of the mode.
-const (
-	MsgSessionStart     = "SessionStart"
-	MsgAnnounceIntent   = "AnnounceIntent"
-	MsgCommitOperation  = "CommitOperation"
-	MsgWithdraw         = "Withdraw"
-	MsgClaim            = "Claim"
-	MsgResolveConflict  = "ResolveConflict"
-	MsgEscalateConflict = "EscalateConflict"
-	MsgDeclareCrashed   = "DeclareCrashed"
-	MsgCommitment       = "Commitment"
-)
+// ModeName is the mode's id.
+const ModeName = "ext.mpac.intent.v1"
 
-// RulesKey is the key of the mode's object in the bound policy's rules.
-const RulesKey = "mpac"
-
-// Mode is the MPAC intent mode. Its zero value is ready to use.
-type Mode struct{}
-
-var _ guest.Mode = Mode{}
-
-// Describe returns the mode's descriptor.
-func (Mode) Describe() guest.Descriptor {
-	return guest.Descriptor{
-		Mode:             ModeName,
-		ModeVersion:      ModeVersion,
-		Title:            "MPAC Intents and Conflicts",
-		Description:      "Participants announce scoped intents before acting; overlapping intents conflict until an arbiter resolves or escalates; operations carry causal watermarks; crashed participants' intents can be claimed.",
-		DeterminismClass: "semantic-deterministic",
-		ParticipantModel: "peer",
-		MessageTypes: []string{
-			MsgSessionStart, MsgAnnounceIntent, MsgCommitOperation, MsgWithdraw, MsgClaim,
-			MsgResolveConflict, MsgEscalateConflict, MsgDeclareCrashed, MsgCommitment,
-		},
-		TerminalMessageTypes: []string{MsgCommitment},
-		SchemaURIs:           map[string]string{"docs": "examples/modes/README.md#mpac-intents"},
-	}
+// State is a session's state: the live intents, the open conflicts, the
+// crashed participants and counters, never the history.
+type State struct {
+	Arbiter   string     `wire:"2" json:"arbiter"`
+	Ops       uint64     `wire:"3" json:"operations"`
+	Counters  Counters   `wire:"4" json:"counters"`
+	Crashed   []string   `wire:"5" json:"crashed"`
+	Intents   []Intent   `wire:"6" json:"intents"`
+	Conflicts []Conflict `wire:"7" json:"conflicts"`
 }
 
-// Step decides on one envelope.
-func (Mode) Step(req *guest.StepRequest) guest.Result {
-	env := &req.Envelope
-	if env.MessageType == MsgSessionStart {
-		if len(req.State) != 0 {
-			return kit.Invalid("the session has already started")
-		}
-		return start(&req.Session)
-	}
-	return step(req, true)
+// Counters count what happened to intents and conflicts in the session.
+type Counters struct {
+	Announced          uint64 `wire:"1" json:"intents_announced"`
+	Withdrawn          uint64 `wire:"2" json:"intents_withdrawn"`
+	Revoked            uint64 `wire:"3" json:"intents_revoked"`
+	Claimed            uint64 `wire:"4" json:"intents_claimed"`
+	ConflictsOpened    uint64 `wire:"5" json:"conflicts_opened"`
+	ConflictsResolved  uint64 `wire:"6" json:"conflicts_resolved"`
+	ConflictsDissolved uint64 `wire:"7" json:"conflicts_dissolved"`
+	Escalated          uint64 `wire:"8" json:"conflicts_escalated"`
 }
 
-// step decides on an envelope other than SessionStart. With splice, the
-// steps of the intent cycle (AnnounceIntent, CommitOperation, Withdraw)
-// work on the encoded state in place (see splice.go); everything else, and
-// every state splicing does not take, goes through a State decoded in
-// full. Both paths give the same results: the tests run them against each
-// other.
-func step(req *guest.StepRequest, splice bool) guest.Result {
-	// The state and the payload are decoded into buffers reused from step
-	// to step (see buffers), and the State itself stays on the stack.
-	buf := bufferPool.Get().(*buffers)
-	if splice {
-		switch req.Envelope.MessageType {
-		case MsgAnnounceIntent, MsgCommitOperation, MsgWithdraw:
-			if res, ok := spliceStep(req, buf); ok {
-				bufferPool.Put(buf)
-				return res
-			}
-		}
-	}
-	var s State
-	res := s.step(req, buf)
-	buf.reuse(&s)
-	bufferPool.Put(buf)
-	return res
+// Intent is a live intent. Serial is its announcement's number; Required
+// its required watermark; Ops the operations committed under it. Conflicts
+// and Claimable are only in the view.
+type Intent struct {
+	ID          string   `wire:"1" json:"intent_id"`
+	Serial      uint64   `wire:"2" json:"serial"`
+	Owner       string   `wire:"3" json:"owner"`
+	Scope       []string `wire:"4" json:"scope"`
+	Description string   `wire:"5" json:"description"`
+	Required    uint64   `wire:"6" json:"required_watermark"`
+	Ops         uint64   `wire:"7" json:"operations"`
+	Conflicts   []uint64 `json:"conflicts"`
+	Claimable   bool     `json:"claimable"`
+	ClaimedFrom string   `wire:"8" json:"claimed_from"`
 }
 
-// step decides on an envelope other than SessionStart, decoding the state
-// into buf.
-func (s *State) step(req *guest.StepRequest, buf *buffers) guest.Result {
-	env := &req.Envelope
-	if err := s.unmarshal(view(req.State), buf); err != nil {
-		return kit.Internal("%v", err)
-	}
-	if s.Commitment != nil {
-		return kit.Invalid("the session is already committed")
-	}
-	switch env.MessageType {
-	case MsgAnnounceIntent, MsgCommitOperation, MsgWithdraw, MsgClaim:
-		if res, ok := s.actor(req); !ok {
-			return res
-		}
-	case MsgResolveConflict, MsgEscalateConflict, MsgDeclareCrashed:
-		if env.Sender != s.Arbiter {
-			return kit.Forbidden("only the arbiter %s may send %s", s.Arbiter, env.MessageType)
+// Conflict is an open conflict between two intents.
+type Conflict struct {
+	ID        uint64   `wire:"1" json:"conflict_id"`
+	Intents   []string `wire:"2" json:"intents"`
+	Escalated bool     `wire:"3" json:"escalated"`
+	Reason    string   `wire:"4" json:"escalation_reason"`
+}
+
+// Validate refuses a decoded state whose conflict is not between two intents.
+func (s *State) Validate() error {
+	for _, c := range s.Conflicts {
+		if len(c.Intents) != 2 {
+			return errors.New("a conflict record needs exactly two intents")
 		}
 	}
-	switch env.MessageType {
-	case MsgAnnounceIntent:
-		return s.onAnnounce(env)
-	case MsgCommitOperation:
-		return s.onCommitOperation(env)
-	case MsgWithdraw:
-		return s.onWithdraw(env)
-	case MsgClaim:
-		return s.onClaim(env)
-	case MsgResolveConflict:
-		return s.onResolve(env)
-	case MsgEscalateConflict:
-		return s.onEscalate(env)
-	case MsgDeclareCrashed:
-		return s.onDeclareCrashed(req)
-	case MsgCommitment:
-		return s.onCommitment(env)
-	}
-	if !kit.IsMember(&req.Session, env.Sender) {
-		return kit.Forbidden("%s is not a member of the session", env.Sender)
-	}
-	return kit.Invalid("unknown message type %q", env.MessageType)
+	return nil
 }
 
 type rules struct {
 	Arbiter *string `json:"arbiter"`
 }
 
-func start(sess *guest.Session) guest.Result {
+type announcePayload struct {
+	IntentID    string   `json:"intent_id" guest:"nonblank"`
+	Scope       []string `json:"scope"`
+	Description string   `json:"description"`
+}
+
+type operationPayload struct {
+	IntentID  string  `json:"intent_id"`
+	Watermark *uint64 `json:"watermark" guest:"required"`
+	Summary   string  `json:"summary"`
+}
+
+// intentPayload is the payload of Withdraw and Claim.
+type intentPayload struct {
+	IntentID string `json:"intent_id"`
+	Reason   string `json:"reason"`
+}
+
+type resolvePayload struct {
+	ConflictID *uint64  `json:"conflict_id" guest:"required"`
+	Keep       []string `json:"keep" guest:"required"`
+	Reason     string   `json:"reason"`
+}
+
+type escalatePayload struct {
+	ConflictID *uint64 `json:"conflict_id" guest:"required"`
+	Reason     string  `json:"reason" guest:"nonblank"`
+}
+
+type crashPayload struct {
+	Participant string `json:"participant"`
+	Reason      string `json:"reason"`
+}
+
+// Mode is the MPAC intent mode.
+var Mode = &guest.Machine[State, *State]{
+	Descriptor: guest.Descriptor{Mode: ModeName, ModeVersion: "1.0.0", Title: "MPAC Intents and Conflicts", ParticipantModel: "peer",
+		Description: "Participants announce scoped intents before acting; overlapping intents conflict until an arbiter resolves or escalates; operations carry causal watermarks; crashed participants' intents can be claimed.",
+		SchemaURIs:  map[string]string{"docs": "examples/modes/README.md#mpac-intents"}},
+	CommitmentField: 8,
+	Start:           start,
+	Status:          status,
+	BeforeView:      view,
+	Messages: []guest.Message[*State]{
+		guest.On("AnnounceIntent", guest.Participants, onAnnounce).Where(alive),
+		guest.On("CommitOperation", guest.Participants, onCommitOperation).Where(alive),
+		guest.On("Withdraw", guest.Participants, onWithdraw).Where(alive),
+		guest.On("Claim", guest.Participants, onClaim).Where(alive),
+		guest.On("ResolveConflict", guest.Anyone, onResolve).By(arbiter),
+		guest.On("EscalateConflict", guest.Anyone, onEscalate).By(arbiter),
+		guest.On("DeclareCrashed", guest.Anyone, onDeclareCrashed).By(arbiter),
+	},
+}
+
+func start(s *State, req *guest.StepRequest) error {
 	var r rules
-	if _, err := kit.ReadRules(sess.PolicyRules, RulesKey, &r); err != nil {
-		return kit.Invalid("%v", err)
+	if _, err := guest.ReadRules(req.Session.PolicyRules, "mpac", &r); err != nil {
+		return err
 	}
-	s := &State{Arbiter: sess.Initiator}
-	if r.Arbiter != nil {
-		if !kit.IsMember(sess, *r.Arbiter) {
-			return kit.Invalid("policy rules %s.arbiter %q is neither the initiator nor a declared participant", RulesKey, *r.Arbiter)
-		}
+	s.Arbiter = req.Session.Initiator
+	if r.Arbiter != nil && !req.Session.IsMember(*r.Arbiter) {
+		return guest.Invalid("policy rules mpac.arbiter %q is neither the initiator nor a declared participant", *r.Arbiter)
+	} else if r.Arbiter != nil {
 		s.Arbiter = *r.Arbiter
 	}
-	return guest.Accept(s.Marshal())
+	return nil
 }
 
-// actor checks that the sender may act on intents: a declared participant
-// not declared crashed.
-func (s *State) actor(req *guest.StepRequest) (guest.Result, bool) {
-	sender := req.Envelope.Sender
-	switch {
-	case !req.Session.IsParticipant(sender):
-		return kit.Forbidden("%s is not a declared participant", sender), false
-	case s.IsCrashed(sender):
-		return kit.Forbidden("%s was declared crashed", sender), false
+func arbiter(s *State, _ *guest.Session) string { return s.Arbiter }
+
+// alive refuses intent messages from a participant declared crashed.
+func alive(s *State, req *guest.StepRequest) error {
+	if s.crashed(req.Envelope.Sender) {
+		return guest.Forbidden("%s was declared crashed", req.Envelope.Sender)
 	}
-	return guest.Result{}, true
+	return nil
 }
 
-// view returns b as a string without copying it. Step decodes the state
-// and the payload through views: both belong to the request, which nothing
-// writes while Step runs, and everything Step returns is built afresh (the
-// state by Marshal, messages by fmt), so no view outlives the call. Inside
-// a WebAssembly guest the two copies this saves cost more than decoding
-// the payload.
-func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
-
-// The payloads are decoded with kit.Object, which accepts exactly what
-// kit.DecodePayload (encoding/json) would into the same fields, at a
-// fraction of its cost inside a WebAssembly guest. Each payload lists its
-// keys in the order its decode method numbers them.
-
-// announcePayload is {"intent_id", "scope", "description"}.
-type announcePayload struct {
-	IntentID    string
-	Scope       []string
-	Description string
-}
-
-var announceKeys = []string{"intent_id", "scope", "description"}
-
-func (p *announcePayload) decode(src string, buf *[]string) error {
-	o := kit.NewObject(src)
-	for o.Next(announceKeys) {
-		switch o.Field() {
-		case 0:
-			o.String(&p.IntentID)
-		case 1:
-			o.StringsIn(&p.Scope, buf)
-		case 2:
-			o.String(&p.Description)
-		}
+func onAnnounce(s *State, req *guest.StepRequest, p *announcePayload) error {
+	if err := cleanScope(p.Scope); err != nil {
+		return guest.Invalid("scope: %v", err)
 	}
-	return o.Err()
-}
-
-func (s *State) onAnnounce(env *guest.Envelope) guest.Result {
-	var p announcePayload
-	if err := p.decode(view(env.Payload), &s.buf.strs); err != nil {
-		return kit.Invalid("AnnounceIntent payload: %v", err)
-	}
-	if kit.Blank(p.IntentID) {
-		return kit.Invalid("intent_id must not be blank")
-	}
-	// p.Scope is the decoder's own (in the step's buffers), so it is sorted
-	// in place.
-	scope := p.Scope
-	if err := cleanScope(scope); err != nil {
-		return kit.Invalid("scope: %v", err)
-	}
-	if _, live := s.intent(p.IntentID); live != nil {
-		return kit.Invalid("intent %q is already live", p.IntentID)
+	if s.intent(p.IntentID) != nil {
+		return guest.Invalid("intent %q is already live", p.IntentID)
 	}
 	s.Counters.Announced++
-	in := Intent{
-		ID: p.IntentID, Serial: s.Counters.Announced, Owner: env.Sender,
-		Scope: scope, Description: p.Description, Required: s.Ops,
-	}
+	in := Intent{ID: p.IntentID, Serial: s.Counters.Announced, Owner: req.Envelope.Sender, Scope: p.Scope, Description: p.Description, Required: s.Ops}
 	for _, other := range s.Intents {
 		if other.Owner != in.Owner && ScopesOverlap(other.Scope, in.Scope) {
 			s.Counters.ConflictsOpened++
-			s.Conflicts = append(s.Conflicts, Conflict{ID: s.Counters.ConflictsOpened, Intents: [2]string{other.ID, in.ID}})
+			s.Conflicts = append(s.Conflicts, Conflict{ID: s.Counters.ConflictsOpened, Intents: []string{other.ID, in.ID}})
 		}
 	}
 	s.Intents = append(s.Intents, in)
-	return guest.Accept(s.Marshal())
+	return nil
 }
 
-// commitOperationPayload is {"intent_id", "watermark", "summary"}.
-type commitOperationPayload struct {
-	IntentID  string
-	Watermark kit.OptUint
-	Summary   string
-}
-
-var commitOperationKeys = []string{"intent_id", "watermark", "summary"}
-
-func (p *commitOperationPayload) decode(src string) error {
-	o := kit.NewObject(src)
-	for o.Next(commitOperationKeys) {
-		switch o.Field() {
-		case 0:
-			o.String(&p.IntentID)
-		case 1:
-			o.Uint(&p.Watermark)
-		case 2:
-			o.String(&p.Summary)
-		}
+func onCommitOperation(s *State, req *guest.StepRequest, p *operationPayload) error {
+	in, err := s.owned(p.IntentID, req.Envelope.Sender)
+	if err != nil {
+		return err
 	}
-	return o.Err()
-}
-
-func (s *State) onCommitOperation(env *guest.Envelope) guest.Result {
-	var p commitOperationPayload
-	if err := p.decode(view(env.Payload)); err != nil {
-		return kit.Invalid("CommitOperation payload: %v", err)
+	if ids := s.conflictsOf(in.ID); len(ids) > 0 {
+		return guest.Invalid("intent %q is in open conflict %d; the arbiter must resolve it first", in.ID, ids[0])
 	}
-	if !p.Watermark.Set {
-		return kit.Invalid("watermark is required: the number of the session's operations you have seen")
-	}
-	_, in := s.intent(p.IntentID)
-	switch {
-	case in == nil:
-		return kit.Invalid("intent %q is not live", p.IntentID)
-	case in.Owner != env.Sender:
-		return kit.Forbidden("intent %q is owned by %s", p.IntentID, in.Owner)
-	}
-	if ids := s.ConflictsOf(in.ID); len(ids) > 0 {
-		return kit.Invalid("intent %q is in open conflict %d; the arbiter must resolve it first", in.ID, ids[0])
-	}
-	switch w := p.Watermark.V; {
+	switch w := *p.Watermark; {
 	case w > s.Ops:
-		return kit.Invalid("watermark %d is ahead of the session's %d operations", w, s.Ops)
+		return guest.Invalid("watermark %d is ahead of the session's %d operations", w, s.Ops)
 	case w < in.Required:
-		return kit.Invalid("stale watermark %d: operation %d touched the scope of intent %q", w, in.Required, in.ID)
+		return guest.Invalid("stale watermark %d: operation %d touched the scope of intent %q", w, in.Required, in.ID)
 	}
 	s.Ops++
 	in.Ops++
-	scope := in.Scope
 	for i := range s.Intents {
-		if other := &s.Intents[i]; ScopesOverlap(other.Scope, scope) {
+		if other := &s.Intents[i]; ScopesOverlap(other.Scope, in.Scope) {
 			other.Required = s.Ops
 		}
 	}
-	return guest.Accept(s.Marshal())
+	return nil
 }
 
-// intentPayload is {"intent_id", "reason"}, of Withdraw and Claim.
-type intentPayload struct {
-	IntentID string
-	Reason   string
-}
-
-var intentKeys = []string{"intent_id", "reason"}
-
-func (p *intentPayload) decode(src string) error {
-	o := kit.NewObject(src)
-	for o.Next(intentKeys) {
-		switch o.Field() {
-		case 0:
-			o.String(&p.IntentID)
-		case 1:
-			o.String(&p.Reason)
-		}
-	}
-	return o.Err()
-}
-
-func (s *State) onWithdraw(env *guest.Envelope) guest.Result {
-	var p intentPayload
-	if err := p.decode(view(env.Payload)); err != nil {
-		return kit.Invalid("Withdraw payload: %v", err)
-	}
-	_, in := s.intent(p.IntentID)
-	switch {
-	case in == nil:
-		return kit.Invalid("intent %q is not live", p.IntentID)
-	case in.Owner != env.Sender:
-		return kit.Forbidden("intent %q is owned by %s", p.IntentID, in.Owner)
+func onWithdraw(s *State, req *guest.StepRequest, p *intentPayload) error {
+	if _, err := s.owned(p.IntentID, req.Envelope.Sender); err != nil {
+		return err
 	}
 	s.remove(p.IntentID)
 	s.Counters.Withdrawn++
-	return guest.Accept(s.Marshal())
+	return nil
 }
 
-func (s *State) onClaim(env *guest.Envelope) guest.Result {
-	var p intentPayload
-	if err := p.decode(view(env.Payload)); err != nil {
-		return kit.Invalid("Claim payload: %v", err)
-	}
-	_, in := s.intent(p.IntentID)
-	switch {
+func onClaim(s *State, req *guest.StepRequest, p *intentPayload) error {
+	switch in := s.intent(p.IntentID); {
 	case in == nil:
-		return kit.Invalid("intent %q is not live", p.IntentID)
-	case !s.IsCrashed(in.Owner):
-		return kit.Invalid("intent %q is owned by %s, who was not declared crashed", p.IntentID, in.Owner)
+		return guest.Invalid("intent %q is not live", p.IntentID)
+	case !s.crashed(in.Owner):
+		return guest.Invalid("intent %q is owned by %s, who was not declared crashed", p.IntentID, in.Owner)
+	default:
+		in.ClaimedFrom, in.Owner, in.Required = in.Owner, req.Envelope.Sender, s.Ops
+		s.Counters.Claimed++
+		return nil
 	}
-	in.ClaimedFrom, in.Owner, in.Required = in.Owner, env.Sender, s.Ops
-	s.Counters.Claimed++
-	return guest.Accept(s.Marshal())
 }
 
-// resolvePayload is {"conflict_id", "keep", "reason"}.
-type resolvePayload struct {
-	ConflictID kit.OptUint
-	Keep       []string
-	Reason     string
-}
-
-var resolveKeys = []string{"conflict_id", "keep", "reason"}
-
-func (p *resolvePayload) decode(src string, buf *[]string) error {
-	o := kit.NewObject(src)
-	for o.Next(resolveKeys) {
-		switch o.Field() {
-		case 0:
-			o.Uint(&p.ConflictID)
-		case 1:
-			o.StringsIn(&p.Keep, buf)
-		case 2:
-			o.String(&p.Reason)
-		}
-	}
-	return o.Err()
-}
-
-func (s *State) onResolve(env *guest.Envelope) guest.Result {
-	var p resolvePayload
-	if err := p.decode(view(env.Payload), &s.buf.strs); err != nil {
-		return kit.Invalid("ResolveConflict payload: %v", err)
-	}
-	if !p.ConflictID.Set {
-		return kit.Invalid("conflict_id is required")
-	}
-	if p.Keep == nil {
-		return kit.Invalid("keep is required: list the intents of the conflict that stay live ([] for none)")
-	}
-	i, c := s.conflict(p.ConflictID.V)
+func onResolve(s *State, _ *guest.StepRequest, p *resolvePayload) error {
+	i, c := s.conflict(*p.ConflictID)
 	if c == nil {
-		return kit.Invalid("conflict %d is not open", p.ConflictID.V)
+		return guest.Invalid("conflict %d is not open", *p.ConflictID)
 	}
 	keep := [2]bool{}
 	for _, id := range p.Keep {
-		k := -1
-		for j, member := range c.Intents {
-			if member == id {
-				k = j
-			}
-		}
+		k := slices.Index(c.Intents, id)
 		switch {
 		case k < 0:
-			return kit.Invalid("intent %q is not part of conflict %d", id, c.ID)
+			return guest.Invalid("intent %q is not part of conflict %d", id, c.ID)
 		case keep[k]:
-			return kit.Invalid("intent %q is listed twice in keep", id)
+			return guest.Invalid("intent %q is listed twice in keep", id)
 		}
 		keep[k] = true
 	}
 	members := c.Intents
-	s.Conflicts = append(s.Conflicts[:i], s.Conflicts[i+1:]...)
+	s.Conflicts = slices.Delete(s.Conflicts, i, i+1)
 	s.Counters.ConflictsResolved++
 	for j, id := range members {
 		if !keep[j] {
@@ -540,100 +348,111 @@ func (s *State) onResolve(env *guest.Envelope) guest.Result {
 			s.Counters.Revoked++
 		}
 	}
-	return guest.Accept(s.Marshal())
+	return nil
 }
 
-// escalatePayload is {"conflict_id", "reason"}.
-type escalatePayload struct {
-	ConflictID kit.OptUint
-	Reason     string
-}
-
-var escalateKeys = []string{"conflict_id", "reason"}
-
-func (p *escalatePayload) decode(src string) error {
-	o := kit.NewObject(src)
-	for o.Next(escalateKeys) {
-		switch o.Field() {
-		case 0:
-			o.Uint(&p.ConflictID)
-		case 1:
-			o.String(&p.Reason)
-		}
-	}
-	return o.Err()
-}
-
-func (s *State) onEscalate(env *guest.Envelope) guest.Result {
-	var p escalatePayload
-	if err := p.decode(view(env.Payload)); err != nil {
-		return kit.Invalid("EscalateConflict payload: %v", err)
-	}
-	if !p.ConflictID.Set {
-		return kit.Invalid("conflict_id is required")
-	}
-	if kit.Blank(p.Reason) {
-		return kit.Invalid("an escalation needs a reason")
-	}
-	_, c := s.conflict(p.ConflictID.V)
-	switch {
+func onEscalate(s *State, _ *guest.StepRequest, p *escalatePayload) error {
+	switch _, c := s.conflict(*p.ConflictID); {
 	case c == nil:
-		return kit.Invalid("conflict %d is not open", p.ConflictID.V)
+		return guest.Invalid("conflict %d is not open", *p.ConflictID)
 	case c.Escalated:
-		return kit.Invalid("conflict %d is already escalated", c.ID)
+		return guest.Invalid("conflict %d is already escalated", c.ID)
+	default:
+		c.Escalated, c.Reason = true, p.Reason
+		s.Counters.Escalated++
+		return nil
 	}
-	c.Escalated, c.Reason = true, p.Reason
-	s.Counters.Escalated++
-	return guest.Accept(s.Marshal())
 }
 
-// crashPayload is {"participant", "reason"}.
-type crashPayload struct {
-	Participant string
-	Reason      string
-}
-
-var crashKeys = []string{"participant", "reason"}
-
-func (p *crashPayload) decode(src string) error {
-	o := kit.NewObject(src)
-	for o.Next(crashKeys) {
-		switch o.Field() {
-		case 0:
-			o.String(&p.Participant)
-		case 1:
-			o.String(&p.Reason)
-		}
-	}
-	return o.Err()
-}
-
-func (s *State) onDeclareCrashed(req *guest.StepRequest) guest.Result {
-	var p crashPayload
-	if err := p.decode(view(req.Envelope.Payload)); err != nil {
-		return kit.Invalid("DeclareCrashed payload: %v", err)
-	}
+func onDeclareCrashed(s *State, req *guest.StepRequest, p *crashPayload) error {
 	switch {
 	case !req.Session.IsParticipant(p.Participant):
-		return kit.Invalid("%q is not a declared participant", p.Participant)
+		return guest.Invalid("%q is not a declared participant", p.Participant)
 	case p.Participant == s.Arbiter:
-		return kit.Invalid("the arbiter cannot declare itself crashed")
-	case s.IsCrashed(p.Participant):
-		return kit.Invalid("%s was already declared crashed", p.Participant)
+		return guest.Invalid("the arbiter cannot declare itself crashed")
+	case s.crashed(p.Participant):
+		return guest.Invalid("%s was already declared crashed", p.Participant)
 	}
 	s.Crashed = append(s.Crashed, p.Participant)
-	return guest.Accept(s.Marshal())
+	return nil
 }
 
-func (s *State) onCommitment(env *guest.Envelope) guest.Result {
-	why := "no operation was committed"
-	if len(s.Intents) > 0 {
-		why = fmt.Sprintf("%d intents are still live; withdraw them first (or escalate a conflict for a negative outcome)", len(s.Intents))
+func (s *State) crashed(p string) bool { return slices.Contains(s.Crashed, p) }
+
+func (s *State) intent(id string) *Intent {
+	for i := range s.Intents {
+		if s.Intents[i].ID == id {
+			return &s.Intents[i]
+		}
 	}
-	c, res, ok := kit.Commit(env, s.Eligible(), why)
-	if !ok {
-		return res
+	return nil
+}
+
+// owned returns the live intent id, which sender must own.
+func (s *State) owned(id, sender string) (*Intent, error) {
+	switch in := s.intent(id); {
+	case in == nil:
+		return nil, guest.Invalid("intent %q is not live", id)
+	case in.Owner != sender:
+		return nil, guest.Forbidden("intent %q is owned by %s", id, in.Owner)
+	default:
+		return in, nil
 	}
-	s.Commitment = c
-	return guest.Accept(s.Marshal())
+}
+
+func (s *State) conflict(id uint64) (int, *Conflict) {
+	for i := range s.Conflicts {
+		if s.Conflicts[i].ID == id {
+			return i, &s.Conflicts[i]
+		}
+	}
+	return -1, nil
+}
+
+// conflictsOf returns the ids of the open conflicts intent id is in.
+func (s *State) conflictsOf(id string) []uint64 {
+	out := []uint64{}
+	for _, c := range s.Conflicts {
+		if slices.Contains(c.Intents, id) {
+			out = append(out, c.ID)
+		}
+	}
+	return out
+}
+
+// remove drops the live intent id and dissolves the open conflicts it is in.
+func (s *State) remove(id string) {
+	s.Intents = slices.DeleteFunc(s.Intents, func(in Intent) bool { return in.ID == id })
+	s.Conflicts = slices.DeleteFunc(s.Conflicts, func(c Conflict) bool {
+		dissolved := slices.Contains(c.Intents, id)
+		if dissolved {
+			s.Counters.ConflictsDissolved++
+		}
+		return dissolved
+	})
+}
+
+func status(s *State, _ *guest.Session) guest.Status {
+	escalated := slices.ContainsFunc(s.Conflicts, func(c Conflict) bool { return c.Escalated })
+	idle := len(s.Intents) == 0
+	st := guest.Status{Eligible: guest.Eligibility{Positive: idle && s.Ops > 0, Negative: idle || escalated},
+		Why: "intents are still live; withdraw them first (or escalate a conflict for a negative outcome)"}
+	switch {
+	case escalated:
+		st.Phase = "Escalated"
+	case len(s.Conflicts) > 0:
+		st.Phase = "Conflicted"
+	case !idle:
+		st.Phase = "Active"
+	default:
+		st.Phase, st.Why = "Idle", "no operation was committed"
+	}
+	return st
+}
+
+func view(s *State, _ *guest.Session) {
+	for i := range s.Intents {
+		in := &s.Intents[i]
+		in.Conflicts, in.Claimable = s.conflictsOf(in.ID), s.crashed(in.Owner)
+	}
 }

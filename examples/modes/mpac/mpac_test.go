@@ -6,9 +6,20 @@ import (
 	"testing"
 
 	"github.com/concord-macp/concord/abi/guest"
-	"github.com/concord-macp/concord/examples/modes/internal/kit"
-	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	kt "github.com/concord-macp/concord/abi/guest/guesttest"
 	"github.com/concord-macp/concord/macperr"
+)
+
+const (
+	MsgSessionStart     = "SessionStart"
+	MsgAnnounceIntent   = "AnnounceIntent"
+	MsgCommitOperation  = "CommitOperation"
+	MsgWithdraw         = "Withdraw"
+	MsgClaim            = "Claim"
+	MsgResolveConflict  = "ResolveConflict"
+	MsgEscalateConflict = "EscalateConflict"
+	MsgDeclareCrashed   = "DeclareCrashed"
+	MsgCommitment       = "Commitment"
 )
 
 const (
@@ -58,7 +69,7 @@ func with(m kt.Msg, code macperr.Code) kt.Msg { m.Code = code; return m }
 func commit(positive bool, code macperr.Code) kt.Msg { return kt.Commitment(kt.Coord, positive, code) }
 
 func TestDescribe(t *testing.T) {
-	d := Mode{}.Describe()
+	d := Mode.Describe()
 	if d.Mode != ModeName || d.ModeVersion != "1.0.0" || !reflect.DeepEqual(d.TerminalMessageTypes, []string{"Commitment"}) || d.MessageTypes[0] != "SessionStart" {
 		t.Fatalf("descriptor %+v", d)
 	}
@@ -82,7 +93,7 @@ func TestSessionStart(t *testing.T) {
 		{"not an object", `{"mpac":"agent://bob"}`, IE, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := kt.StartResult(Mode{}, kt.Session(ModeName, tc.rules, roster...))
+			res := kt.StartResult(Mode, kt.Session(ModeName, tc.rules, roster...))
 			if tc.code != "" {
 				if res.Accepted || res.Code != tc.code {
 					t.Fatalf("accepted=%v %s (%s), want %s", res.Accepted, res.Code, res.Message, tc.code)
@@ -92,13 +103,13 @@ func TestSessionStart(t *testing.T) {
 			if !res.Accepted {
 				t.Fatalf("rejected %s %s", res.Code, res.Message)
 			}
-			if s, err := Unmarshal(res.State); err != nil || s.Arbiter != tc.arbiter {
+			if s, _, err := Mode.Decode(res.State); err != nil || s.Arbiter != tc.arbiter {
 				t.Fatalf("state %+v %v, want arbiter %s", s, err, tc.arbiter)
 			}
 		})
 	}
 	sess := kt.Session(ModeName, "", roster...)
-	kt.Play(t, Mode{}, sess, kt.Start(t, Mode{}, sess), []kt.Msg{{Sender: kt.Coord, Type: MsgSessionStart, Code: IE}})
+	kt.Play(t, Mode, sess, kt.Start(t, Mode, sess), []kt.Msg{{Sender: kt.Coord, Type: MsgSessionStart, Code: IE}})
 }
 
 func TestScope(t *testing.T) {
@@ -339,54 +350,57 @@ func TestRules(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sess := kt.Session(ModeName, tc.rules, roster...)
-			kt.Play(t, Mode{}, sess, kt.Start(t, Mode{}, sess), tc.script)
+			kt.Play(t, Mode, sess, kt.Start(t, Mode, sess), tc.script)
 		})
 	}
 }
 
 func TestView(t *testing.T) {
 	sess := kt.Session(ModeName, "", roster...)
-	state := kt.Start(t, Mode{}, sess)
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Idle","arbiter":"agent://coordinator","operations":0,
+	state := kt.Start(t, Mode, sess)
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Idle","arbiter":"agent://coordinator","operations":0,
 		"intents":[],"conflicts":[],"crashed":[],
 		"counters":{"intents_announced":0,"intents_withdrawn":0,"intents_revoked":0,"intents_claimed":0,
 		"conflicts_opened":0,"conflicts_resolved":0,"conflicts_dissolved":0,"conflicts_escalated":0},
 		"eligible":{"positive":false,"negative":true},"commitment":null}`)
 
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{
 		announce(kt.Alice, "i1", "src/b", "src/a"), op(kt.Alice, "i1", 0), announce(kt.Bob, "i2", "src"),
 	})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Conflicted","operations":1,"intents":[
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Conflicted","operations":1,"intents":[
 		{"intent_id":"i1","serial":1,"owner":"agent://alice","scope":["src/a","src/b"],"description":"work on i1",
 		 "required_watermark":1,"operations":1,"conflicts":[1],"claimable":false,"claimed_from":""},
 		{"intent_id":"i2","serial":2,"owner":"agent://bob","scope":["src"],"required_watermark":1,"operations":0,"conflicts":[1]}],
 		"conflicts":[{"conflict_id":1,"intents":["i1","i2"],"escalated":false,"escalation_reason":""}],
 		"eligible":{"positive":false,"negative":false}}`)
 
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{escalate(kt.Coord, 1), crash(kt.Coord, kt.Alice)})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Escalated","crashed":["agent://alice"],
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{escalate(kt.Coord, 1), crash(kt.Coord, kt.Alice)})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Escalated","crashed":["agent://alice"],
 		"intents":[{"intent_id":"i1","claimable":true},{"intent_id":"i2","claimable":false}],
 		"conflicts":[{"conflict_id":1,"escalated":true,"escalation_reason":"needs a human"}],
 		"eligible":{"positive":false,"negative":true}}`)
 
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{claim(kt.Carol, "i1"), resolve(kt.Coord, 1, "i1"), op(kt.Carol, "i1", 1)})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Active","operations":2,"conflicts":[],
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{claim(kt.Carol, "i1"), resolve(kt.Coord, 1, "i1"), op(kt.Carol, "i1", 1)})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Active","operations":2,"conflicts":[],
 		"intents":[{"intent_id":"i1","owner":"agent://carol","claimed_from":"agent://alice","claimable":false,
 		 "required_watermark":2,"operations":2,"conflicts":[]}],
 		"counters":{"intents_announced":2,"intents_revoked":1,"intents_claimed":1,"conflicts_opened":1,
 		 "conflicts_resolved":1,"conflicts_escalated":1}}`)
 
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{withdraw(kt.Carol, "i1")})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Idle","intents":[],"counters":{"intents_withdrawn":1},
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{withdraw(kt.Carol, "i1")})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Idle","intents":[],"counters":{"intents_withdrawn":1},
 		"eligible":{"positive":true,"negative":true}}`)
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{commit(true, "")})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Committed","commitment":{"outcome_positive":true}}`)
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{commit(true, "")})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Committed","commitment":{"outcome_positive":true}}`)
 }
 
 func TestStateRoundTrip(t *testing.T) {
-	for name, s := range map[string]*State{
-		"initial": {Arbiter: kt.Coord},
-		"busy": {
+	for name, tc := range map[string]struct {
+		s *State
+		c *guest.CommitmentRecord
+	}{
+		"initial": {s: &State{Arbiter: kt.Coord}},
+		"busy": {s: &State{
 			Arbiter: kt.Alice, Ops: 300,
 			Counters: Counters{Announced: 9, Withdrawn: 4, Revoked: 2, Claimed: 1, ConflictsOpened: 5, ConflictsResolved: 2, ConflictsDissolved: 1, Escalated: 1},
 			Crashed:  []string{kt.Dave, kt.Bob},
@@ -394,45 +408,39 @@ func TestStateRoundTrip(t *testing.T) {
 				{ID: "i1", Serial: 3, Owner: kt.Carol, Scope: []string{"a", "b/c"}, Description: "✓", Required: 290, Ops: 7, ClaimedFrom: kt.Bob},
 				{ID: "i2", Serial: 9, Owner: kt.Alice, Scope: []string{"b"}},
 			},
-			Conflicts: []Conflict{{ID: 5, Intents: [2]string{"i1", "i2"}, Escalated: true, Reason: "r"}, {ID: 4, Intents: [2]string{"i2", "i1"}}},
-		},
-		"committed": {Arbiter: kt.Coord, Ops: 1, Commitment: &kit.Commitment{CommitmentID: "c", OutcomePositive: true}},
+			Conflicts: []Conflict{{ID: 5, Intents: []string{"i1", "i2"}, Escalated: true, Reason: "r"}, {ID: 4, Intents: []string{"i2", "i1"}}},
+		}},
+		"committed": {s: &State{Arbiter: kt.Coord, Ops: 1}, c: &guest.CommitmentRecord{CommitmentID: "c", OutcomePositive: true}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			b := s.Marshal()
-			got, err := Unmarshal(b)
+			b := Mode.Encode(tc.s, tc.c)
+			got, c, err := Mode.Decode(b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, s) {
-				t.Fatalf("round trip:\n got %+v\nwant %+v", got, s)
+			if !reflect.DeepEqual(got, tc.s) || !reflect.DeepEqual(c, tc.c) {
+				t.Fatalf("round trip:\n got %+v %+v\nwant %+v %+v", got, c, tc.s, tc.c)
 			}
-			if string(got.Marshal()) != string(b) {
+			if string(Mode.Encode(got, c)) != string(b) {
 				t.Fatal("re-encoding differs")
 			}
 		})
 	}
 	// A conflict record with other than two intents is corrupt.
-	bad := (&State{Arbiter: kt.Coord}).Marshal()
-	bad = guest.AppendRecord(bad, fieldConflict, guest.AppendStrings(guest.AppendVarint(nil, 1, 1), 2, []string{"i1"}))
-	if _, err := Unmarshal(bad); err == nil {
+	bad := Mode.Encode(&State{Arbiter: kt.Coord}, nil)
+	bad = guest.AppendRecord(bad, 7, guest.AppendStrings(guest.AppendVarint(nil, 1, 1), 2, []string{"i1"}))
+	if _, _, err := Mode.Decode(bad); err == nil {
 		t.Fatal("a conflict with one intent decoded")
 	}
-	kt.CorruptState(t, Mode{}, kt.Session(ModeName, "", roster...), MsgAnnounceIntent)
+	kt.CorruptState(t, Mode, kt.Session(ModeName, "", roster...), MsgAnnounceIntent)
 }
 
 func TestDeterminism(t *testing.T) {
 	sess := kt.Session(ModeName, "", roster...)
-	kt.Deterministic(t, Mode{}, sess, []kt.Msg{
+	kt.Deterministic(t, Mode, sess, []kt.Msg{
 		announce(kt.Alice, "i1", "src"), announce(kt.Bob, "i2", "src/x", "docs"), announce(kt.Carol, "i3", "src/y"),
 		escalate(kt.Coord, 2), resolve(kt.Coord, 1, "i2"), with(op(kt.Dave, "i3", 0), FB), op(kt.Carol, "i3", 0),
 		crash(kt.Coord, kt.Bob), claim(kt.Dave, "i2"), op(kt.Dave, "i2", 1), withdraw(kt.Dave, "i2"), withdraw(kt.Carol, "i3"),
 		commit(true, ""),
-	}, func(b []byte) ([]byte, error) {
-		s, err := Unmarshal(b)
-		if err != nil {
-			return nil, err
-		}
-		return s.Marshal(), nil
-	})
+	}, kt.Reencode(Mode))
 }

@@ -4,9 +4,17 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/concord-macp/concord/examples/modes/internal/kit"
-	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	"github.com/concord-macp/concord/abi/guest"
+	kt "github.com/concord-macp/concord/abi/guest/guesttest"
 	"github.com/concord-macp/concord/macperr"
+)
+
+const (
+	MsgSessionStart = "SessionStart"
+	MsgAssign       = "Assign"
+	MsgReport       = "Report"
+	MsgRevoke       = "Revoke"
+	MsgCommitment   = "Commitment"
 )
 
 const (
@@ -31,7 +39,7 @@ func with(m kt.Msg, code macperr.Code) kt.Msg { m.Code = code; return m }
 func commit(positive bool, code macperr.Code) kt.Msg { return kt.Commitment(kt.Coord, positive, code) }
 
 func TestDescribe(t *testing.T) {
-	d := Mode{}.Describe()
+	d := Mode.Describe()
 	if d.Mode != ModeName || d.ModeVersion != "1.0.0" || d.ParticipantModel != "orchestrated" ||
 		!reflect.DeepEqual(d.TerminalMessageTypes, []string{"Commitment"}) || d.MessageTypes[0] != "SessionStart" {
 		t.Fatalf("descriptor %+v", d)
@@ -39,12 +47,12 @@ func TestDescribe(t *testing.T) {
 }
 
 func TestSessionStart(t *testing.T) {
-	if res := kt.StartResult(Mode{}, kt.Session(ModeName, "")); res.Accepted || res.Code != IE {
+	if res := kt.StartResult(Mode, kt.Session(ModeName, "")); res.Accepted || res.Code != IE {
 		t.Fatalf("no participants: %+v", res)
 	}
 	sess := kt.Session(ModeName, `{"anything":"goes"}`, kt.Alice)
-	state := kt.Start(t, Mode{}, sess)
-	kt.Play(t, Mode{}, sess, state, []kt.Msg{{Sender: kt.Coord, Type: MsgSessionStart, Code: IE}})
+	state := kt.Start(t, Mode, sess)
+	kt.Play(t, Mode, sess, state, []kt.Msg{{Sender: kt.Coord, Type: MsgSessionStart, Code: IE}})
 }
 
 func TestRules(t *testing.T) {
@@ -111,71 +119,68 @@ func TestRules(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sess := kt.Session(ModeName, "", kt.Alice, kt.Bob)
-			kt.Play(t, Mode{}, sess, kt.Start(t, Mode{}, sess), tc.script)
+			kt.Play(t, Mode, sess, kt.Start(t, Mode, sess), tc.script)
 		})
 	}
 }
 
 func TestOrchestratorInTheRosterMayTakeWork(t *testing.T) {
 	sess := kt.Session(ModeName, "", kt.Alice, kt.Coord)
-	kt.Play(t, Mode{}, sess, kt.Start(t, Mode{}, sess), []kt.Msg{
+	kt.Play(t, Mode, sess, kt.Start(t, Mode, sess), []kt.Msg{
 		assign("i", kt.Coord), report(kt.Coord, "i", "done"), commit(true, ""),
 	})
 }
 
 func TestView(t *testing.T) {
 	sess := kt.Session(ModeName, "", kt.Alice, kt.Bob)
-	state := kt.Start(t, Mode{}, sess)
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Idle","orchestrator":"agent://coordinator","items":[],
+	state := kt.Start(t, Mode, sess)
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Idle","orchestrator":"agent://coordinator","items":[],
 		"counts":{"open":0,"done":0,"failed":0,"revoked":0},"eligible":{"positive":false,"negative":false},"commitment":null}`)
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{assign("i1", kt.Alice), assign("i2", kt.Bob), report(kt.Alice, "i1", "progress")})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Working","items":[
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{assign("i1", kt.Alice), assign("i2", kt.Bob), report(kt.Alice, "i1", "progress")})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Working","items":[
 		{"item_id":"i1","assignee":"agent://alice","description":"do i1","status":"open","reports":1,"detail":"progress i1"},
 		{"item_id":"i2","assignee":"agent://bob","description":"do i2","status":"open","reports":0,"detail":""}],
 		"counts":{"open":2}}`)
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{report(kt.Alice, "i1", "done"), revoke(kt.Coord, "i2")})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Complete","counts":{"open":0,"done":1,"revoked":1},
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{report(kt.Alice, "i1", "done"), revoke(kt.Coord, "i2")})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Complete","counts":{"open":0,"done":1,"revoked":1},
 		"items":[{"status":"done"},{"status":"revoked","detail":"not needed"}],"eligible":{"positive":true,"negative":true}}`)
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{commit(true, "")})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Committed","commitment":{"commitment_id":"c-1","outcome_positive":true}}`)
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{commit(true, "")})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Committed","commitment":{"commitment_id":"c-1","outcome_positive":true}}`)
 }
 
 func TestStateRoundTrip(t *testing.T) {
-	for name, s := range map[string]*State{
-		"initial": {},
-		"items": {Items: []Item{
+	for name, tc := range map[string]struct {
+		s *State
+		c *guest.CommitmentRecord
+	}{
+		"initial": {s: &State{}},
+		"items": {s: &State{Items: []Item{
 			{ID: "i1", Assignee: kt.Alice, Description: "d ✓", Status: ItemDone, Reports: 3, Detail: "ok"},
 			{ID: "i2", Assignee: kt.Bob, Description: "x", Status: ItemOpen},
-		}},
-		"committed": {Items: []Item{{ID: "i", Status: ItemRevoked}}, Commitment: &kit.Commitment{CommitmentID: "c", OutcomePositive: true}},
+		}}},
+		"committed": {s: &State{Items: []Item{{ID: "i", Status: ItemRevoked}}}, c: &guest.CommitmentRecord{CommitmentID: "c", OutcomePositive: true}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			b := s.Marshal()
-			got, err := Unmarshal(b)
+			b := Mode.Encode(tc.s, tc.c)
+			got, c, err := Mode.Decode(b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, s) {
-				t.Fatalf("round trip:\n got %+v\nwant %+v", got, s)
+			if !reflect.DeepEqual(got, tc.s) || !reflect.DeepEqual(c, tc.c) {
+				t.Fatalf("round trip:\n got %+v %+v\nwant %+v %+v", got, c, tc.s, tc.c)
 			}
-			if string(got.Marshal()) != string(b) {
+			if string(Mode.Encode(got, c)) != string(b) {
 				t.Fatal("re-encoding differs")
 			}
 		})
 	}
-	kt.CorruptState(t, Mode{}, kt.Session(ModeName, "", kt.Alice), MsgReport)
+	kt.CorruptState(t, Mode, kt.Session(ModeName, "", kt.Alice), MsgReport)
 }
 
 func TestDeterminism(t *testing.T) {
 	sess := kt.Session(ModeName, "", kt.Alice, kt.Bob)
-	kt.Deterministic(t, Mode{}, sess, []kt.Msg{
+	kt.Deterministic(t, Mode, sess, []kt.Msg{
 		assign("i1", kt.Alice), assign("i2", kt.Bob), with(report(kt.Bob, "i1", "done"), FB),
 		report(kt.Alice, "i1", "progress"), report(kt.Alice, "i1", "done"), revoke(kt.Coord, "i2"), commit(true, ""),
-	}, func(b []byte) ([]byte, error) {
-		s, err := Unmarshal(b)
-		if err != nil {
-			return nil, err
-		}
-		return s.Marshal(), nil
-	})
+	}, kt.Reencode(Mode))
 }

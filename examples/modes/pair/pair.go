@@ -1,188 +1,150 @@
 // Package pair is the MPLP pair collaboration pattern as a Concord
-// extension mode, ext.mplp.pair.v1.
+// extension mode, ext.mplp.pair.v1, written on abi/guest's Machine.
 //
 // Exactly two declared participants work as a pair. The first listed starts
 // as the driver, the second as the navigator. The driver proposes a change
 // (Drive); the navigator reviews it (Review), approving or rejecting it; the
-// review swaps the roles, so the two alternate as driver and navigator
-// change after change. At most one change awaits review at a time.
+// review swaps the roles. At most one change awaits review at a time. A
+// Commitment is eligible when no change awaits review and at least one was
+// reviewed; its outcome must follow the last review.
 //
 // Messages (payloads are JSON objects; unknown keys are refused):
 //
-//	Drive      {"change_id": string, "content": string}          the driver
-//	Review     {"change_id": string, "approved": bool, "comment": string}  the navigator
-//	Commitment macp.v1.CommitmentPayload
+//	Drive   {"change_id", "content"}                 the driver
+//	Review  {"change_id", "approved": bool, "comment"?}  the navigator
 //
-// change_id and content are required and non-blank, change ids are unique
-// in the session; approved is required; comment is optional.
-//
-// Errors, in the order they are checked:
-//
-//   - FORBIDDEN: a sender who is not one of the pair; Drive from the
-//     navigator; Review from the driver.
-//   - INVALID_ENVELOPE: a payload that is not a JSON object of the
-//     message's shape; a blank or missing required field; a reused change
-//     id; a Drive while a change awaits review; a Review with no change
-//     awaiting review or naming another change; a Commitment that is not
-//     eligible; an unknown message type from a member.
-//
-// A Commitment is eligible when no change awaits review and at least one
-// change was reviewed; its outcome must follow the last review: positive if
-// it approved, negative if it rejected.
-//
-// SessionStart is refused with INVALID_ENVELOPE unless there are exactly two
-// declared participants. Phases: Driving, Reviewing, Committed.
+// Refusals: FORBIDDEN for a sender who is not one of the pair, Drive from
+// the navigator, Review from the driver; INVALID_ENVELOPE for a malformed
+// payload, a blank or missing field, a reused change id, a Drive while a
+// change awaits review, a Review of no or another change. Phases: Driving,
+// Reviewing, Committed.
 package pair
 
-import (
-	"github.com/concord-macp/concord/abi/guest"
-	"github.com/concord-macp/concord/examples/modes/internal/kit"
-)
+import "github.com/concord-macp/concord/abi/guest"
 
-// Identity of the mode.
-const (
-	ModeName    = "ext.mplp.pair.v1"
-	ModeVersion = "1.0.0"
-)
+//go:generate go tool guestgen
 
-// Message types of the mode.
-const (
-	MsgSessionStart = "SessionStart"
-	MsgDrive        = "Drive"
-	MsgReview       = "Review"
-	MsgCommitment   = "Commitment"
-)
+// ModeName is the mode's id.
+const ModeName = "ext.mplp.pair.v1"
 
-// Mode is the pair mode. Its zero value is ready to use.
-type Mode struct{}
-
-var _ guest.Mode = Mode{}
-
-// Describe returns the mode's descriptor.
-func (Mode) Describe() guest.Descriptor {
-	return guest.Descriptor{
-		Mode:                 ModeName,
-		ModeVersion:          ModeVersion,
-		Title:                "MPLP Pair",
-		Description:          "Two declared participants alternate as driver and navigator: the driver proposes a change, the navigator reviews it, and the roles swap.",
-		DeterminismClass:     "semantic-deterministic",
-		ParticipantModel:     "peer",
-		MessageTypes:         []string{MsgSessionStart, MsgDrive, MsgReview, MsgCommitment},
-		TerminalMessageTypes: []string{MsgCommitment},
-		SchemaURIs:           map[string]string{"docs": "examples/modes/README.md#pair"},
-	}
+// State is a session's state; fields without a wire tag are only in the view.
+type State struct {
+	Driver    string   `json:"driver"`
+	Navigator string   `json:"navigator"`
+	Pending   *string  `json:"pending_change"`
+	Swaps     int      `json:"swaps"`
+	Changes   []Change `wire:"2" json:"changes"`
 }
 
-// Step decides on one envelope.
-func (Mode) Step(req *guest.StepRequest) guest.Result {
-	env := &req.Envelope
-	if env.MessageType == MsgSessionStart {
-		if len(req.State) != 0 {
-			return kit.Invalid("the session has already started")
-		}
-		if n := len(req.Session.Participants); n != 2 {
-			return kit.Invalid("a pair needs exactly two declared participants, got %d", n)
-		}
-		return guest.Accept((&State{}).Marshal())
-	}
-	s, err := Unmarshal(req.State)
-	if err != nil {
-		return kit.Internal("%v", err)
-	}
-	if s.Commitment != nil {
-		return kit.Invalid("the session is already committed")
-	}
-	switch env.MessageType {
-	case MsgDrive:
-		return s.onDrive(req)
-	case MsgReview:
-		return s.onReview(req)
-	case MsgCommitment:
-		return s.onCommitment(req)
-	}
-	if !kit.IsMember(&req.Session, env.Sender) {
-		return kit.Forbidden("%s is not a member of the session", env.Sender)
-	}
-	return kit.Invalid("unknown message type %q", env.MessageType)
+// Change is a driven change and its review.
+type Change struct {
+	ID       string `wire:"1" json:"change_id"`
+	Driver   string `wire:"2" json:"driver"`
+	Content  string `wire:"3" json:"content"`
+	Reviewed bool   `wire:"4"`
+	Approved bool   `wire:"5"`
+	Status   string `json:"status"`
+	Comment  string `wire:"6" json:"comment"`
 }
 
 type drivePayload struct {
-	ChangeID string `json:"change_id"`
-	Content  string `json:"content"`
-}
-
-func (s *State) onDrive(req *guest.StepRequest) guest.Result {
-	env, sess := &req.Envelope, &req.Session
-	if !sess.IsParticipant(env.Sender) {
-		return kit.Forbidden("%s is not one of the pair", env.Sender)
-	}
-	if driver := s.Driver(sess.Participants); env.Sender != driver {
-		return kit.Forbidden("%s is the navigator; only the driver %s may Drive", env.Sender, driver)
-	}
-	var p drivePayload
-	if err := kit.DecodePayload(env.Payload, &p); err != nil {
-		return kit.Invalid("Drive payload: %v", err)
-	}
-	switch {
-	case kit.Blank(p.ChangeID):
-		return kit.Invalid("change_id must not be blank")
-	case kit.Blank(p.Content):
-		return kit.Invalid("content must not be blank")
-	case s.change(p.ChangeID) != nil:
-		return kit.Invalid("change_id %q is already taken", p.ChangeID)
-	}
-	if c := s.Pending(); c != nil {
-		return kit.Invalid("change %q still awaits review", c.ID)
-	}
-	s.Changes = append(s.Changes, Change{ID: p.ChangeID, Driver: env.Sender, Content: p.Content})
-	return guest.Accept(s.Marshal())
+	ChangeID string `json:"change_id" guest:"nonblank"`
+	Content  string `json:"content" guest:"nonblank"`
 }
 
 type reviewPayload struct {
 	ChangeID string `json:"change_id"`
-	Approved *bool  `json:"approved"`
+	Approved *bool  `json:"approved" guest:"required"`
 	Comment  string `json:"comment"`
 }
 
-func (s *State) onReview(req *guest.StepRequest) guest.Result {
-	env, sess := &req.Envelope, &req.Session
-	if !sess.IsParticipant(env.Sender) {
-		return kit.Forbidden("%s is not one of the pair", env.Sender)
-	}
-	if driver := s.Driver(sess.Participants); env.Sender == driver {
-		return kit.Forbidden("%s is the driver; only the navigator may Review", env.Sender)
-	}
-	var p reviewPayload
-	if err := kit.DecodePayload(env.Payload, &p); err != nil {
-		return kit.Invalid("Review payload: %v", err)
-	}
-	if p.Approved == nil {
-		return kit.Invalid("approved is required")
-	}
-	c := s.Pending()
-	switch {
-	case c == nil:
-		return kit.Invalid("no change awaits review")
-	case c.ID != p.ChangeID:
-		return kit.Invalid("change %q is not the one awaiting review (%q)", p.ChangeID, c.ID)
-	}
-	c.Reviewed, c.Approved, c.Comment = true, *p.Approved, p.Comment
-	return guest.Accept(s.Marshal())
+// Mode is the pair mode.
+var Mode = &guest.Machine[State, *State]{
+	Descriptor: guest.Descriptor{Mode: ModeName, ModeVersion: "1.0.0", Title: "MPLP Pair", ParticipantModel: "peer",
+		Description: "Two declared participants alternate as driver and navigator: the driver proposes a change, the navigator reviews it, and the roles swap.",
+		SchemaURIs:  map[string]string{"docs": "examples/modes/README.md#pair"}},
+	CommitmentField: 3,
+	MinParticipants: 2,
+	MaxParticipants: 2,
+	Status:          status,
+	BeforeView:      view,
+	Messages: []guest.Message[*State]{
+		guest.On("Drive", guest.Participants, onDrive).By(driver),
+		guest.On("Review", guest.Participants, onReview).By(navigator),
+	},
 }
 
-func (s *State) onCommitment(req *guest.StepRequest) guest.Result {
-	why := "no change was reviewed yet"
-	if c := s.Pending(); c != nil {
-		why = "change " + c.ID + " awaits review"
-	} else if c := s.LastReviewed(); c != nil && c.Approved {
-		why = "the last review approved change " + c.ID
-	} else if c != nil {
-		why = "the last review rejected change " + c.ID
+func onDrive(s *State, req *guest.StepRequest, p *drivePayload) error {
+	for _, c := range s.Changes {
+		if c.ID == p.ChangeID {
+			return guest.Invalid("change_id %q is already taken", p.ChangeID)
+		}
 	}
-	c, res, ok := kit.Commit(&req.Envelope, s.Eligible(), why)
-	if !ok {
-		return res
+	if c := s.pending(); c != nil {
+		return guest.Invalid("change %q still awaits review", c.ID)
 	}
-	s.Commitment = c
-	return guest.Accept(s.Marshal())
+	s.Changes = append(s.Changes, Change{ID: p.ChangeID, Driver: req.Envelope.Sender, Content: p.Content})
+	return nil
+}
+
+func onReview(s *State, _ *guest.StepRequest, p *reviewPayload) error {
+	switch c := s.pending(); {
+	case c == nil:
+		return guest.Invalid("no change awaits review")
+	case c.ID != p.ChangeID:
+		return guest.Invalid("change %q is not the one awaiting review (%q)", p.ChangeID, c.ID)
+	default:
+		c.Reviewed, c.Approved, c.Comment = true, *p.Approved, p.Comment
+		return nil
+	}
+}
+
+// pending returns the change awaiting review, or nil.
+func (s *State) pending() *Change {
+	if n := len(s.Changes); n > 0 && !s.Changes[n-1].Reviewed {
+		return &s.Changes[n-1]
+	}
+	return nil
+}
+
+// reviews is the number of reviewed changes, which is the number of swaps.
+func (s *State) reviews() int {
+	if s.pending() != nil {
+		return len(s.Changes) - 1
+	}
+	return len(s.Changes)
+}
+
+func driver(s *State, sess *guest.Session) string    { return sess.Participants[s.reviews()%2] }
+func navigator(s *State, sess *guest.Session) string { return sess.Participants[(s.reviews()+1)%2] }
+
+func status(s *State, _ *guest.Session) guest.Status {
+	switch {
+	case s.pending() != nil:
+		return guest.Status{Phase: "Reviewing", Why: "a change awaits review"}
+	case len(s.Changes) == 0:
+		return guest.Status{Phase: "Driving", Why: "no change was reviewed yet"}
+	}
+	approved := s.Changes[len(s.Changes)-1].Approved
+	return guest.Status{Phase: "Driving", Eligible: guest.Eligibility{Positive: approved, Negative: !approved}, Why: "the outcome follows the last review"}
+}
+
+func view(s *State, sess *guest.Session) {
+	if len(sess.Participants) == 2 {
+		s.Driver, s.Navigator = driver(s, sess), navigator(s, sess)
+	}
+	if c := s.pending(); c != nil {
+		s.Pending = &c.ID
+	}
+	s.Swaps = s.reviews()
+	for i := range s.Changes {
+		switch c := &s.Changes[i]; {
+		case !c.Reviewed:
+			c.Status = "pending"
+		case c.Approved:
+			c.Status = "approved"
+		default:
+			c.Status = "rejected"
+		}
+	}
 }

@@ -4,9 +4,16 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/concord-macp/concord/examples/modes/internal/kit"
-	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	"github.com/concord-macp/concord/abi/guest"
+	kt "github.com/concord-macp/concord/abi/guest/guesttest"
 	"github.com/concord-macp/concord/macperr"
+)
+
+const (
+	MsgSessionStart = "SessionStart"
+	MsgDrive        = "Drive"
+	MsgReview       = "Review"
+	MsgCommitment   = "Commitment"
 )
 
 const (
@@ -27,7 +34,7 @@ func with(m kt.Msg, code macperr.Code) kt.Msg { m.Code = code; return m }
 func commit(positive bool, code macperr.Code) kt.Msg { return kt.Commitment(kt.Coord, positive, code) }
 
 func TestDescribe(t *testing.T) {
-	d := Mode{}.Describe()
+	d := Mode.Describe()
 	if d.Mode != ModeName || d.ModeVersion != "1.0.0" || !reflect.DeepEqual(d.TerminalMessageTypes, []string{"Commitment"}) || d.MessageTypes[0] != "SessionStart" {
 		t.Fatalf("descriptor %+v", d)
 	}
@@ -43,13 +50,13 @@ func TestSessionStart(t *testing.T) {
 		{[]string{kt.Alice, kt.Bob}, ""},
 		{[]string{kt.Alice, kt.Bob, kt.Carol}, IE},
 	} {
-		res := kt.StartResult(Mode{}, kt.Session(ModeName, "", tc.participants...))
+		res := kt.StartResult(Mode, kt.Session(ModeName, "", tc.participants...))
 		if res.Accepted != (tc.code == "") || res.Code != tc.code {
 			t.Errorf("%v: accepted=%v %s, want %q", tc.participants, res.Accepted, res.Code, tc.code)
 		}
 	}
 	sess := kt.Session(ModeName, "", kt.Alice, kt.Bob)
-	kt.Play(t, Mode{}, sess, kt.Start(t, Mode{}, sess), []kt.Msg{{Sender: kt.Coord, Type: MsgSessionStart, Code: IE}})
+	kt.Play(t, Mode, sess, kt.Start(t, Mode, sess), []kt.Msg{{Sender: kt.Coord, Type: MsgSessionStart, Code: IE}})
 }
 
 func TestRules(t *testing.T) {
@@ -98,62 +105,59 @@ func TestRules(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sess := kt.Session(ModeName, "", kt.Alice, kt.Bob)
-			kt.Play(t, Mode{}, sess, kt.Start(t, Mode{}, sess), tc.script)
+			kt.Play(t, Mode, sess, kt.Start(t, Mode, sess), tc.script)
 		})
 	}
 }
 
 func TestView(t *testing.T) {
 	sess := kt.Session(ModeName, "", kt.Alice, kt.Bob)
-	state := kt.Start(t, Mode{}, sess)
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Driving","driver":"agent://alice","navigator":"agent://bob",
+	state := kt.Start(t, Mode, sess)
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Driving","driver":"agent://alice","navigator":"agent://bob",
 		"pending_change":null,"swaps":0,"changes":[],"eligible":{"positive":false,"negative":false},"commitment":null}`)
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{drive(kt.Alice, "c1")})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Reviewing","driver":"agent://alice","pending_change":"c1",
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{drive(kt.Alice, "c1")})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Reviewing","driver":"agent://alice","pending_change":"c1",
 		"changes":[{"change_id":"c1","driver":"agent://alice","content":"diff c1","status":"pending","comment":""}]}`)
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{review(kt.Bob, "c1", false)})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Driving","driver":"agent://bob","navigator":"agent://alice",
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{review(kt.Bob, "c1", false)})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Driving","driver":"agent://bob","navigator":"agent://alice",
 		"pending_change":null,"swaps":1,"changes":[{"status":"rejected","comment":"seen"}],"eligible":{"positive":false,"negative":true}}`)
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{commit(false, "")})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Committed","commitment":{"outcome_positive":false,"action":"ext.failed"}}`)
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{commit(false, "")})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Committed","commitment":{"outcome_positive":false,"action":"ext.failed"}}`)
 }
 
 func TestStateRoundTrip(t *testing.T) {
-	for name, s := range map[string]*State{
-		"initial": {},
-		"changes": {Changes: []Change{
+	for name, tc := range map[string]struct {
+		s *State
+		c *guest.CommitmentRecord
+	}{
+		"initial": {s: &State{}},
+		"changes": {s: &State{Changes: []Change{
 			{ID: "c1", Driver: kt.Alice, Content: "x ✓", Reviewed: true, Approved: true, Comment: "ok"},
 			{ID: "c2", Driver: kt.Bob, Content: "y"},
-		}},
-		"committed": {Changes: []Change{{ID: "c", Reviewed: true}}, Commitment: &kit.Commitment{CommitmentID: "c"}},
+		}}},
+		"committed": {s: &State{Changes: []Change{{ID: "c", Reviewed: true}}}, c: &guest.CommitmentRecord{CommitmentID: "c"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			b := s.Marshal()
-			got, err := Unmarshal(b)
+			b := Mode.Encode(tc.s, tc.c)
+			got, c, err := Mode.Decode(b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, s) {
-				t.Fatalf("round trip:\n got %+v\nwant %+v", got, s)
+			if !reflect.DeepEqual(got, tc.s) || !reflect.DeepEqual(c, tc.c) {
+				t.Fatalf("round trip:\n got %+v %+v\nwant %+v %+v", got, c, tc.s, tc.c)
 			}
-			if string(got.Marshal()) != string(b) {
+			if string(Mode.Encode(got, c)) != string(b) {
 				t.Fatal("re-encoding differs")
 			}
 		})
 	}
-	kt.CorruptState(t, Mode{}, kt.Session(ModeName, "", kt.Alice, kt.Bob), MsgDrive)
+	kt.CorruptState(t, Mode, kt.Session(ModeName, "", kt.Alice, kt.Bob), MsgDrive)
 }
 
 func TestDeterminism(t *testing.T) {
 	sess := kt.Session(ModeName, "", kt.Alice, kt.Bob)
-	kt.Deterministic(t, Mode{}, sess, []kt.Msg{
+	kt.Deterministic(t, Mode, sess, []kt.Msg{
 		drive(kt.Alice, "c1"), with(drive(kt.Bob, "x"), FB), review(kt.Bob, "c1", false),
 		drive(kt.Bob, "c2"), review(kt.Alice, "c2", true), commit(true, ""),
-	}, func(b []byte) ([]byte, error) {
-		s, err := Unmarshal(b)
-		if err != nil {
-			return nil, err
-		}
-		return s.Marshal(), nil
-	})
+	}, kt.Reencode(Mode))
 }

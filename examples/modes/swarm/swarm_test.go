@@ -4,9 +4,16 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/concord-macp/concord/examples/modes/internal/kit"
-	kt "github.com/concord-macp/concord/examples/modes/internal/kittest"
+	"github.com/concord-macp/concord/abi/guest"
+	kt "github.com/concord-macp/concord/abi/guest/guesttest"
 	"github.com/concord-macp/concord/macperr"
+)
+
+const (
+	MsgSessionStart = "SessionStart"
+	MsgContribute   = "Contribute"
+	MsgEndorse      = "Endorse"
+	MsgCommitment   = "Commitment"
 )
 
 const (
@@ -29,7 +36,7 @@ func commit(positive bool, code macperr.Code) kt.Msg { return kt.Commitment(kt.C
 var four = []string{kt.Alice, kt.Bob, kt.Carol, kt.Dave}
 
 func TestDescribe(t *testing.T) {
-	d := Mode{}.Describe()
+	d := Mode.Describe()
 	if d.Mode != ModeName || d.ModeVersion != "1.0.0" || d.ParticipantModel != "quorum" ||
 		!reflect.DeepEqual(d.TerminalMessageTypes, []string{"Commitment"}) || d.MessageTypes[0] != "SessionStart" {
 		t.Fatalf("descriptor %+v", d)
@@ -63,7 +70,7 @@ func TestSessionStart(t *testing.T) {
 		{"wrong type", `{"swarm":{"quorum":"2"}}`, four, IE, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := kt.StartResult(Mode{}, kt.Session(ModeName, tc.rules, tc.participants...))
+			res := kt.StartResult(Mode, kt.Session(ModeName, tc.rules, tc.participants...))
 			if tc.code != "" {
 				if res.Accepted || res.Code != tc.code {
 					t.Fatalf("accepted=%v %s (%s), want %s", res.Accepted, res.Code, res.Message, tc.code)
@@ -73,13 +80,13 @@ func TestSessionStart(t *testing.T) {
 			if !res.Accepted {
 				t.Fatalf("rejected %s %s", res.Code, res.Message)
 			}
-			if s, err := Unmarshal(res.State); err != nil || s.Quorum != tc.quorum {
+			if s, _, err := Mode.Decode(res.State); err != nil || s.Quorum != tc.quorum {
 				t.Fatalf("state %+v %v, want quorum %d", s, err, tc.quorum)
 			}
 		})
 	}
 	sess := kt.Session(ModeName, "", kt.Alice)
-	kt.Play(t, Mode{}, sess, kt.Start(t, Mode{}, sess), []kt.Msg{{Sender: kt.Coord, Type: MsgSessionStart, Code: IE}})
+	kt.Play(t, Mode, sess, kt.Start(t, Mode, sess), []kt.Msg{{Sender: kt.Coord, Type: MsgSessionStart, Code: IE}})
 }
 
 func TestRules(t *testing.T) {
@@ -134,63 +141,60 @@ func TestRules(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sess := kt.Session(ModeName, tc.rules, four...)
-			kt.Play(t, Mode{}, sess, kt.Start(t, Mode{}, sess), tc.script)
+			kt.Play(t, Mode, sess, kt.Start(t, Mode, sess), tc.script)
 		})
 	}
 }
 
 func TestView(t *testing.T) {
 	sess := kt.Session(ModeName, "", kt.Alice, kt.Bob, kt.Carol)
-	state := kt.Start(t, Mode{}, sess)
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Open","quorum":2,"electorate":3,"contributions":[],
+	state := kt.Start(t, Mode, sess)
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Open","quorum":2,"electorate":3,"contributions":[],
 		"endorsements":{},"not_endorsed":["agent://alice","agent://bob","agent://carol"],"converged_on":null,
 		"eligible":{"positive":false,"negative":false},"commitment":null}`)
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{contribute(kt.Bob, "x"), endorse(kt.Carol, "x")})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Open","contributions":[
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{contribute(kt.Bob, "x"), endorse(kt.Carol, "x")})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Open","contributions":[
 		{"contribution_id":"x","sender":"agent://bob","content":"idea x","endorsers":["agent://carol"]}],
 		"endorsements":{"agent://carol":"x"},"not_endorsed":["agent://alice","agent://bob"]}`)
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{endorse(kt.Alice, "x")})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Converged","converged_on":"x","eligible":{"positive":true,"negative":false}}`)
-	state = kt.Play(t, Mode{}, sess, state, []kt.Msg{commit(true, "")})
-	kt.Subset(t, kt.View(t, Mode{}, sess, state), `{"phase":"Committed","eligible":{"positive":false,"negative":false}}`)
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{endorse(kt.Alice, "x")})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Converged","converged_on":"x","eligible":{"positive":true,"negative":false}}`)
+	state = kt.Play(t, Mode, sess, state, []kt.Msg{commit(true, "")})
+	kt.Subset(t, kt.View(t, Mode, sess, state), `{"phase":"Committed","eligible":{"positive":false,"negative":false}}`)
 }
 
 func TestStateRoundTrip(t *testing.T) {
-	for name, s := range map[string]*State{
-		"initial": {Quorum: 2},
-		"busy": {Quorum: 3,
+	for name, tc := range map[string]struct {
+		s *State
+		c *guest.CommitmentRecord
+	}{
+		"initial": {s: &State{Quorum: 2}},
+		"busy": {s: &State{Quorum: 3,
 			Contributions: []Contribution{{ID: "x", Sender: kt.Alice, Content: "c ✓"}, {ID: "y", Sender: kt.Bob, Content: "d"}},
 			Endorsements:  []Endorsement{{Endorser: kt.Carol, ContributionID: "y", Comment: "+1"}, {Endorser: kt.Alice, ContributionID: "x"}},
-		},
-		"committed": {Quorum: 1, Commitment: &kit.Commitment{CommitmentID: "c", Sender: kt.Coord}},
+		}},
+		"committed": {s: &State{Quorum: 1}, c: &guest.CommitmentRecord{CommitmentID: "c", Sender: kt.Coord}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			b := s.Marshal()
-			got, err := Unmarshal(b)
+			b := Mode.Encode(tc.s, tc.c)
+			got, c, err := Mode.Decode(b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, s) {
-				t.Fatalf("round trip:\n got %+v\nwant %+v", got, s)
+			if !reflect.DeepEqual(got, tc.s) || !reflect.DeepEqual(c, tc.c) {
+				t.Fatalf("round trip:\n got %+v %+v\nwant %+v %+v", got, c, tc.s, tc.c)
 			}
-			if string(got.Marshal()) != string(b) {
+			if string(Mode.Encode(got, c)) != string(b) {
 				t.Fatal("re-encoding differs")
 			}
 		})
 	}
-	kt.CorruptState(t, Mode{}, kt.Session(ModeName, "", kt.Alice), MsgEndorse)
+	kt.CorruptState(t, Mode, kt.Session(ModeName, "", kt.Alice), MsgEndorse)
 }
 
 func TestDeterminism(t *testing.T) {
 	sess := kt.Session(ModeName, "", four...)
-	kt.Deterministic(t, Mode{}, sess, []kt.Msg{
+	kt.Deterministic(t, Mode, sess, []kt.Msg{
 		contribute(kt.Alice, "x"), contribute(kt.Bob, "y"), endorse(kt.Dave, "y"), with(endorse(kt.Dave, "x"), IE),
 		endorse(kt.Alice, "y"), endorse(kt.Carol, "y"), commit(true, ""),
-	}, func(b []byte) ([]byte, error) {
-		s, err := Unmarshal(b)
-		if err != nil {
-			return nil, err
-		}
-		return s.Marshal(), nil
-	})
+	}, kt.Reencode(Mode))
 }

@@ -12,6 +12,6 @@ import (
 
 // A reactor runs package init functions but never main, so the mode is
 // registered here.
-func init() { guest.Serve(broadcast.Mode{}) }
+func init() { guest.Serve(broadcast.Mode) }
 
 func main() {}
