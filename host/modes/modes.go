@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/concord-macp/concord/abi"
 	"github.com/concord-macp/concord/host/bus"
@@ -39,6 +40,11 @@ type Registry struct {
 	// mode name, still there after the mode is unregistered.
 	lastBound map[string]string
 	uploads   *Uploads // nil until EnableUploads
+	// loadMu serialises loading stored modules (see stored).
+	loadMu sync.Mutex
+	// builtinBytes holds the bytes of the built-in modules by digest, to
+	// store them once uploads are enabled.
+	builtinBytes map[string][]byte
 	changes   *bus.Hub[struct{}]
 }
 
@@ -80,6 +86,12 @@ func (r *Registry) LoadBuiltins(ctx context.Context, l Loader) error {
 			return fmt.Errorf("modes: load built-in %s: %w", name, err)
 		}
 		r.add(m, true)
+		r.mu.Lock()
+		if r.builtinBytes == nil {
+			r.builtinBytes = map[string][]byte{}
+		}
+		r.builtinBytes[m.Digest()] = b
+		r.mu.Unlock()
 	}
 	return nil
 }
@@ -115,12 +127,17 @@ func (r *Registry) Lookup(name string) (mode.Module, bool, error) {
 }
 
 // Pinned implements kernel.Catalog.
+// A module stored by an earlier run (an upload, or a built-in of an
+// earlier binary) is loaded from the store the first time it is asked for.
 func (r *Registry) Pinned(digest string) (mode.Module, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	m, ok := r.byDigest[digest]
-	return m, ok
+	ctx, cancel := context.WithTimeout(context.Background(), pinnedLoadTimeout)
+	defer cancel()
+	m, err := r.stored(ctx, digest)
+	return m, err == nil
 }
+
+// pinnedLoadTimeout bounds loading a stored module for a pinned session.
+const pinnedLoadTimeout = time.Minute
 
 // Standard returns the descriptors of standards-track modes, sorted by name.
 func (r *Registry) Standard() []*macpv1.ModeDescriptor { return r.list(true) }

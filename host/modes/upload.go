@@ -57,36 +57,39 @@ func (r *Registry) EnableUploads(ctx context.Context, u Uploads) error {
 	r.uploads = &u
 	r.mu.Unlock()
 
-	// Every stored module is loaded, bound or not: sessions may be pinned
-	// to a module that no longer serves new sessions.
-	names, err := u.Store.BlobNames(ctx, storage.Modules)
-	if err != nil {
-		return fmt.Errorf("modes: list stored modules: %w", err)
-	}
-	for _, digest := range names {
-		b, err := u.Store.Blob(ctx, storage.Modules, digest)
-		if err != nil {
-			return fmt.Errorf("modes: read module %s: %w", digest, err)
+	// The built-in modules are stored too, so that a later binary, whose
+	// built-ins differ, can still run the sessions pinned to these.
+	r.mu.RLock()
+	var builtins []mode.Module
+	for _, e := range r.byName {
+		if e.builtin {
+			builtins = append(builtins, e.mode)
 		}
-		m, err := u.Loader.Load(ctx, b)
-		if err != nil {
-			return fmt.Errorf("modes: load stored module %s: %w", digest, err)
-		}
-		r.mu.Lock()
-		r.byDigest[m.Digest()] = m
-		r.mu.Unlock()
 	}
+	r.mu.RUnlock()
+	for _, m := range builtins {
+		b, ok := r.builtinBytes[m.Digest()]
+		if !ok {
+			continue
+		}
+		if err := u.Store.PutBlob(ctx, storage.Modules, m.Digest(), b); err != nil {
+			return fmt.Errorf("modes: store built-in module %s: %w", m.Descriptor().GetMode(), err)
+		}
+	}
+	// Other stored modules load when a session pinned to one needs it
+	// (Pinned) or a binding serves it (below).
+	var err error
 	err = u.Store.EachPrefix(ctx, storage.ModeBindings, "", func(_ string, v []byte) error {
 		var b storev1.ModeBinding
 		if err := proto.Unmarshal(v, &b); err != nil {
 			return fmt.Errorf("modes: decode binding: %w", err)
 		}
+		m, err := r.stored(ctx, b.GetModuleDigest())
+		if err != nil {
+			return fmt.Errorf("modes: binding of %s: %w", b.GetMode(), err)
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		m, ok := r.byDigest[b.GetModuleDigest()]
-		if !ok {
-			return fmt.Errorf("modes: binding of %s names a missing module %s", b.GetMode(), b.GetModuleDigest())
-		}
 		r.lastBound[b.GetMode()] = b.GetModuleDigest()
 		if b.GetActive() {
 			r.byName[b.GetMode()] = entry{mode: renamed(m, b.GetMode()), standard: b.GetPromoted(), strict: mode.Strict(b.GetMode(), false, b.GetPromoted())}
@@ -374,3 +377,41 @@ type renamedMode struct {
 }
 
 func (m renamedMode) Descriptor() *macpv1.ModeDescriptor { return m.desc }
+
+// stored returns the module with digest, loading it from the store (with
+// the uploads' sandboxed loader) the first time it is asked for.
+func (r *Registry) stored(ctx context.Context, digest string) (mode.Module, error) {
+	r.mu.RLock()
+	m, ok := r.byDigest[digest]
+	u := r.uploads
+	r.mu.RUnlock()
+	if ok {
+		return m, nil
+	}
+	if u == nil {
+		return nil, fmt.Errorf("module %s is not loaded", digest)
+	}
+	r.loadMu.Lock()
+	defer r.loadMu.Unlock()
+	r.mu.RLock()
+	m, ok = r.byDigest[digest] // loaded while this caller waited?
+	r.mu.RUnlock()
+	if ok {
+		return m, nil
+	}
+	b, err := u.Store.Blob(ctx, storage.Modules, digest)
+	if err != nil {
+		return nil, fmt.Errorf("read module %s: %w", digest, err)
+	}
+	m, err = u.Loader.Load(ctx, b)
+	if err != nil {
+		return nil, fmt.Errorf("load stored module %s: %w", digest, err)
+	}
+	if m.Digest() != digest {
+		return nil, fmt.Errorf("the module stored as %s has digest %s", digest, m.Digest())
+	}
+	r.mu.Lock()
+	r.byDigest[digest] = m
+	r.mu.Unlock()
+	return m, nil
+}
