@@ -45,7 +45,7 @@ type Registry struct {
 	// builtinBytes holds the bytes of the built-in modules by digest, to
 	// store them once uploads are enabled.
 	builtinBytes map[string][]byte
-	changes   *bus.Hub[struct{}]
+	changes      *bus.Hub[struct{}]
 }
 
 type entry struct {
