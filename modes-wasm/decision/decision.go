@@ -109,49 +109,53 @@ const scratchSize = 256
 
 // history is what a step needs to know about the accepted history.
 type history struct {
-	proposals int
-	votes     int
+	layout    layout
+	proposals bool // at least one Proposal was accepted
+	votes     bool // at least one Vote was cast
 	committed bool
 	// found: a proposal with the step's target id exists.
 	found bool
 	// voted: the step's voter already voted on the target proposal.
 	voted bool
-	// insertAt is the offset at which a record of the step's kind goes.
-	insertAt int
 }
 
-// scan reads the history in state for a step that adds a record of field
-// kind, refers to proposal target and is sent by voter (for a Vote).
+// scan reads what a step needs from state: the framing, and only the
+// groups its rules look at — the proposals when it names a target, the
+// votes for a ballot (kind fieldVote). Evaluations and objections are never
+// read, so a step's cost does not grow with them.
 func scan(state []byte, kind protowire.Number, target, voter string) (history, error) {
-	h := history{insertAt: -1}
-	err := walkState(state, func(num protowire.Number, rec []byte, off int) error {
-		if num > kind && h.insertAt < 0 {
-			h.insertAt = off
-		}
-		id, sender, ok := recordKey(rec)
-		if !ok {
-			return errMalformedRecord
-		}
-		switch num {
-		case fieldProposal:
-			h.proposals++
-			if target != "" && string(id) == target {
-				h.found = true
-			}
-		case fieldVote:
-			h.votes++
-			if voter != "" && string(id) == target && string(sender) == voter {
-				h.voted = true
-			}
-		case fieldCommitment:
-			h.committed = true
-		}
-		return nil
-	})
-	if h.insertAt < 0 {
-		h.insertAt = len(state)
+	l, err := readLayout(state)
+	if err != nil {
+		return history{}, err
 	}
-	return h, err
+	h := history{layout: l, proposals: l[fieldProposal].present, votes: l[fieldVote].present, committed: l[fieldCommitment].present}
+	if sp := l[fieldProposal]; target != "" && sp.present {
+		err := eachRecord(state[sp.content:sp.end], func(rec []byte) error {
+			id, _, ok := recordKey(rec)
+			if !ok {
+				return errMalformedRecord
+			}
+			h.found = h.found || string(id) == target
+			return nil
+		})
+		if err != nil {
+			return h, err
+		}
+	}
+	if sp := l[fieldVote]; kind == fieldVote && sp.present {
+		err := eachRecord(state[sp.content:sp.end], func(rec []byte) error {
+			id, sender, ok := recordKey(rec)
+			if !ok {
+				return errMalformedRecord
+			}
+			h.voted = h.voted || (string(id) == target && string(sender) == voter)
+			return nil
+		})
+		if err != nil {
+			return h, err
+		}
+	}
+	return h, nil
 }
 
 // begin scans the history and applies the rules every step shares: a
@@ -165,7 +169,7 @@ func begin(state []byte, env *guest.Envelope, kind protowire.Number, target, vot
 		return h, guest.Reject(macperr.InternalError, "%v", err), false
 	case h.committed:
 		return h, guest.Reject(macperr.InvalidEnvelope, "the decision is already committed"), false
-	case h.votes > 0 && kind != fieldVote && kind != fieldCommitment:
+	case h.votes && kind != fieldVote && kind != fieldCommitment:
 		return h, guest.Reject(macperr.InvalidEnvelope, "%s is not accepted after the first Vote", env.MessageType), false
 	}
 	return h, guest.Result{}, true
@@ -195,7 +199,7 @@ func stepProposal(state []byte, env *guest.Envelope) guest.Result {
 		return invalid("proposal_id %q is already taken", p.ProposalID)
 	}
 	rec := p.appendTo(make([]byte, 0, scratchSize))
-	return guest.Accept(insertRecord(state, h.insertAt, fieldProposal, rec))
+	return guest.Accept(insertRecord(state, h.layout, fieldProposal, rec))
 }
 
 func stepEvaluation(state []byte, env *guest.Envelope) guest.Result {
@@ -216,7 +220,7 @@ func stepEvaluation(state []byte, env *guest.Envelope) guest.Result {
 		return invalid("confidence %v is outside [0, 1]", e.Confidence)
 	}
 	rec := e.appendTo(make([]byte, 0, scratchSize))
-	return guest.Accept(insertRecord(state, h.insertAt, fieldEvaluation, rec))
+	return guest.Accept(insertRecord(state, h.layout, fieldEvaluation, rec))
 }
 
 func stepObjection(state []byte, env *guest.Envelope) guest.Result {
@@ -238,7 +242,7 @@ func stepObjection(state []byte, env *guest.Envelope) guest.Result {
 		return invalid("severity %q is not one of low, medium, high, critical", o.Severity)
 	}
 	rec := o.appendTo(make([]byte, 0, scratchSize))
-	return guest.Accept(insertRecord(state, h.insertAt, fieldObjection, rec))
+	return guest.Accept(insertRecord(state, h.layout, fieldObjection, rec))
 }
 
 func stepVote(state []byte, env *guest.Envelope) guest.Result {
@@ -259,7 +263,7 @@ func stepVote(state []byte, env *guest.Envelope) guest.Result {
 		return invalid("%q already voted on proposal %q; the first vote stands", v.Voter, v.ProposalID)
 	}
 	rec := v.appendTo(make([]byte, 0, scratchSize))
-	return guest.Accept(insertRecord(state, h.insertAt, fieldVote, rec))
+	return guest.Accept(insertRecord(state, h.layout, fieldVote, rec))
 }
 
 func stepCommitment(state []byte, env *guest.Envelope) guest.Result {
@@ -271,7 +275,7 @@ func stepCommitment(state []byte, env *guest.Envelope) guest.Result {
 	switch {
 	case !ok:
 		return res
-	case h.proposals == 0:
+	case !h.proposals:
 		return invalid("a Commitment needs at least one accepted Proposal")
 	}
 	c := Commitment{
@@ -281,7 +285,7 @@ func stepCommitment(state []byte, env *guest.Envelope) guest.Result {
 		Sender:          env.Sender,
 	}
 	rec := appendCommitment(make([]byte, 0, scratchSize), &c)
-	return guest.Accept(insertRecord(state, h.insertAt, fieldCommitment, rec))
+	return guest.Accept(insertRecord(state, h.layout, fieldCommitment, rec))
 }
 
 // Enumerations are compared case-sensitively: recommendation and vote are

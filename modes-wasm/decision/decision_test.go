@@ -384,9 +384,10 @@ func TestEmptyStateIsInitial(t *testing.T) {
 func TestCorruptStateIsInternalError(t *testing.T) {
 	for _, state := range [][]byte{
 		{0xff},
-		{0x08, 0x02},             // unknown state version
+		{0x08, 0x03},             // unknown state version
+		{0x08, 0x01},             // the previous version, read by the previous module
 		{0x12, 0x00},             // a record before the version
-		{0x08, 0x01, 0x12, 0x05}, // truncated record
+		{0x08, 0x02, 0x12, 0x05}, // truncated group
 	} {
 		res := run(defaultSession, state, proposal(t, "a", "p1", "deploy"))
 		if res.Accepted || res.Code != macperr.InternalError {

@@ -12,12 +12,16 @@ import (
 )
 
 // The state is a protobuf-wire message written by hand. Its top-level fields
-// are, in this order: the format version, then one length-delimited record
-// per accepted Proposal, Evaluation, Objection and Vote (each group in
-// acceptance order), then at most one Commitment record. Because every group
-// has a fixed place, the same history always yields the same bytes, and Step
-// can add a record by splicing it in at the end of its group without decoding
-// the rest.
+// are, in this order: the format version; then one length-delimited group
+// each for the accepted Proposals, Evaluations, Objections and Votes, present
+// once the group has a record, holding its records (each a field 1) in
+// acceptance order; then at most one Commitment record. Because every group
+// has a fixed place, the same history always yields the same bytes. A step
+// reads the top-level framing (a handful of fields) and only the groups its
+// rules look at — the proposals to find its target, the votes for a ballot —
+// and adds its record by splicing it onto the end of its group, so the cost
+// of a step does not grow with the evaluations and objections a long session
+// accumulates.
 const (
 	fieldVersion    protowire.Number = 1
 	fieldProposal   protowire.Number = 2
@@ -28,7 +32,13 @@ const (
 )
 
 // stateVersion is the version of the state encoding written by this package.
-const stateVersion = 1
+// Version 1 kept every record at the top level; a session is pinned to the
+// module it started with, so a version-1 session keeps running the module
+// that reads it.
+const stateVersion = 2
+
+// fieldRecord is the field number of a record inside its group.
+const fieldRecord protowire.Number = 1
 
 // Phases of a Decision session, as reported by State.Phase.
 const (
@@ -114,18 +124,20 @@ const fieldSender protowire.Number = 15
 // Marshal returns the canonical encoding of s.
 func (s *State) Marshal() []byte {
 	b := initialState()
-	for i := range s.Proposals {
-		b = guest.AppendRecord(b, fieldProposal, s.Proposals[i].appendTo(nil))
+	group := func(num protowire.Number, n int, rec func(int) []byte) {
+		if n == 0 {
+			return
+		}
+		var g []byte
+		for i := range n {
+			g = guest.AppendRecord(g, fieldRecord, rec(i))
+		}
+		b = guest.AppendRecord(b, num, g)
 	}
-	for i := range s.Evaluations {
-		b = guest.AppendRecord(b, fieldEvaluation, s.Evaluations[i].appendTo(nil))
-	}
-	for i := range s.Objections {
-		b = guest.AppendRecord(b, fieldObjection, s.Objections[i].appendTo(nil))
-	}
-	for i := range s.Votes {
-		b = guest.AppendRecord(b, fieldVote, s.Votes[i].appendTo(nil))
-	}
+	group(fieldProposal, len(s.Proposals), func(i int) []byte { return s.Proposals[i].appendTo(nil) })
+	group(fieldEvaluation, len(s.Evaluations), func(i int) []byte { return s.Evaluations[i].appendTo(nil) })
+	group(fieldObjection, len(s.Objections), func(i int) []byte { return s.Objections[i].appendTo(nil) })
+	group(fieldVote, len(s.Votes), func(i int) []byte { return s.Votes[i].appendTo(nil) })
 	if s.Commitment != nil {
 		b = guest.AppendRecord(b, fieldCommitment, appendCommitment(nil, s.Commitment))
 	}
@@ -136,7 +148,7 @@ func (s *State) Marshal() []byte {
 // state of a session with no history.
 func Unmarshal(b []byte) (*State, error) {
 	s := &State{}
-	err := walkState(b, func(num protowire.Number, rec []byte, _ int) error {
+	err := walkState(b, func(num protowire.Number, rec []byte) error {
 		switch num {
 		case fieldProposal:
 			p, err := decodeProposal(rec, false)
@@ -169,52 +181,131 @@ func Unmarshal(b []byte) (*State, error) {
 // errCorrupt reports state bytes that this package did not write.
 var errCorrupt = errors.New("decision: corrupt mode state")
 
-// walkState checks the top-level framing of an encoded state and calls fn
-// with every record, its field number and the offset at which its field
-// starts. fn checks the record itself.
-func walkState(b []byte, fn func(num protowire.Number, rec []byte, off int) error) error {
+// span is where one top-level field of an encoded state lies: its tag
+// starts at start, its value (a group's records, or the commitment record)
+// is b[content:end].
+type span struct {
+	start, content, end int
+	present             bool
+}
+
+// layout is the top-level framing of an encoded state: one span per group
+// and for the commitment, by field number.
+type layout [fieldCommitment + 1]span
+
+// readLayout checks the top-level framing of an encoded state and returns
+// where each group lies. It reads a handful of fields, never the records.
+func readLayout(b []byte) (layout, error) {
+	var l layout
 	if len(b) == 0 {
-		return nil
+		return l, nil
 	}
 	num, typ, n := protowire.ConsumeTag(b)
 	if n < 0 || num != fieldVersion || typ != protowire.VarintType {
-		return errCorrupt
+		return l, errCorrupt
 	}
 	v, m := protowire.ConsumeVarint(b[n:])
 	if m < 0 {
-		return errCorrupt
+		return l, errCorrupt
 	}
 	if v != stateVersion {
-		return fmt.Errorf("decision: unsupported mode state version %d", v)
+		return l, fmt.Errorf("decision: unsupported mode state version %d", v)
 	}
 	off := n + m
-	last := fieldProposal
-	committed := false
+	last := fieldVersion
 	for off < len(b) {
 		num, typ, n := protowire.ConsumeTag(b[off:])
-		if n < 0 || typ != protowire.BytesType || num < last || num > fieldCommitment || committed {
+		if n < 0 || typ != protowire.BytesType || num <= last || num > fieldCommitment {
+			return l, errCorrupt
+		}
+		val, m := protowire.ConsumeBytes(b[off+n:])
+		if m < 0 || (num != fieldCommitment && len(val) == 0) {
+			return l, errCorrupt
+		}
+		l[num] = span{start: off, content: off + n + m - len(val), end: off + n + m, present: true}
+		last = num
+		off += n + m
+	}
+	return l, nil
+}
+
+// eachRecord calls fn with every record of a group's value.
+func eachRecord(group []byte, fn func(rec []byte) error) error {
+	for len(group) > 0 {
+		num, typ, n := protowire.ConsumeTag(group)
+		if n < 0 || num != fieldRecord || typ != protowire.BytesType {
 			return errCorrupt
 		}
-		committed = num == fieldCommitment
-		rec, m := protowire.ConsumeBytes(b[off+n:])
+		rec, m := protowire.ConsumeBytes(group[n:])
 		if m < 0 {
 			return errCorrupt
 		}
-		if err := fn(num, rec, off); err != nil {
-			return fmt.Errorf("%w: %v", errCorrupt, err)
+		if err := fn(rec); err != nil {
+			return err
 		}
-		last = num
-		off += n + m
+		group = group[n+m:]
 	}
 	return nil
 }
 
-// insertRecord returns a new state: state with rec inserted as field num at
-// offset at. The input is never modified or aliased.
-func insertRecord(state []byte, at int, num protowire.Number, rec []byte) []byte {
-	out := make([]byte, 0, len(state)+protowire.SizeTag(num)+protowire.SizeBytes(len(rec)))
+// walkState checks the framing of an encoded state and calls fn with every
+// record and its kind (the field number of its group, or fieldCommitment),
+// in canonical order. fn checks the record itself.
+func walkState(b []byte, fn func(num protowire.Number, rec []byte) error) error {
+	l, err := readLayout(b)
+	if err != nil {
+		return err
+	}
+	for num := fieldProposal; num <= fieldCommitment; num++ {
+		sp := l[num]
+		if !sp.present {
+			continue
+		}
+		val := b[sp.content:sp.end]
+		if num == fieldCommitment {
+			err = fn(num, val)
+		} else {
+			err = eachRecord(val, func(rec []byte) error { return fn(num, rec) })
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", errCorrupt, err)
+		}
+	}
+	return nil
+}
+
+// insertRecord returns a new state: state, laid out as l, with rec added at
+// the end of its group (num), or as the commitment. The input is never
+// modified or aliased.
+func insertRecord(state []byte, l layout, num protowire.Number, rec []byte) []byte {
+	if num == fieldCommitment {
+		out := make([]byte, 0, len(state)+protowire.SizeTag(num)+protowire.SizeBytes(len(rec)))
+		return guest.AppendRecord(append(out, state...), num, rec)
+	}
+	recLen := protowire.SizeTag(fieldRecord) + protowire.SizeBytes(len(rec))
+	if sp := l[num]; sp.present {
+		old := state[sp.content:sp.end]
+		grown := len(old) + recLen
+		out := make([]byte, 0, len(state)+recLen+protowire.SizeVarint(uint64(grown)))
+		out = append(out, state[:sp.start]...)
+		out = protowire.AppendTag(out, num, protowire.BytesType)
+		out = protowire.AppendVarint(out, uint64(grown))
+		out = append(out, old...)
+		out = guest.AppendRecord(out, fieldRecord, rec)
+		return append(out, state[sp.end:]...)
+	}
+	at := len(state)
+	for later := num + 1; later <= fieldCommitment; later++ {
+		if l[later].present {
+			at = l[later].start
+			break
+		}
+	}
+	out := make([]byte, 0, len(state)+protowire.SizeTag(num)+protowire.SizeVarint(uint64(recLen))+recLen)
 	out = append(out, state[:at]...)
-	out = guest.AppendRecord(out, num, rec)
+	out = protowire.AppendTag(out, num, protowire.BytesType)
+	out = protowire.AppendVarint(out, uint64(recLen))
+	out = guest.AppendRecord(out, fieldRecord, rec)
 	return append(out, state[at:]...)
 }
 

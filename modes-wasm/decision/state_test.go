@@ -2,6 +2,7 @@ package decision
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"reflect"
 	"testing"
@@ -118,13 +119,14 @@ func TestEmptyStateUnmarshal(t *testing.T) {
 func TestUnmarshalRejectsCorruptState(t *testing.T) {
 	valid := sampleState().Marshal()
 	rec := func(field byte, body ...byte) []byte { return append([]byte{field<<3 | 2, byte(len(body))}, body...) }
-	header := []byte{0x08, 0x01}
+	header := []byte{0x08, 0x02}
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	for name, b := range map[string][]byte{
 		"garbage":                 {0xff, 0xff},
 		"no version":              rec(2, 0x0a, 0x01, 'p'),
 		"version 0":               {0x08, 0x00},
-		"version 2":               {0x08, 0x02},
+		"version 1":               {0x08, 0x01},
+		"version 3":               {0x08, 0x03},
 		"version wrong wire type": {0x09, 1, 0, 0, 0, 0, 0, 0, 0},
 		"truncated":               valid[:len(valid)-1],
 		"record wrong wire type":  cat(header, []byte{0x10, 0x01}),
@@ -134,6 +136,9 @@ func TestUnmarshalRejectsCorruptState(t *testing.T) {
 		"two commitments":         cat(header, rec(2, 0x0a, 0x01, 'p'), rec(6), rec(6)),
 		"truncated inside record": cat(header, rec(2, 0x0a, 0x05, 'p')),
 		"record after commitment": cat(header, rec(6), rec(5)),
+		"empty group":             cat(header, rec(2)),
+		"a group twice":           cat(header, rec(2, 0x0a, 0x01, 'p'), rec(2, 0x0a, 0x01, 'p')),
+		"foreign field in group":  cat(header, rec(3, 0x12, 0x01, 'p')),
 	} {
 		if _, err := Unmarshal(b); err == nil {
 			t.Errorf("%s: Unmarshal(%x) succeeded", name, b)
@@ -274,5 +279,33 @@ func BenchmarkVote(b *testing.B) {
 		if res := run(sess, state, last); !res.Accepted {
 			b.Fatal(res.Message)
 		}
+	}
+}
+
+// BenchmarkEvaluationAsHistoryGrows steps one more Evaluation into a session
+// that already holds n of them: the step reads the framing and the
+// proposals, never the evaluations, so its cost should not grow with n
+// beyond copying the state (compare the sub-benchmarks' ns/op).
+func BenchmarkEvaluationAsHistoryGrows(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("evaluations=%d", n), func(b *testing.B) {
+			state := start(b, defaultSession)
+			state = run(defaultSession, state, proposal(b, "a", "p1", "deploy")).State
+			next := evaluation(b, "b", "p1", "APPROVE", 0.5)
+			for range n {
+				res := run(defaultSession, state, next)
+				if !res.Accepted {
+					b.Fatal(res.Message)
+				}
+				state = res.State
+			}
+			b.ReportMetric(float64(len(state)), "state-bytes")
+			b.ReportAllocs()
+			for b.Loop() {
+				if res := run(defaultSession, state, next); !res.Accepted {
+					b.Fatal(res.Message)
+				}
+			}
+		})
 	}
 }
