@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -213,8 +214,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		logger.Error("--tls-cert and --tls-key go together")
 		return 2
 	}
+	// Listen first: connections made while the store opens and the modes
+	// load wait in the backlog rather than being refused.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		logger.Error("cannot listen", "addr", cfg.Addr, "err", err)
+		return 1
+	}
+	cfg.Listener = ln
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
+		_ = ln.Close()
 		logger.Error("cannot start", "err", err)
 		return 1
 	}

@@ -6,6 +6,7 @@ package modes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -76,21 +77,38 @@ func (r *Registry) LoadBuiltins(ctx context.Context, l Loader) error {
 	if len(names) == 0 {
 		return fmt.Errorf("modes: the binary holds no built-in mode modules; build it with `make`")
 	}
-	for _, name := range names {
-		b, err := builtin.Module(name)
-		if err != nil {
-			return err
-		}
-		m, err := l.Load(ctx, b)
-		if err != nil {
-			return fmt.Errorf("modes: load built-in %s: %w", name, err)
-		}
+	// Decoding and validating a module costs CPU even when its machine
+	// code is cached: load them side by side.
+	loaded := make([]mode.Module, len(names))
+	raw := make([][]byte, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := builtin.Module(name)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			raw[i] = b
+			if loaded[i], err = l.Load(ctx, b); err != nil {
+				errs[i] = fmt.Errorf("modes: load built-in %s: %w", name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for i, m := range loaded {
 		r.add(m, true)
 		r.mu.Lock()
 		if r.builtinBytes == nil {
 			r.builtinBytes = map[string][]byte{}
 		}
-		r.builtinBytes[m.Digest()] = b
+		r.builtinBytes[m.Digest()] = raw[i]
 		r.mu.Unlock()
 	}
 	return nil

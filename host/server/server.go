@@ -36,6 +36,11 @@ import (
 type Config struct {
 	// Addr is the listen address, e.g. "127.0.0.1:50051".
 	Addr string
+	// Listener, when set, is already listening on Addr: `concord serve`
+	// listens before it opens the store and loads the modes, so that
+	// clients connecting during start-up wait in the backlog instead of
+	// being refused.
+	Listener net.Listener
 	// DataDir holds the Badger store and the Wasm compilation cache.
 	DataDir string
 	// Memory keeps the store in memory: nothing survives a restart.
@@ -302,11 +307,15 @@ func (s *Server) Serve(ln net.Listener) error {
 	return err
 }
 
-// ListenAndServe listens on the configured address and serves.
+// ListenAndServe listens on the configured address (or serves on
+// Config.Listener, when set) and serves.
 func (s *Server) ListenAndServe() error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("server: listen: %w", err)
+	ln := s.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("server: listen: %w", err)
+		}
 	}
 	scheme := "h2c"
 	if s.tlsEnabled() {
