@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"google.golang.org/protobuf/proto"
@@ -24,6 +25,16 @@ type request struct {
 	entries  int        // how many log entries
 	size     int        // rough encoded size, for MaxGroupBytes
 	done     chan error // buffered; receives the outcome once
+	// observed, when set, is told the outcome (Hooks.Commit).
+	observed func(error)
+}
+
+// finish hands r its outcome.
+func (r *request) finish(err error) {
+	if r.observed != nil {
+		r.observed(err)
+	}
+	r.done <- err
 }
 
 // perKeyOverhead approximates what Badger adds to each key and value.
@@ -71,12 +82,21 @@ func (s *Store) Enqueue(ctx context.Context, snap *storev1.Session, entries ...*
 	if err := s.usable(); err != nil {
 		return nil, fmt.Errorf("store: commit %.64q: %w", req.id, err)
 	}
+	if s.hooks.Commit != nil {
+		req.observed = s.hooks.Commit(ctx)
+	}
 	select {
 	case s.queue <- req:
 	case <-s.closing:
-		return nil, fmt.Errorf("store: commit %.64q: %w", req.id, ErrClosed)
+		err = fmt.Errorf("store: commit %.64q: %w", req.id, ErrClosed)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		err = ctx.Err()
+	}
+	if err != nil {
+		if req.observed != nil {
+			req.observed(err)
+		}
+		return nil, err
 	}
 	return &Pending{s: s, req: req}, nil
 }
@@ -246,7 +266,7 @@ func (s *Store) writeGroup(batch []*request) {
 	g := s.newGroup()
 	for _, r := range batch {
 		if err := s.usable(); err != nil && !errors.Is(err, ErrClosed) {
-			r.done <- fmt.Errorf("store: commit %.64q: %w", r.id, err)
+			r.finish(fmt.Errorf("store: commit %.64q: %w", r.id, err))
 			continue
 		}
 		if len(g.reqs) > 0 && g.size+r.size > s.maxBytes {
@@ -256,11 +276,11 @@ func (s *Store) writeGroup(batch []*request) {
 		prev, err := s.lastSequence(g, r.id)
 		if err != nil {
 			err = s.fail(fmt.Errorf("read log position: %w", err))
-			r.done <- fmt.Errorf("store: commit %.64q: %w", r.id, err)
+			r.finish(fmt.Errorf("store: commit %.64q: %w", r.id, err))
 			continue
 		}
 		if prev != r.prev {
-			r.done <- sequenceError(r, prev)
+			r.finish(sequenceError(r, prev))
 			continue
 		}
 		if err := g.add(r); err != nil {
@@ -268,7 +288,7 @@ func (s *Store) writeGroup(batch []*request) {
 			// groups stay under half of Badger's limit; be safe regardless.
 			g.txn.Discard()
 			for _, q := range append(g.reqs, r) {
-				q.done <- fmt.Errorf("store: commit %.64q: %w: %w", q.id, ErrTooLarge, err)
+				q.finish(fmt.Errorf("store: commit %.64q: %w: %w", q.id, ErrTooLarge, err))
 			}
 			g = s.newGroup()
 		}
@@ -308,6 +328,15 @@ func (s *Store) lastSequence(g *group, id string) (uint64, error) {
 	return seq, nil
 }
 
+// stats describes the group's transaction, which took d and failed with err.
+func (g *group) stats(d time.Duration, err error) GroupStats {
+	st := GroupStats{Commits: len(g.reqs), Bytes: g.size, Duration: d, Err: err}
+	for _, r := range g.reqs {
+		st.Entries += r.entries
+	}
+	return st
+}
+
 func (g *group) add(r *request) error {
 	for i, k := range r.keys {
 		if err := g.txn.Set(k, r.vals[i]); err != nil {
@@ -333,20 +362,24 @@ func (s *Store) flush(g *group) {
 	}
 	if err != nil {
 		for _, r := range g.reqs {
-			r.done <- fmt.Errorf("store: commit %.64q: %w", r.id, err)
+			r.finish(fmt.Errorf("store: commit %.64q: %w", r.id, err))
 		}
 		return
 	}
+	began := time.Now()
 	if s.beforeCommit != nil {
 		err = s.beforeCommit()
 	}
 	if err == nil {
 		err = g.txn.Commit()
 	}
+	if s.hooks.Group != nil {
+		s.hooks.Group(g.stats(time.Since(began), err))
+	}
 	if err != nil {
 		err = s.fail(fmt.Errorf("commit transaction of %d commits: %w", len(g.reqs), err))
 		for _, r := range g.reqs {
-			r.done <- fmt.Errorf("store: commit %.64q: %w", r.id, err)
+			r.finish(fmt.Errorf("store: commit %.64q: %w", r.id, err))
 		}
 		return
 	}
@@ -359,6 +392,6 @@ func (s *Store) flush(g *group) {
 		}
 		s.commits.Add(1)
 		s.entries.Add(uint64(r.entries))
-		r.done <- nil
+		r.finish(nil)
 	}
 }
