@@ -233,12 +233,17 @@ func (m *Module) Stats() Stats {
 // (trap, timeout, memory, output size, ABI) or the engine is closed. ctx
 // bounds the wait for a free instance; it interrupts the call itself only in
 // a sandboxed engine.
-func (m *Module) Step(ctx context.Context, req *abiv1.StepRequest) (*abiv1.StepResponse, error) {
+func (m *Module) Step(ctx context.Context, req *abiv1.StepRequest) (_ *abiv1.StepResponse, err error) {
 	if req == nil {
 		return nil, errors.New("wasm: Step: nil request")
 	}
+	if hook := m.engine.opts.StepHook; hook != nil {
+		if done := hook(ctx, m.info()); done != nil {
+			defer func() { done(err) }()
+		}
+	}
 	resp := new(abiv1.StepResponse)
-	err := m.invoke(ctx, abi.ExportStep, req, resp, func() error {
+	err = m.invoke(ctx, abi.ExportStep, req, resp, func() error {
 		switch resp.GetVerdict() {
 		case abiv1.Verdict_VERDICT_ACCEPT, abiv1.Verdict_VERDICT_REJECT:
 			return nil
