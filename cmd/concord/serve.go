@@ -13,6 +13,7 @@ import (
 
 	"github.com/concord-macp/concord/host/limits"
 	"github.com/concord-macp/concord/host/server"
+	"github.com/concord-macp/concord/host/tracing"
 )
 
 // serveFlags are the flags of `concord serve`. Each flag also reads
@@ -21,7 +22,8 @@ import (
 // Concord unchanged. A flag given on the command line wins.
 type serveFlags struct {
 	addr, dataDir, tlsCert, tlsKey, logLevel, origins, wasmCache string
-	memory, dev, insecure                                        bool
+	metricsAddr, otlpEndpoint                                    string
+	memory, dev, insecure, metrics                               bool
 	maxPayload                                                   int
 	limits                                                       limits.Options
 	shutdownGrace                                                time.Duration
@@ -44,6 +46,9 @@ var envNames = map[string][]string{
 	"starts-per-minute":   {"CONCORD_STARTS_PER_MINUTE"},
 	"messages-per-minute": {"CONCORD_MESSAGES_PER_MINUTE"},
 	"max-open-sessions":   {"CONCORD_MAX_OPEN_SESSIONS"},
+	"metrics":             {"CONCORD_METRICS"},
+	"metrics-addr":        {"CONCORD_METRICS_ADDR"},
+	"otlp-endpoint":       {"CONCORD_OTLP_ENDPOINT"},
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -64,6 +69,9 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&f.limits.StartsPerMinute, "starts-per-minute", 60, "SessionStarts one identity may send per minute (0: no limit)")
 	fs.IntVar(&f.limits.MessagesPerMinute, "messages-per-minute", 600, "other envelopes one identity may send per minute (0: no limit)")
 	fs.IntVar(&f.limits.MaxOpenSessions, "max-open-sessions", 1000, "sessions one identity may have open or suspended at once (0: no limit)")
+	fs.BoolVar(&f.metrics, "metrics", true, "serve Prometheus metrics at GET /metrics")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve the metrics on this address instead of --addr")
+	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318 (empty: no traces)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: concord serve [flags]\n\nFlags (environment variables in brackets):")
 		fs.VisitAll(func(fl *flag.Flag) {
@@ -129,6 +137,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		MaxPayloadBytes: f.maxPayload,
 		WasmCacheDir:    f.wasmCache,
 		Limits:          f.limits,
+		Metrics:         f.metrics,
+		MetricsAddr:     f.metricsAddr,
 		Logger:          logger,
 		Version:         version,
 	}
@@ -138,6 +148,21 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		logger.Error("--tls-cert and --tls-key go together")
 		return 2
+	}
+	if f.otlpEndpoint != "" {
+		tp, err := tracing.NewProvider(ctx, f.otlpEndpoint, version)
+		if err != nil {
+			logger.Error("cannot start", "err", err)
+			return 2
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(sctx); err != nil {
+				logger.Warn("flush traces", "err", err)
+			}
+		}()
+		cfg.TracerProvider = tp
 	}
 	srv, err := server.New(ctx, cfg)
 	if err != nil {

@@ -3,6 +3,7 @@ package rpc
 import (
 	"log/slog"
 	"net/http"
+	"slices"
 
 	"connectrpc.com/connect"
 	connectcors "connectrpc.com/cors"
@@ -37,6 +38,9 @@ type Options struct {
 	AllowedOrigins []string
 	// Done, when closed, ends every open stream (server shutdown).
 	Done <-chan struct{}
+	// Interceptors wrap every call of both services, outside
+	// authentication (tracing, metrics), first one outermost.
+	Interceptors []connect.Interceptor
 }
 
 // compressMinBytes is the smallest response worth compressing.
@@ -52,9 +56,10 @@ func NewHandler(opts Options) http.Handler {
 		opts.Logger = slog.Default()
 	}
 	svc := &service{kernel: opts.Kernel, modes: opts.Modes, policies: opts.Policies, log: opts.Logger, version: opts.Version, done: opts.Done}
+	interceptors := connect.WithInterceptors(append(slices.Clone(opts.Interceptors), auth.NewInterceptor(opts.Authenticator))...)
 	mux := http.NewServeMux()
 	path, h := macpv1connect.NewMACPRuntimeServiceHandler(svc,
-		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
+		interceptors,
 		connect.WithReadMaxBytes(opts.MaxPayloadBytes+requestOverhead),
 		// Compressing small messages costs more CPU than it saves bytes.
 		connect.WithCompressMinBytes(compressMinBytes),
@@ -62,7 +67,7 @@ func NewHandler(opts Options) http.Handler {
 	mux.Handle(path, h)
 	mux.HandleFunc(ManifestPath, svc.serveManifest)
 	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine, log: opts.Logger},
-		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
+		interceptors,
 		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead),
 		connect.WithCompressMinBytes(compressMinBytes)))
 	checker := grpchealth.NewStaticChecker(macpv1connect.MACPRuntimeServiceName)
