@@ -22,6 +22,8 @@ type admin struct {
 	modes        *modes.Registry
 	policyEngine *policy.Engine
 	log          *slog.Logger
+	// done closes at shutdown, ending followed timelines.
+	done <-chan struct{}
 }
 
 var _ adminv1connect.AdminServiceHandler = (*admin)(nil)

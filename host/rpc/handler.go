@@ -66,7 +66,7 @@ func NewHandler(opts Options) http.Handler {
 	)
 	mux.Handle(path, h)
 	mux.HandleFunc(ManifestPath, svc.serveManifest)
-	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine, log: opts.Logger},
+	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine, log: opts.Logger, done: opts.Done},
 		interceptors,
 		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead),
 		connect.WithCompressMinBytes(compressMinBytes)))

@@ -831,7 +831,7 @@ var File_concord_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1cconcord/admin/v1/admin.proto\x12\x10concord.admin.v1\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\x1a\x14macp/v1/policy.proto\"6\n" +
+	"\x1cconcord/admin/v1/admin.proto\x12\x10concord.admin.v1\x1a\x1fconcord/admin/v1/sessions.proto\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\x1a\x14macp/v1/policy.proto\"6\n" +
 	"\x15InspectSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"\xe5\x02\n" +
@@ -889,7 +889,7 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\x11policy_descriptor\x18\x01 \x01(\v2\x19.macp.v1.PolicyDescriptorR\x10policyDescriptor\x12\x12\n" +
 	"\x04rego\x18\x02 \x01(\tR\x04rego\"\\\n" +
 	"\x12PushPolicyResponse\x12F\n" +
-	"\x11policy_descriptor\x18\x01 \x01(\v2\x19.macp.v1.PolicyDescriptorR\x10policyDescriptor2\xbc\x04\n" +
+	"\x11policy_descriptor\x18\x01 \x01(\v2\x19.macp.v1.PolicyDescriptorR\x10policyDescriptor2\xe7\x06\n" +
 	"\fAdminService\x12c\n" +
 	"\x0eInspectSession\x12'.concord.admin.v1.InspectSessionRequest\x1a(.concord.admin.v1.InspectSessionResponse\x12`\n" +
 	"\rReplaySession\x12&.concord.admin.v1.ReplaySessionRequest\x1a'.concord.admin.v1.ReplaySessionResponse\x12W\n" +
@@ -899,7 +899,10 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"RemoveMode\x12#.concord.admin.v1.RemoveModeRequest\x1a$.concord.admin.v1.RemoveModeResponse\x12W\n" +
 	"\n" +
-	"PushPolicy\x12#.concord.admin.v1.PushPolicyRequest\x1a$.concord.admin.v1.PushPolicyResponseB@Z>github.com/concord-macp/concord/proto/concord/admin/v1;adminv1b\x06proto3"
+	"PushPolicy\x12#.concord.admin.v1.PushPolicyRequest\x1a$.concord.admin.v1.PushPolicyResponse\x12]\n" +
+	"\fListSessions\x12%.concord.admin.v1.ListSessionsRequest\x1a&.concord.admin.v1.ListSessionsResponse\x12`\n" +
+	"\rExportSession\x12&.concord.admin.v1.ExportSessionRequest\x1a'.concord.admin.v1.ExportSessionResponse\x12h\n" +
+	"\x0fSessionTimeline\x12(.concord.admin.v1.SessionTimelineRequest\x1a).concord.admin.v1.SessionTimelineResponse0\x01B@Z>github.com/concord-macp/concord/proto/concord/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_concord_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -915,25 +918,31 @@ func file_concord_admin_v1_admin_proto_rawDescGZIP() []byte {
 
 var file_concord_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_concord_admin_v1_admin_proto_goTypes = []any{
-	(*InspectSessionRequest)(nil),  // 0: concord.admin.v1.InspectSessionRequest
-	(*InspectSessionResponse)(nil), // 1: concord.admin.v1.InspectSessionResponse
-	(*GovernanceDecision)(nil),     // 2: concord.admin.v1.GovernanceDecision
-	(*ReplaySessionRequest)(nil),   // 3: concord.admin.v1.ReplaySessionRequest
-	(*ReplaySessionResponse)(nil),  // 4: concord.admin.v1.ReplaySessionResponse
-	(*Module)(nil),                 // 5: concord.admin.v1.Module
-	(*UploadModeRequest)(nil),      // 6: concord.admin.v1.UploadModeRequest
-	(*UploadModeResponse)(nil),     // 7: concord.admin.v1.UploadModeResponse
-	(*ListModulesRequest)(nil),     // 8: concord.admin.v1.ListModulesRequest
-	(*ListModulesResponse)(nil),    // 9: concord.admin.v1.ListModulesResponse
-	(*RemoveModeRequest)(nil),      // 10: concord.admin.v1.RemoveModeRequest
-	(*RemoveModeResponse)(nil),     // 11: concord.admin.v1.RemoveModeResponse
-	(*PushPolicyRequest)(nil),      // 12: concord.admin.v1.PushPolicyRequest
-	(*PushPolicyResponse)(nil),     // 13: concord.admin.v1.PushPolicyResponse
-	(*v1.SessionMetadata)(nil),     // 14: macp.v1.SessionMetadata
-	(*v1.CommitmentPayload)(nil),   // 15: macp.v1.CommitmentPayload
-	(v1.SessionState)(0),           // 16: macp.v1.SessionState
-	(*v1.ModeDescriptor)(nil),      // 17: macp.v1.ModeDescriptor
-	(*v1.PolicyDescriptor)(nil),    // 18: macp.v1.PolicyDescriptor
+	(*InspectSessionRequest)(nil),   // 0: concord.admin.v1.InspectSessionRequest
+	(*InspectSessionResponse)(nil),  // 1: concord.admin.v1.InspectSessionResponse
+	(*GovernanceDecision)(nil),      // 2: concord.admin.v1.GovernanceDecision
+	(*ReplaySessionRequest)(nil),    // 3: concord.admin.v1.ReplaySessionRequest
+	(*ReplaySessionResponse)(nil),   // 4: concord.admin.v1.ReplaySessionResponse
+	(*Module)(nil),                  // 5: concord.admin.v1.Module
+	(*UploadModeRequest)(nil),       // 6: concord.admin.v1.UploadModeRequest
+	(*UploadModeResponse)(nil),      // 7: concord.admin.v1.UploadModeResponse
+	(*ListModulesRequest)(nil),      // 8: concord.admin.v1.ListModulesRequest
+	(*ListModulesResponse)(nil),     // 9: concord.admin.v1.ListModulesResponse
+	(*RemoveModeRequest)(nil),       // 10: concord.admin.v1.RemoveModeRequest
+	(*RemoveModeResponse)(nil),      // 11: concord.admin.v1.RemoveModeResponse
+	(*PushPolicyRequest)(nil),       // 12: concord.admin.v1.PushPolicyRequest
+	(*PushPolicyResponse)(nil),      // 13: concord.admin.v1.PushPolicyResponse
+	(*v1.SessionMetadata)(nil),      // 14: macp.v1.SessionMetadata
+	(*v1.CommitmentPayload)(nil),    // 15: macp.v1.CommitmentPayload
+	(v1.SessionState)(0),            // 16: macp.v1.SessionState
+	(*v1.ModeDescriptor)(nil),       // 17: macp.v1.ModeDescriptor
+	(*v1.PolicyDescriptor)(nil),     // 18: macp.v1.PolicyDescriptor
+	(*ListSessionsRequest)(nil),     // 19: concord.admin.v1.ListSessionsRequest
+	(*ExportSessionRequest)(nil),    // 20: concord.admin.v1.ExportSessionRequest
+	(*SessionTimelineRequest)(nil),  // 21: concord.admin.v1.SessionTimelineRequest
+	(*ListSessionsResponse)(nil),    // 22: concord.admin.v1.ListSessionsResponse
+	(*ExportSessionResponse)(nil),   // 23: concord.admin.v1.ExportSessionResponse
+	(*SessionTimelineResponse)(nil), // 24: concord.admin.v1.SessionTimelineResponse
 }
 var file_concord_admin_v1_admin_proto_depIdxs = []int32{
 	14, // 0: concord.admin.v1.InspectSessionResponse.metadata:type_name -> macp.v1.SessionMetadata
@@ -952,14 +961,20 @@ var file_concord_admin_v1_admin_proto_depIdxs = []int32{
 	8,  // 13: concord.admin.v1.AdminService.ListModules:input_type -> concord.admin.v1.ListModulesRequest
 	10, // 14: concord.admin.v1.AdminService.RemoveMode:input_type -> concord.admin.v1.RemoveModeRequest
 	12, // 15: concord.admin.v1.AdminService.PushPolicy:input_type -> concord.admin.v1.PushPolicyRequest
-	1,  // 16: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
-	4,  // 17: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
-	7,  // 18: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
-	9,  // 19: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
-	11, // 20: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
-	13, // 21: concord.admin.v1.AdminService.PushPolicy:output_type -> concord.admin.v1.PushPolicyResponse
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
+	19, // 16: concord.admin.v1.AdminService.ListSessions:input_type -> concord.admin.v1.ListSessionsRequest
+	20, // 17: concord.admin.v1.AdminService.ExportSession:input_type -> concord.admin.v1.ExportSessionRequest
+	21, // 18: concord.admin.v1.AdminService.SessionTimeline:input_type -> concord.admin.v1.SessionTimelineRequest
+	1,  // 19: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
+	4,  // 20: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
+	7,  // 21: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
+	9,  // 22: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
+	11, // 23: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
+	13, // 24: concord.admin.v1.AdminService.PushPolicy:output_type -> concord.admin.v1.PushPolicyResponse
+	22, // 25: concord.admin.v1.AdminService.ListSessions:output_type -> concord.admin.v1.ListSessionsResponse
+	23, // 26: concord.admin.v1.AdminService.ExportSession:output_type -> concord.admin.v1.ExportSessionResponse
+	24, // 27: concord.admin.v1.AdminService.SessionTimeline:output_type -> concord.admin.v1.SessionTimelineResponse
+	19, // [19:28] is the sub-list for method output_type
+	10, // [10:19] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -970,6 +985,7 @@ func file_concord_admin_v1_admin_proto_init() {
 	if File_concord_admin_v1_admin_proto != nil {
 		return
 	}
+	file_concord_admin_v1_sessions_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
