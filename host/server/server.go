@@ -92,6 +92,9 @@ type Server struct {
 	metrics     *metrics.Metrics
 	metricsHTTP *http.Server
 	metricsLn   net.Listener
+	// modes and governor serve replays of exported sessions.
+	modes    *modes.Registry
+	governor policy.Governor
 	// streamsDone closes at shutdown to end long-lived streams.
 	streamsDone chan struct{}
 	closeOnce   sync.Once
@@ -171,6 +174,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: policy engine: %w", err)
 	}
+	s.modes, s.governor = registry, engine
 	s.kernel, err = kernel.New(ctx, kernel.Options{
 		Store:           s.store,
 		Catalog:         registry,
