@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/concord-macp/concord/host/kernel"
+	"github.com/concord-macp/concord/host/store"
 	"github.com/concord-macp/concord/host/timeline"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
@@ -16,6 +17,9 @@ import (
 
 // ExportFormat names the format of a SessionExport.
 const ExportFormat = "concord.session-export.v1"
+
+// timelinePage is how many log entries SessionTimeline reads at a time.
+const timelinePage = 256
 
 // ListSessions lists the sessions the caller may observe that the
 // request's filters select.
@@ -84,11 +88,31 @@ func (a *admin) SessionTimeline(ctx context.Context, req *connect.Request[adminv
 		return statusError(a.log, procedure, err)
 	}
 	if !req.Msg.GetFollow() || terminal(md.GetState()) {
-		// Nothing more will come: the durable log is the whole answer.
-		if err := view.Log(ctx, sid, after, send); err != nil {
-			return statusError(a.log, procedure, err)
+		// Nothing more will come: the durable log is the whole answer,
+		// read a page at a time so that a slow reader holds no read
+		// transaction open.
+		for {
+			var page []*storev1.Entry
+			err := view.Log(ctx, sid, after, func(e *storev1.Entry) error {
+				page = append(page, e)
+				if len(page) == timelinePage {
+					return store.ErrStop
+				}
+				return nil
+			})
+			if err != nil {
+				return statusError(a.log, procedure, err)
+			}
+			for _, e := range page {
+				if err := send(e); err != nil {
+					return err
+				}
+			}
+			if len(page) < timelinePage {
+				return nil
+			}
+			after = page[len(page)-1].GetSequence()
 		}
-		return nil
 	}
 	// Subscribed after the state was read: a session that ended meanwhile
 	// delivers its terminal entry in the backfill.
@@ -97,6 +121,11 @@ func (a *admin) SessionTimeline(ctx context.Context, req *connect.Request[adminv
 		return statusError(a.log, procedure, err)
 	}
 	defer sub.Close()
+	// Send the headers now: a client's call returns only once they arrive,
+	// and the first entry may be long in coming.
+	if err := stream.Send(nil); err != nil {
+		return err
+	}
 	ctx, stop := untilDone(ctx, a.done)
 	defer stop()
 	for {

@@ -1,8 +1,11 @@
 package wasm_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/concord-macp/concord/host/wasm"
@@ -54,5 +57,19 @@ func TestPoolsDescribeLoadedModules(t *testing.T) {
 	p := pools[0]
 	if p.Digest != m.Digest() || p.Mode != "test.counter.v1" || p.Sandboxed || p.Live != 1 || p.Idle != 1 || p.Created != 1 {
 		t.Fatalf("pool %+v", p)
+	}
+}
+
+func TestDiscardLogNamesTheSessionAndMessage(t *testing.T) {
+	var logs bytes.Buffer
+	e := newEngine(t, wasm.Options{MaxInstances: 1, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	m := load(t, e, hostileWasm)
+	req := stepReq(nil, "Trap", "a", nil)
+	req.Envelope.MessageId = "msg-7"
+	if _, err := m.Step(context.Background(), req); !errors.Is(err, wasm.ErrTrap) {
+		t.Fatalf("trap: %v", err)
+	}
+	if line := logs.String(); !strings.Contains(line, "instance discarded") || !strings.Contains(line, "session_id="+session.SessionId) || !strings.Contains(line, "message_id=msg-7") {
+		t.Fatalf("log: %s", line)
 	}
 }
