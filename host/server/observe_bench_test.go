@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,7 +24,8 @@ import (
 // observation, with metrics, and with metrics and traces (every span
 // recorded by an SDK provider, none exported). The servers take turns in
 // short rounds, so that the load of a shared machine falls on all three
-// alike, and the ratios to "off" are reported:
+// alike, and the ratios to "off" are reported, of throughput and of the
+// process's CPU time per Send (less disturbed by other processes):
 // go test -run '^$' -bench SendLoadObserved ./host/server/
 // The stores are in memory: three servers syncing one shared disk see
 // fsync times that differ far more from round to round (up to 1.8× in a
@@ -40,23 +42,42 @@ func BenchmarkSendLoadObserved(b *testing.B) {
 	}
 	const round = 320 // ten Sends per agent
 	spent := make([]time.Duration, len(rigs))
+	cpu := make([]time.Duration, len(rigs))
 	b.ResetTimer()
 	for done, r := 0, 0; done < b.N; r++ {
 		n := min(round, b.N-done)
 		for i := range rigs {
 			k := (i + r) % len(rigs) // rotate who goes first
+			before := processCPU(b)
 			spent[k] += rigs[k].send(b, n)
+			cpu[k] += processCPU(b) - before
 		}
 		done += n
 	}
 	b.StopTimer()
 	rate := make([]float64, len(rigs))
+	perSend := make([]float64, len(rigs))
 	for i := range rigs {
 		rate[i] = float64(b.N) / spent[i].Seconds()
+		perSend[i] = float64(cpu[i].Microseconds()) / float64(b.N)
 		b.ReportMetric(rate[i], names[i]+"-sends/s")
+		b.ReportMetric(perSend[i], names[i]+"-cpu-µs/send")
 	}
 	b.ReportMetric(rate[1]/rate[0], "metrics/off")
 	b.ReportMetric(rate[2]/rate[0], "traced/off")
+	b.ReportMetric(perSend[1]/perSend[0], "metrics/off-cpu")
+	b.ReportMetric(perSend[2]/perSend[0], "traced/off-cpu")
+}
+
+// processCPU is the CPU time (user and system) the process has used. The
+// clients and the server share the process, so a rig's rounds are charged
+// with both: the CPU a Send costs end to end.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // loadRig is a server with 32 agents, each in its own Decision session.

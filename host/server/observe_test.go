@@ -270,7 +270,7 @@ func TestTraceOfACommitment(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, a := range rpcSpan.Attributes() {
-		attrs[string(a.Key)] = a.Value.Emit()
+		attrs[string(a.Key)] = a.Value.String()
 	}
 	if attrs["macp.session_id"] != sid || attrs["macp.message_id"] != "m3" || attrs["macp.message_type"] != "Commitment" {
 		t.Fatalf("RPC span attributes %v", attrs)
