@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/limits"
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/host/tracing"
@@ -127,8 +129,14 @@ func sum(families map[string]*dto.MetricFamily, name string, labels map[string]s
 }
 
 func TestMetricsAfterASession(t *testing.T) {
-	srv := servertest.Start(t, server.Config{Metrics: true, Limits: limits.Options{StartsPerMinute: 1}})
+	// Another observer of Send outcomes (the admin UI's) hears them too.
+	var outcomes atomic.Int64
+	srv := servertest.Start(t, server.Config{Metrics: true, Limits: limits.Options{StartsPerMinute: 1},
+		Observe: func(kernel.Outcome) { outcomes.Add(1) }})
 	observedSession(t, srv)
+	if n := outcomes.Load(); n != 8 {
+		t.Errorf("the second observer heard %d outcomes, want 8", n)
+	}
 
 	// A watch open while scraping counts as a stream subscriber.
 	ctx, cancel := context.WithCancel(context.Background())
