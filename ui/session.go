@@ -17,6 +17,7 @@ import (
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/macperr"
 	"github.com/concord-macp/concord/policy"
+	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 	"github.com/concord-macp/concord/ui/decode"
@@ -398,12 +399,12 @@ func (h *Handler) sessionExport(w http.ResponseWriter, r *http.Request, p page) 
 		h.failErr(w, r, err)
 		return
 	}
-	f := &export.File{Session: proto.CloneOf(rec), Entries: entries, ExportedAtUnixMs: h.now().UnixMilli()}
+	f := &adminv1.SessionExport{Session: proto.CloneOf(rec), Entries: entries, ExportedAtUnixMs: h.now().UnixMilli()}
 	if src, custom, err := h.opts.PolicyEngine.Source(r.Context(), rec.GetPolicy()); err != nil {
 		h.failErr(w, r, macperr.Wrap(macperr.InternalError, err, "the bound policy's source could not be read"))
 		return
 	} else if custom {
-		f.PolicySource = src
+		f.PolicySource = string(src)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", "session-"+id+".json"))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/proto/concord/admin/v1/adminv1connect"
+	"github.com/concord-macp/concord/proto/macp/v1/macpv1connect"
 )
 
 // clientFlags are the flags every client subcommand shares.
@@ -58,4 +59,21 @@ func (c *clientFlags) options() []connect.ClientOption {
 
 func (c *clientFlags) admin() adminv1connect.AdminServiceClient {
 	return adminv1connect.NewAdminServiceClient(c.httpClient(), c.server, c.options()...)
+}
+
+// adminStream is admin for calls that stream until the user stops them.
+func (c *clientFlags) adminStream() adminv1connect.AdminServiceClient {
+	return adminv1connect.NewAdminServiceClient(c.streamingClient(), c.server, c.options()...)
+}
+
+func (c *clientFlags) macp() macpv1connect.MACPRuntimeServiceClient {
+	return macpv1connect.NewMACPRuntimeServiceClient(c.streamingClient(), c.server, c.options()...)
+}
+
+// streamingClient is httpClient without the overall timeout, for calls
+// that stream for as long as the user watches.
+func (c *clientFlags) streamingClient() *http.Client {
+	h := c.httpClient()
+	h.Timeout = 0
+	return h
 }

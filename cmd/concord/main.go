@@ -26,6 +26,7 @@ Usage:
   concord serve [flags]   run the server (concord serve -h lists the flags)
   concord mode ...        push, list and remove mode modules (concord mode for help)
   concord policy ...      push, test and list Rego policies (concord policy for help)
+  concord session ...     list, show, watch, cancel and export sessions (concord session for help)
   concord replay ...      replay a session's log and report divergences
   concord token ...       make a bearer token and its tokens-file entry
   concord version         print the version
@@ -45,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return mode(ctx, args[1:], stdout, stderr)
 	case "policy":
 		return policyCmd(ctx, args[1:], stdout, stderr)
+	case "session":
+		return sessionCmd(ctx, args[1:], stdout, stderr)
 	case "replay":
 		return replay(ctx, args[1:], stdout, stderr)
 	case "token":

@@ -8,11 +8,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"connectrpc.com/connect"
 
 	"github.com/concord-macp/concord/host/access"
+	"github.com/concord-macp/concord/host/export"
+	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/server"
 	"github.com/concord-macp/concord/host/store"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
@@ -31,8 +35,10 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	serverURL := fs.String("server", "", "replay through a running server, e.g. http://127.0.0.1:50051")
 	var creds clientFlags
 	creds.registerCredentials(fs)
+	file := fs.String("file", "", "replay a session exported by `concord session export`, offline; --data-dir adds the uploaded modules and policies kept there")
+	cache := fs.String("wasm-cache-dir", defaultWasmCache(), "with --file: compiled-module cache for the built-in modes")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: concord replay (--data-dir DIR | --server URL [--token TOKEN | --as ID]) SESSION_ID")
+		fmt.Fprintln(stderr, "Usage: concord replay (--data-dir DIR | --server URL [--token TOKEN | --as ID]) SESSION_ID\n       concord replay --file FILE [--data-dir DIR]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -40,6 +46,22 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 		return 2
+	}
+	if *file != "" {
+		if fs.NArg() != 0 || *serverURL != "" {
+			fs.Usage()
+			return 2
+		}
+		sid, res, err := replayFile(ctx, *file, *dataDir, *cache)
+		if err != nil {
+			fmt.Fprintln(stderr, "concord replay:", err)
+			return 1
+		}
+		printReplay(stdout, sid, res)
+		if !res.GetExact() {
+			return 1
+		}
+		return 0
 	}
 	if fs.NArg() != 1 || (*dataDir == "") == (*serverURL == "") {
 		fs.Usage()
@@ -83,13 +105,58 @@ func replayLocal(ctx context.Context, dataDir, sid string) (*adminv1.ReplaySessi
 	if err != nil {
 		return nil, err
 	}
+	return replayResponse(r), nil
+}
+
+// replayFile replays an exported session through the built-in modes, and
+// the uploads and policies of dataDir when given (no server may be using
+// it).
+func replayFile(ctx context.Context, file, dataDir, cache string) (string, *adminv1.ReplaySessionResponse, error) {
+	fh, err := os.Open(file)
+	if err != nil {
+		return "", nil, err
+	}
+	defer func() { _ = fh.Close() }()
+	exp, err := export.Decode(fh)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", file, err)
+	}
+	sid := exp.GetSession().GetMetadata().GetSessionId()
+	cfg := server.Config{Addr: "127.0.0.1:0", DataDir: dataDir, Memory: dataDir == "", WasmCacheDir: cache,
+		SweepInterval: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		if errors.Is(err, store.ErrLocked) {
+			return "", nil, fmt.Errorf("%w (is a server using %s? stop it first)", err, dataDir)
+		}
+		return "", nil, err
+	}
+	defer func() { _ = srv.Shutdown(context.WithoutCancel(ctx)) }()
+	r, err := srv.ReplayExport(ctx, exp)
+	if err != nil {
+		return "", nil, err
+	}
+	return sid, replayResponse(r), nil
+}
+
+// replayResponse renders a replay as the admin API does.
+func replayResponse(r *kernel.ReplayResult) *adminv1.ReplaySessionResponse {
 	out := &adminv1.ReplaySessionResponse{Entries: uint64(r.Entries), Exact: len(r.Divergences) == 0,
 		Divergences: r.Divergences, ModeStateJson: string(r.ModeState)}
 	if r.Session != nil {
 		out.State = r.Session.GetMetadata().GetState()
 		out.Resolution = r.Session.GetResolution()
 	}
-	return out, nil
+	return out
+}
+
+// defaultWasmCache is where offline replays keep the built-in modes'
+// machine code, so that only the first one compiles them.
+func defaultWasmCache() string {
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "concord", "wasm-cache")
+	}
+	return ""
 }
 
 func replayRemote(ctx context.Context, url, bearer, sid string) (*adminv1.ReplaySessionResponse, error) {

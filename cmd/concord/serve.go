@@ -19,6 +19,7 @@ import (
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/limits"
 	"github.com/concord-macp/concord/host/server"
+	"github.com/concord-macp/concord/host/tracing"
 )
 
 // serveFlags are the flags of `concord serve`. Each flag also reads
@@ -27,8 +28,8 @@ import (
 // Concord unchanged. A flag given on the command line wins.
 type serveFlags struct {
 	addr, dataDir, tlsCert, tlsKey, logLevel, origins, wasmCache string
-	headers, exampleDir                                          string
-	memory, dev, insecure                                        bool
+	headers, exampleDir, metricsAddr, otlpEndpoint               string
+	memory, dev, insecure, metrics                               bool
 	maxPayload                                                   int
 	limits                                                       limits.Options
 	shutdownGrace                                                time.Duration
@@ -74,6 +75,9 @@ var envNames = map[string][]string{
 	"ui-oidc-client-secret": {"CONCORD_UI_OIDC_CLIENT_SECRET"},
 	"ui-oidc-redirect-url":  {"CONCORD_UI_OIDC_REDIRECT_URL"},
 	"ui-cookie-key":         {"CONCORD_UI_COOKIE_KEY"},
+	"metrics":               {"CONCORD_METRICS"},
+	"metrics-addr":          {"CONCORD_METRICS_ADDR"},
+	"otlp-endpoint":         {"CONCORD_OTLP_ENDPOINT"},
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -112,6 +116,9 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.ui.clientSecret, "ui-oidc-client-secret", "", "OIDC client secret of the admin console")
 	fs.StringVar(&f.ui.redirectURL, "ui-oidc-redirect-url", "", "the console's OIDC callback URL, e.g. https://HOST/ui/callback")
 	fs.StringVar(&f.ui.cookieKey, "ui-cookie-key", "", "hex key (32+ bytes) signing console session cookies (default: random per start)")
+	fs.BoolVar(&f.metrics, "metrics", true, "serve Prometheus metrics at GET /metrics")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve the metrics on this address instead of --addr")
+	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318 (empty: no traces)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: concord serve [flags]\n\nFlags (environment variables in brackets):")
 		fs.VisitAll(func(fl *flag.Flag) {
@@ -190,6 +197,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		MaxPayloadBytes: f.maxPayload,
 		WasmCacheDir:    f.wasmCache,
 		Limits:          f.limits,
+		Metrics:         f.metrics,
+		MetricsAddr:     f.metricsAddr,
 		Logger:          logger,
 		Version:         version,
 	}
@@ -213,6 +222,21 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		logger.Error("--tls-cert and --tls-key go together")
 		return 2
+	}
+	if f.otlpEndpoint != "" {
+		tp, err := tracing.NewProvider(ctx, f.otlpEndpoint, version)
+		if err != nil {
+			logger.Error("cannot start", "err", err)
+			return 2
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(sctx); err != nil {
+				logger.Warn("flush traces", "err", err)
+			}
+		}()
+		cfg.TracerProvider = tp
 	}
 	// Listen first: connections made while the store opens and the modes
 	// load wait in the backlog rather than being refused.

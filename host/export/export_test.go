@@ -7,12 +7,13 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 
-func sample() *File {
-	return &File{
+func sample() *adminv1.SessionExport {
+	return &adminv1.SessionExport{
 		Session: &storev1.Session{
 			Metadata:     &macpv1.SessionMetadata{SessionId: "s-1", Mode: "macp.mode.decision.v1", State: macpv1.SessionState_SESSION_STATE_RESOLVED},
 			LastSequence: 2, ModuleDigest: "abc", ModeState: []byte{0, 1, 2},
@@ -21,7 +22,7 @@ func sample() *File {
 			{Sequence: 1, Envelope: &macpv1.Envelope{MessageType: "SessionStart", Payload: []byte{9, 8}}, AcceptedAtUnixMs: 10},
 			{Sequence: 2, Origin: storev1.Origin_ORIGIN_RUNTIME, StateAfter: macpv1.SessionState_SESSION_STATE_EXPIRED},
 		},
-		PolicySource:     []byte("package concord.custom\n"),
+		PolicySource:     "package concord.custom\n",
 		ExportedAtUnixMs: 99,
 	}
 }
@@ -40,7 +41,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	want := sample()
 	if !proto.Equal(got.Session, want.Session) || len(got.Entries) != 2 || !proto.Equal(got.Entries[0], want.Entries[0]) ||
-		!proto.Equal(got.Entries[1], want.Entries[1]) || string(got.PolicySource) != string(want.PolicySource) || got.ExportedAtUnixMs != 99 {
+		!proto.Equal(got.Entries[1], want.Entries[1]) || got.PolicySource != want.PolicySource || got.ExportedAtUnixMs != 99 {
 		t.Fatalf("round trip changed the file: %+v", got)
 	}
 }
@@ -58,7 +59,7 @@ func TestDecodeRefusesWhatIsNotAnExport(t *testing.T) {
 		"no session id":  {`{"format":"concord.session-export.v1","session":{"last_sequence":"0"}}`, "no session_id"},
 		"gap in the log": {strings.Replace(good.String(), `"sequence": "2"`, `"sequence": "3"`, 1), "dense"},
 		"short log":      {strings.Replace(good.String(), `"last_sequence": "2"`, `"last_sequence": "5"`, 1), "ends at sequence 5"},
-		"bad entry":      {strings.Replace(good.String(), `"sequence": "2"`, `"sequence": "two"`, 1), "entry 2"},
+		"bad entry":      {strings.Replace(good.String(), `"sequence": "2"`, `"sequence": "two"`, 1), "not a session export"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package rpc
 import (
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"connectrpc.com/connect"
@@ -43,6 +44,9 @@ type Options struct {
 	// AuthRecheck is how often open streams re-resolve their credentials
 	// (0: auth.DefaultRecheck).
 	AuthRecheck time.Duration
+	// Interceptors wrap every call of both services, outside
+	// authentication (tracing, metrics), first one outermost.
+	Interceptors []connect.Interceptor
 }
 
 // compressMinBytes is the smallest response worth compressing.
@@ -59,13 +63,15 @@ func NewHandler(opts Options) http.Handler {
 	}
 	svc := &service{kernel: opts.Kernel, modes: opts.Modes, policies: opts.Policies, log: opts.Logger, version: opts.Version, done: opts.Done}
 	authn := auth.NewInterceptor(opts.Authenticator, auth.InterceptorOptions{Recheck: opts.AuthRecheck, Public: IsPublic})
-	audited := connect.WithInterceptors()
+	// Tracing and metrics outermost, then authentication, then the audit.
+	chain := append(slices.Clone(opts.Interceptors), authn)
 	if opts.Audit != nil {
-		audited = connect.WithInterceptors(opts.Audit.Interceptor())
+		chain = append(chain, opts.Audit.Interceptor())
 	}
+	interceptors := connect.WithInterceptors(chain...)
 	mux := http.NewServeMux()
 	path, h := macpv1connect.NewMACPRuntimeServiceHandler(svc,
-		connect.WithInterceptors(authn), audited,
+		interceptors,
 		connect.WithReadMaxBytes(opts.MaxPayloadBytes+requestOverhead),
 		// Compressing small messages costs more CPU than it saves bytes.
 		connect.WithCompressMinBytes(compressMinBytes),
@@ -73,7 +79,7 @@ func NewHandler(opts Options) http.Handler {
 	mux.Handle(path, h)
 	mux.HandleFunc(ManifestPath, svc.serveManifest)
 	mux.Handle(adminv1connect.NewAdminServiceHandler(&admin{kernel: opts.Kernel, modes: opts.Modes, policyEngine: opts.PolicyEngine, log: opts.Logger, done: opts.Done, audit: opts.Audit},
-		connect.WithInterceptors(authn), audited,
+		interceptors,
 		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead),
 		connect.WithCompressMinBytes(compressMinBytes)))
 	checker := grpchealth.NewStaticChecker(macpv1connect.MACPRuntimeServiceName)

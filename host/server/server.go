@@ -19,13 +19,17 @@ import (
 	"time"
 
 	"github.com/concord-macp/concord/host/audit"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/limits"
+	"github.com/concord-macp/concord/host/metrics"
 	"github.com/concord-macp/concord/host/mode"
 	"github.com/concord-macp/concord/host/modes"
 	"github.com/concord-macp/concord/host/rpc"
 	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/host/tracing"
 	"github.com/concord-macp/concord/host/wasm"
 	"github.com/concord-macp/concord/policy"
 	"github.com/concord-macp/concord/ui"
@@ -78,6 +82,17 @@ type Config struct {
 	Limits limits.Options
 	// UI configures the admin console under /ui/ (see UIConfig).
 	UI UIConfig
+	// Metrics collects Prometheus metrics and serves them at GET /metrics,
+	// on MetricsAddr when that is set, else on Addr.
+	Metrics     bool
+	MetricsAddr string
+	// TracerProvider, when set, gets a span per RPC with child spans for
+	// the mode step, the policy decisions and the store commit; nil makes
+	// no spans.
+	TracerProvider trace.TracerProvider
+	// Observe, when set, is told the outcome of every Send as well (the
+	// admin UI's overview).
+	Observe func(kernel.Outcome)
 	// Now overrides the clock (tests).
 	Now     func() time.Time
 	Logger  *slog.Logger
@@ -103,13 +118,20 @@ type Server struct {
 	authn *auth.Chain
 	// certs serves the TLS certificate when TLS is on.
 	certs *certificates
+	// metrics is nil unless Config.Metrics; metricsHTTP serves them on
+	// Config.MetricsAddr.
+	metrics     *metrics.Metrics
+	metricsHTTP *http.Server
+	metricsLn   net.Listener
+	// governor serves replays of exported sessions.
+	governor policy.Governor
 	// streamsDone closes at shutdown to end long-lived streams.
 	streamsDone chan struct{}
 	closeOnce   sync.Once
 }
 
 // New opens the store, loads the built-in modes, restores every session and
-// prepares the API. It does not listen yet.
+// prepares the API. It does not listen yet, except on Config.MetricsAddr.
 func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -176,22 +198,30 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 			cfg.WasmCacheDir = filepath.Join(cfg.DataDir, "wasm-cache")
 		}
 	}
-	s.store, err = store.Open(ctx, store.Options{Dir: filepath.Join(cfg.DataDir, "badger"), InMemory: cfg.Memory, Logger: cfg.Logger})
+	var obs observers
+	if cfg.TracerProvider != nil {
+		obs.tracer = tracing.New(cfg.TracerProvider)
+	}
+	registry := modes.New()
+	if cfg.Metrics {
+		s.metrics = metrics.New(s.metricSources(registry))
+		obs.metrics = s.metrics
+	}
+	s.store, err = store.Open(ctx, store.Options{Dir: filepath.Join(cfg.DataDir, "badger"), InMemory: cfg.Memory, Logger: cfg.Logger, Hooks: obs.storeHooks()})
 	if err != nil {
 		return nil, fmt.Errorf("server: open store: %w", err)
 	}
-	s.engine, err = wasm.NewEngine(ctx, wasm.Options{CacheDir: cfg.WasmCacheDir, Logger: cfg.Logger})
+	s.engine, err = wasm.NewEngine(ctx, wasm.Options{CacheDir: cfg.WasmCacheDir, Logger: cfg.Logger, StepHook: obs.stepHook()})
 	if err != nil {
 		return nil, fmt.Errorf("server: start wasm engine: %w", err)
 	}
-	registry := modes.New()
 	loader := modes.LoaderFunc(func(ctx context.Context, b []byte) (mode.Module, error) { return s.engine.Load(ctx, b) })
 	if err := registry.LoadBuiltins(ctx, loader); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	// Uploaded modules are untrusted: they run in a second engine whose
 	// calls have a deadline and whose instances a runaway call closes.
-	s.sandbox, err = wasm.NewEngine(ctx, wasm.Options{CacheDir: cfg.WasmCacheDir, Sandbox: true, Logger: cfg.Logger})
+	s.sandbox, err = wasm.NewEngine(ctx, wasm.Options{CacheDir: cfg.WasmCacheDir, Sandbox: true, Logger: cfg.Logger, StepHook: obs.stepHook()})
 	if err != nil {
 		return nil, fmt.Errorf("server: start sandbox engine: %w", err)
 	}
@@ -212,18 +242,18 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: policy engine: %w", err)
 	}
-	s.modes, s.policy = registry, engine
+	s.modes, s.policy, s.governor = registry, engine, engine
 	consoleStats := stats.New(cfg.Now)
 	s.kernel, err = kernel.New(ctx, kernel.Options{
-		Observe:         consoleStats.Observe,
 		Store:           s.store,
 		Catalog:         registry,
-		Governor:        engine,
+		Governor:        obs.governor(engine),
 		Logger:          cfg.Logger,
 		Now:             cfg.Now,
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
 		SweepInterval:   cfg.SweepInterval,
 		Limits:          limits.New(cfg.Limits),
+		Observe:         fanOut(s.observeMetrics(), consoleStats.Observe, cfg.Observe),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -232,7 +262,11 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	handler := rpc.NewHandler(rpc.Options{
+	interceptors, err := obs.interceptors()
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	var handler http.Handler = rpc.NewHandler(rpc.Options{
 		Kernel:          s.kernel,
 		Modes:           registry,
 		Policies:        policies,
@@ -245,7 +279,15 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Done:            s.streamsDone,
 		AuthRecheck:     cfg.Auth.Recheck,
 		Audit:           s.trail,
+		Interceptors:    interceptors,
 	})
+	if s.metrics != nil {
+		if cfg.MetricsAddr == "" {
+			handler = withMetrics(handler, s.metrics)
+		} else if err := s.listenMetrics(); err != nil {
+			return nil, err
+		}
+	}
 	s.console, err = s.newConsole(ctx, consoleStats, policies)
 	if err != nil {
 		return nil, fmt.Errorf("server: admin console: %w", err)
@@ -295,6 +337,9 @@ func (s *Server) Kernel() *kernel.Kernel { return s.kernel }
 // Serve accepts connections on ln until Shutdown. It returns nil after a
 // graceful shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	if s.metricsHTTP != nil {
+		s.serveMetrics()
+	}
 	var err error
 	if s.tlsEnabled() {
 		err = s.http.ServeTLS(ln, "", "")
@@ -356,6 +401,9 @@ func (s *Server) Reload() error {
 // ends), then stops the kernel and flushes and closes the store.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() { close(s.streamsDone) })
+	if s.metricsHTTP != nil {
+		_ = s.metricsHTTP.Shutdown(ctx) // closes the listener, served or not
+	}
 	err := s.http.Shutdown(ctx)
 	if err != nil {
 		err = fmt.Errorf("server: drain: %w", err)
@@ -374,6 +422,9 @@ func (s *Server) close(ctx context.Context) error {
 	}
 	if s.console != nil {
 		s.console.Close()
+	}
+	if s.metricsLn != nil {
+		_ = s.metricsLn.Close() // never served when New failed
 	}
 	if s.kernel != nil {
 		s.kernel.Close()

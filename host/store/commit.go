@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"google.golang.org/protobuf/proto"
@@ -28,6 +29,16 @@ type request struct {
 	entries  int        // how many log entries
 	size     int        // rough encoded size, for MaxGroupBytes
 	done     chan error // buffered; receives the outcome once
+	// observed, when set, is told the outcome (Hooks.Commit).
+	observed func(error)
+}
+
+// finish hands r its outcome.
+func (r *request) finish(err error) {
+	if r.observed != nil {
+		r.observed(err)
+	}
+	r.done <- err
 }
 
 // perKeyOverhead approximates what Badger adds to each key and value.
@@ -67,12 +78,21 @@ func (s *Store) Enqueue(ctx context.Context, c storage.Commit) (storage.Pending,
 	if err := s.usable(); err != nil {
 		return nil, fmt.Errorf("store: commit %.64q: %w", req.id, err)
 	}
+	if s.hooks.Commit != nil {
+		req.observed = s.hooks.Commit(ctx)
+	}
 	select {
 	case s.queue <- req:
 	case <-s.closing:
-		return nil, fmt.Errorf("store: commit %.64q: %w", req.id, ErrClosed)
+		err = fmt.Errorf("store: commit %.64q: %w", req.id, ErrClosed)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		err = ctx.Err()
+	}
+	if err != nil {
+		if req.observed != nil {
+			req.observed(err)
+		}
+		return nil, err
 	}
 	return &Pending{s: s, req: req}, nil
 }
@@ -277,7 +297,7 @@ func (s *Store) writeGroup(batch []*request) {
 	g := s.newGroup()
 	for _, r := range batch {
 		if err := s.usable(); err != nil && !errors.Is(err, ErrClosed) {
-			r.done <- fmt.Errorf("store: commit %.64q: %w", r.id, err)
+			r.finish(fmt.Errorf("store: commit %.64q: %w", r.id, err))
 			continue
 		}
 		if len(g.reqs) > 0 && g.size+r.size > s.maxBytes {
@@ -287,11 +307,11 @@ func (s *Store) writeGroup(batch []*request) {
 		prev, err := s.lastSequence(g, r.id)
 		if err != nil {
 			err = s.fail(fmt.Errorf("read log position: %w", err))
-			r.done <- fmt.Errorf("store: commit %.64q: %w", r.id, err)
+			r.finish(fmt.Errorf("store: commit %.64q: %w", r.id, err))
 			continue
 		}
 		if prev != r.prev {
-			r.done <- sequenceError(r, prev)
+			r.finish(sequenceError(r, prev))
 			continue
 		}
 		if err := g.add(r); err != nil {
@@ -299,7 +319,7 @@ func (s *Store) writeGroup(batch []*request) {
 			// groups stay under half of Badger's limit; be safe regardless.
 			g.txn.Discard()
 			for _, q := range append(g.reqs, r) {
-				q.done <- fmt.Errorf("store: commit %.64q: %w: %w", q.id, ErrTooLarge, err)
+				q.finish(fmt.Errorf("store: commit %.64q: %w: %w", q.id, ErrTooLarge, err))
 			}
 			g = s.newGroup()
 		}
@@ -339,6 +359,15 @@ func (s *Store) lastSequence(g *group, id string) (uint64, error) {
 	return seq, nil
 }
 
+// stats describes the group's transaction, which took d and failed with err.
+func (g *group) stats(d time.Duration, err error) GroupStats {
+	st := GroupStats{Commits: len(g.reqs), Bytes: g.size, Duration: d, Err: err}
+	for _, r := range g.reqs {
+		st.Entries += r.entries
+	}
+	return st
+}
+
 func (g *group) add(r *request) error {
 	for i, k := range r.keys {
 		if err := g.txn.Set(k, r.vals[i]); err != nil {
@@ -364,20 +393,24 @@ func (s *Store) flush(g *group) {
 	}
 	if err != nil {
 		for _, r := range g.reqs {
-			r.done <- fmt.Errorf("store: commit %.64q: %w", r.id, err)
+			r.finish(fmt.Errorf("store: commit %.64q: %w", r.id, err))
 		}
 		return
 	}
+	began := time.Now()
 	if s.beforeCommit != nil {
 		err = s.beforeCommit()
 	}
 	if err == nil {
 		err = g.txn.Commit()
 	}
+	if s.hooks.Group != nil {
+		s.hooks.Group(g.stats(time.Since(began), err))
+	}
 	if err != nil {
 		err = s.fail(fmt.Errorf("commit transaction of %d commits: %w", len(g.reqs), err))
 		for _, r := range g.reqs {
-			r.done <- fmt.Errorf("store: commit %.64q: %w", r.id, err)
+			r.finish(fmt.Errorf("store: commit %.64q: %w", r.id, err))
 		}
 		return
 	}
@@ -390,6 +423,6 @@ func (s *Store) flush(g *group) {
 		}
 		s.commits.Add(1)
 		s.entries.Add(uint64(r.entries))
-		r.done <- nil
+		r.finish(nil)
 	}
 }

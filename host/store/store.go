@@ -61,6 +61,8 @@ type Options struct {
 	// GCInterval is how often the value log is garbage-collected on disk.
 	// 0 means DefaultGCInterval; negative turns it off.
 	GCInterval time.Duration
+	// Hooks observe commits and synced transactions (metrics, traces).
+	Hooks Hooks
 }
 
 // Stats counts the committer's work since Open.
@@ -74,9 +76,11 @@ type Stats struct {
 type Store struct {
 	db       *badger.DB
 	lock     *os.File // the directory lock; nil in memory
+	dir      string   // the database directory; "" in memory
 	log      *slog.Logger
 	maxGroup int
 	maxBytes int
+	hooks    Hooks
 
 	queue   chan *request
 	closing chan struct{} // closed by Close
@@ -148,12 +152,17 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 
+	if opts.InMemory {
+		opts.Dir = ""
+	}
 	s := &Store{
 		db:       db,
 		lock:     lock,
+		dir:      opts.Dir,
 		log:      log,
 		maxGroup: opts.MaxGroupCommits,
 		maxBytes: opts.MaxGroupBytes,
+		hooks:    opts.Hooks,
 		queue:    make(chan *request, 1024),
 		closing:  make(chan struct{}),
 		stopped:  make(chan struct{}),

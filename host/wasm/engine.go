@@ -59,6 +59,8 @@ type Options struct {
 	// Logger receives a warning when an instance is discarded. Nil selects
 	// slog.Default().
 	Logger *slog.Logger
+	// StepHook, when set, is told about every Step (metrics, traces).
+	StepHook StepHook
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -129,7 +129,7 @@ func (e *Engine) load(ctx context.Context, digest string, wasm []byte) (*Module,
 		return nil, err
 	}
 	if err := m.handshake(ctx, in); err != nil {
-		m.discard(in, nil) // the load fails with err; no need to log it
+		m.discard(in, nil, nil) // the load fails with err; no need to log it
 		_ = compiled.Close(ctx)
 		return nil, err
 	}
@@ -233,12 +233,17 @@ func (m *Module) Stats() Stats {
 // (trap, timeout, memory, output size, ABI) or the engine is closed. ctx
 // bounds the wait for a free instance; it interrupts the call itself only in
 // a sandboxed engine.
-func (m *Module) Step(ctx context.Context, req *abiv1.StepRequest) (*abiv1.StepResponse, error) {
+func (m *Module) Step(ctx context.Context, req *abiv1.StepRequest) (_ *abiv1.StepResponse, err error) {
 	if req == nil {
 		return nil, errors.New("wasm: Step: nil request")
 	}
+	if hook := m.engine.opts.StepHook; hook != nil {
+		if done := hook(ctx, m.info()); done != nil {
+			defer func() { done(err) }()
+		}
+	}
 	resp := new(abiv1.StepResponse)
-	err := m.invoke(ctx, abi.ExportStep, req, resp, func() error {
+	err = m.invoke(ctx, abi.ExportStep, req, resp, func() error {
 		switch resp.GetVerdict() {
 		case abiv1.Verdict_VERDICT_ACCEPT, abiv1.Verdict_VERDICT_REJECT:
 			return nil
@@ -301,7 +306,7 @@ func (m *Module) invoke(ctx context.Context, export string, req, resp proto.Mess
 	if healthy {
 		m.release(in)
 	} else {
-		m.discard(in, err)
+		m.discard(in, err, req)
 	}
 	return err
 }
@@ -354,15 +359,28 @@ func (m *Module) release(in *instance) {
 }
 
 // discard closes an instance that must not run again and frees its slot. A
-// non-nil cause is logged.
-func (m *Module) discard(in *instance, cause error) {
+// non-nil cause is logged, with the session and message of req, the call
+// that failed, when it names them.
+func (m *Module) discard(in *instance, cause error, req proto.Message) {
 	in.close()
 	<-m.slots
 	m.discarded.Add(1)
 	if cause != nil && !m.closed.Load() {
-		m.engine.opts.Logger.Warn("wasm: instance discarded",
-			"module", short(m.digest), "mode", m.descriptor.GetMode(), "err", cause)
+		m.engine.opts.Logger.Warn("wasm: instance discarded", append(callAttrs(req),
+			"module", short(m.digest), "mode", m.descriptor.GetMode(), "err", cause)...)
 	}
+}
+
+// callAttrs are the log attributes naming the session and message a call
+// is about.
+func callAttrs(req proto.Message) []any {
+	switch r := req.(type) {
+	case *abiv1.StepRequest:
+		return []any{"session_id", r.GetSession().GetSessionId(), "message_id", r.GetEnvelope().GetMessageId()}
+	case *abiv1.ViewRequest:
+		return []any{"session_id", r.GetSession().GetSessionId()}
+	}
+	return nil
 }
 
 // shutdown stops the pool and closes the idle instances; busy ones are

@@ -1185,7 +1185,7 @@ var File_concord_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1cconcord/admin/v1/admin.proto\x12\x10concord.admin.v1\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\x1a\x14macp/v1/policy.proto\"6\n" +
+	"\x1cconcord/admin/v1/admin.proto\x12\x10concord.admin.v1\x1a\x1fconcord/admin/v1/sessions.proto\x1a\x12macp/v1/core.proto\x1a\x16macp/v1/envelope.proto\x1a\x14macp/v1/policy.proto\"6\n" +
 	"\x15InspectSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"\xe5\x02\n" +
@@ -1272,7 +1272,7 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"{\n" +
 	"\x18ListAuditRecordsResponse\x127\n" +
 	"\arecords\x18\x01 \x03(\v2\x1d.concord.admin.v1.AuditRecordR\arecords\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x88\x06\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xb3\b\n" +
 	"\fAdminService\x12c\n" +
 	"\x0eInspectSession\x12'.concord.admin.v1.InspectSessionRequest\x1a(.concord.admin.v1.InspectSessionResponse\x12`\n" +
 	"\rReplaySession\x12&.concord.admin.v1.ReplaySessionRequest\x1a'.concord.admin.v1.ReplaySessionResponse\x12W\n" +
@@ -1284,7 +1284,10 @@ const file_concord_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"PushPolicy\x12#.concord.admin.v1.PushPolicyRequest\x1a$.concord.admin.v1.PushPolicyResponse\x12_\n" +
 	"\fWatchSession\x12%.concord.admin.v1.WatchSessionRequest\x1a&.concord.admin.v1.WatchSessionResponse0\x01\x12i\n" +
-	"\x10ListAuditRecords\x12).concord.admin.v1.ListAuditRecordsRequest\x1a*.concord.admin.v1.ListAuditRecordsResponseB@Z>github.com/concord-macp/concord/proto/concord/admin/v1;adminv1b\x06proto3"
+	"\x10ListAuditRecords\x12).concord.admin.v1.ListAuditRecordsRequest\x1a*.concord.admin.v1.ListAuditRecordsResponse\x12]\n" +
+	"\fListSessions\x12%.concord.admin.v1.ListSessionsRequest\x1a&.concord.admin.v1.ListSessionsResponse\x12`\n" +
+	"\rExportSession\x12&.concord.admin.v1.ExportSessionRequest\x1a'.concord.admin.v1.ExportSessionResponse\x12h\n" +
+	"\x0fSessionTimeline\x12(.concord.admin.v1.SessionTimelineRequest\x1a).concord.admin.v1.SessionTimelineResponse0\x01B@Z>github.com/concord-macp/concord/proto/concord/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_concord_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1325,6 +1328,12 @@ var file_concord_admin_v1_admin_proto_goTypes = []any{
 	(*v1.ModeDescriptor)(nil),        // 22: macp.v1.ModeDescriptor
 	(*v1.PolicyDescriptor)(nil),      // 23: macp.v1.PolicyDescriptor
 	(*v1.Envelope)(nil),              // 24: macp.v1.Envelope
+	(*ListSessionsRequest)(nil),      // 25: concord.admin.v1.ListSessionsRequest
+	(*ExportSessionRequest)(nil),     // 26: concord.admin.v1.ExportSessionRequest
+	(*SessionTimelineRequest)(nil),   // 27: concord.admin.v1.SessionTimelineRequest
+	(*ListSessionsResponse)(nil),     // 28: concord.admin.v1.ListSessionsResponse
+	(*ExportSessionResponse)(nil),    // 29: concord.admin.v1.ExportSessionResponse
+	(*SessionTimelineResponse)(nil),  // 30: concord.admin.v1.SessionTimelineResponse
 }
 var file_concord_admin_v1_admin_proto_depIdxs = []int32{
 	19, // 0: concord.admin.v1.InspectSessionResponse.metadata:type_name -> macp.v1.SessionMetadata
@@ -1348,16 +1357,22 @@ var file_concord_admin_v1_admin_proto_depIdxs = []int32{
 	12, // 18: concord.admin.v1.AdminService.PushPolicy:input_type -> concord.admin.v1.PushPolicyRequest
 	14, // 19: concord.admin.v1.AdminService.WatchSession:input_type -> concord.admin.v1.WatchSessionRequest
 	17, // 20: concord.admin.v1.AdminService.ListAuditRecords:input_type -> concord.admin.v1.ListAuditRecordsRequest
-	1,  // 21: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
-	4,  // 22: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
-	7,  // 23: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
-	9,  // 24: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
-	11, // 25: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
-	13, // 26: concord.admin.v1.AdminService.PushPolicy:output_type -> concord.admin.v1.PushPolicyResponse
-	15, // 27: concord.admin.v1.AdminService.WatchSession:output_type -> concord.admin.v1.WatchSessionResponse
-	18, // 28: concord.admin.v1.AdminService.ListAuditRecords:output_type -> concord.admin.v1.ListAuditRecordsResponse
-	21, // [21:29] is the sub-list for method output_type
-	13, // [13:21] is the sub-list for method input_type
+	25, // 21: concord.admin.v1.AdminService.ListSessions:input_type -> concord.admin.v1.ListSessionsRequest
+	26, // 22: concord.admin.v1.AdminService.ExportSession:input_type -> concord.admin.v1.ExportSessionRequest
+	27, // 23: concord.admin.v1.AdminService.SessionTimeline:input_type -> concord.admin.v1.SessionTimelineRequest
+	1,  // 24: concord.admin.v1.AdminService.InspectSession:output_type -> concord.admin.v1.InspectSessionResponse
+	4,  // 25: concord.admin.v1.AdminService.ReplaySession:output_type -> concord.admin.v1.ReplaySessionResponse
+	7,  // 26: concord.admin.v1.AdminService.UploadMode:output_type -> concord.admin.v1.UploadModeResponse
+	9,  // 27: concord.admin.v1.AdminService.ListModules:output_type -> concord.admin.v1.ListModulesResponse
+	11, // 28: concord.admin.v1.AdminService.RemoveMode:output_type -> concord.admin.v1.RemoveModeResponse
+	13, // 29: concord.admin.v1.AdminService.PushPolicy:output_type -> concord.admin.v1.PushPolicyResponse
+	15, // 30: concord.admin.v1.AdminService.WatchSession:output_type -> concord.admin.v1.WatchSessionResponse
+	18, // 31: concord.admin.v1.AdminService.ListAuditRecords:output_type -> concord.admin.v1.ListAuditRecordsResponse
+	28, // 32: concord.admin.v1.AdminService.ListSessions:output_type -> concord.admin.v1.ListSessionsResponse
+	29, // 33: concord.admin.v1.AdminService.ExportSession:output_type -> concord.admin.v1.ExportSessionResponse
+	30, // 34: concord.admin.v1.AdminService.SessionTimeline:output_type -> concord.admin.v1.SessionTimelineResponse
+	24, // [24:35] is the sub-list for method output_type
+	13, // [13:24] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -1368,6 +1383,7 @@ func file_concord_admin_v1_admin_proto_init() {
 	if File_concord_admin_v1_admin_proto != nil {
 		return
 	}
+	file_concord_admin_v1_sessions_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -57,6 +57,15 @@ const (
 	// AdminServiceListAuditRecordsProcedure is the fully-qualified name of the AdminService's
 	// ListAuditRecords RPC.
 	AdminServiceListAuditRecordsProcedure = "/concord.admin.v1.AdminService/ListAuditRecords"
+	// AdminServiceListSessionsProcedure is the fully-qualified name of the AdminService's ListSessions
+	// RPC.
+	AdminServiceListSessionsProcedure = "/concord.admin.v1.AdminService/ListSessions"
+	// AdminServiceExportSessionProcedure is the fully-qualified name of the AdminService's
+	// ExportSession RPC.
+	AdminServiceExportSessionProcedure = "/concord.admin.v1.AdminService/ExportSession"
+	// AdminServiceSessionTimelineProcedure is the fully-qualified name of the AdminService's
+	// SessionTimeline RPC.
+	AdminServiceSessionTimelineProcedure = "/concord.admin.v1.AdminService/SessionTimeline"
 )
 
 // AdminServiceClient is a client for the concord.admin.v1.AdminService service.
@@ -80,6 +89,14 @@ type AdminServiceClient interface {
 	// removals, mode and policy registry changes, admin calls), newest
 	// first. It needs the admin right.
 	ListAuditRecords(context.Context, *connect.Request[v1.ListAuditRecordsRequest]) (*connect.Response[v1.ListAuditRecordsResponse], error)
+	// ListSessions lists the sessions the caller may observe that the
+	// request's filters select (sessions.proto).
+	ListSessions(context.Context, *connect.Request[v1.ListSessionsRequest]) (*connect.Response[v1.ListSessionsResponse], error)
+	// ExportSession returns a session's snapshot and log, for offline replay.
+	ExportSession(context.Context, *connect.Request[v1.ExportSessionRequest]) (*connect.Response[v1.ExportSessionResponse], error)
+	// SessionTimeline streams a session's log with payloads decoded, and
+	// with follow set keeps streaming until the session ends.
+	SessionTimeline(context.Context, *connect.Request[v1.SessionTimelineRequest]) (*connect.ServerStreamForClient[v1.SessionTimelineResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the concord.admin.v1.AdminService service. By
@@ -141,6 +158,24 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("ListAuditRecords")),
 			connect.WithClientOptions(opts...),
 		),
+		listSessions: connect.NewClient[v1.ListSessionsRequest, v1.ListSessionsResponse](
+			httpClient,
+			baseURL+AdminServiceListSessionsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListSessions")),
+			connect.WithClientOptions(opts...),
+		),
+		exportSession: connect.NewClient[v1.ExportSessionRequest, v1.ExportSessionResponse](
+			httpClient,
+			baseURL+AdminServiceExportSessionProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ExportSession")),
+			connect.WithClientOptions(opts...),
+		),
+		sessionTimeline: connect.NewClient[v1.SessionTimelineRequest, v1.SessionTimelineResponse](
+			httpClient,
+			baseURL+AdminServiceSessionTimelineProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("SessionTimeline")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -154,6 +189,9 @@ type adminServiceClient struct {
 	pushPolicy       *connect.Client[v1.PushPolicyRequest, v1.PushPolicyResponse]
 	watchSession     *connect.Client[v1.WatchSessionRequest, v1.WatchSessionResponse]
 	listAuditRecords *connect.Client[v1.ListAuditRecordsRequest, v1.ListAuditRecordsResponse]
+	listSessions     *connect.Client[v1.ListSessionsRequest, v1.ListSessionsResponse]
+	exportSession    *connect.Client[v1.ExportSessionRequest, v1.ExportSessionResponse]
+	sessionTimeline  *connect.Client[v1.SessionTimelineRequest, v1.SessionTimelineResponse]
 }
 
 // InspectSession calls concord.admin.v1.AdminService.InspectSession.
@@ -196,6 +234,21 @@ func (c *adminServiceClient) ListAuditRecords(ctx context.Context, req *connect.
 	return c.listAuditRecords.CallUnary(ctx, req)
 }
 
+// ListSessions calls concord.admin.v1.AdminService.ListSessions.
+func (c *adminServiceClient) ListSessions(ctx context.Context, req *connect.Request[v1.ListSessionsRequest]) (*connect.Response[v1.ListSessionsResponse], error) {
+	return c.listSessions.CallUnary(ctx, req)
+}
+
+// ExportSession calls concord.admin.v1.AdminService.ExportSession.
+func (c *adminServiceClient) ExportSession(ctx context.Context, req *connect.Request[v1.ExportSessionRequest]) (*connect.Response[v1.ExportSessionResponse], error) {
+	return c.exportSession.CallUnary(ctx, req)
+}
+
+// SessionTimeline calls concord.admin.v1.AdminService.SessionTimeline.
+func (c *adminServiceClient) SessionTimeline(ctx context.Context, req *connect.Request[v1.SessionTimelineRequest]) (*connect.ServerStreamForClient[v1.SessionTimelineResponse], error) {
+	return c.sessionTimeline.CallServerStream(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the concord.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	InspectSession(context.Context, *connect.Request[v1.InspectSessionRequest]) (*connect.Response[v1.InspectSessionResponse], error)
@@ -217,6 +270,14 @@ type AdminServiceHandler interface {
 	// removals, mode and policy registry changes, admin calls), newest
 	// first. It needs the admin right.
 	ListAuditRecords(context.Context, *connect.Request[v1.ListAuditRecordsRequest]) (*connect.Response[v1.ListAuditRecordsResponse], error)
+	// ListSessions lists the sessions the caller may observe that the
+	// request's filters select (sessions.proto).
+	ListSessions(context.Context, *connect.Request[v1.ListSessionsRequest]) (*connect.Response[v1.ListSessionsResponse], error)
+	// ExportSession returns a session's snapshot and log, for offline replay.
+	ExportSession(context.Context, *connect.Request[v1.ExportSessionRequest]) (*connect.Response[v1.ExportSessionResponse], error)
+	// SessionTimeline streams a session's log with payloads decoded, and
+	// with follow set keeps streaming until the session ends.
+	SessionTimeline(context.Context, *connect.Request[v1.SessionTimelineRequest], *connect.ServerStream[v1.SessionTimelineResponse]) error
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -274,6 +335,24 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("ListAuditRecords")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceListSessionsHandler := connect.NewUnaryHandler(
+		AdminServiceListSessionsProcedure,
+		svc.ListSessions,
+		connect.WithSchema(adminServiceMethods.ByName("ListSessions")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceExportSessionHandler := connect.NewUnaryHandler(
+		AdminServiceExportSessionProcedure,
+		svc.ExportSession,
+		connect.WithSchema(adminServiceMethods.ByName("ExportSession")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceSessionTimelineHandler := connect.NewServerStreamHandler(
+		AdminServiceSessionTimelineProcedure,
+		svc.SessionTimeline,
+		connect.WithSchema(adminServiceMethods.ByName("SessionTimeline")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/concord.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceInspectSessionProcedure:
@@ -292,6 +371,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceWatchSessionHandler.ServeHTTP(w, r)
 		case AdminServiceListAuditRecordsProcedure:
 			adminServiceListAuditRecordsHandler.ServeHTTP(w, r)
+		case AdminServiceListSessionsProcedure:
+			adminServiceListSessionsHandler.ServeHTTP(w, r)
+		case AdminServiceExportSessionProcedure:
+			adminServiceExportSessionHandler.ServeHTTP(w, r)
+		case AdminServiceSessionTimelineProcedure:
+			adminServiceSessionTimelineHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -331,4 +416,16 @@ func (UnimplementedAdminServiceHandler) WatchSession(context.Context, *connect.R
 
 func (UnimplementedAdminServiceHandler) ListAuditRecords(context.Context, *connect.Request[v1.ListAuditRecordsRequest]) (*connect.Response[v1.ListAuditRecordsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.ListAuditRecords is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListSessions(context.Context, *connect.Request[v1.ListSessionsRequest]) (*connect.Response[v1.ListSessionsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.ListSessions is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ExportSession(context.Context, *connect.Request[v1.ExportSessionRequest]) (*connect.Response[v1.ExportSessionResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.ExportSession is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) SessionTimeline(context.Context, *connect.Request[v1.SessionTimelineRequest], *connect.ServerStream[v1.SessionTimelineResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("concord.admin.v1.AdminService.SessionTimeline is not implemented"))
 }
