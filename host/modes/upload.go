@@ -78,8 +78,7 @@ func (r *Registry) EnableUploads(ctx context.Context, u Uploads) error {
 	}
 	// Other stored modules load when a session pinned to one needs it
 	// (Pinned) or a binding serves it (below).
-	var err error
-	err = u.Store.EachPrefix(ctx, storage.ModeBindings, "", func(_ string, v []byte) error {
+	err := u.Store.EachPrefix(ctx, storage.ModeBindings, "", func(_ string, v []byte) error {
 		var b storev1.ModeBinding
 		if err := proto.Unmarshal(v, &b); err != nil {
 			return fmt.Errorf("modes: decode binding: %w", err)
