@@ -56,6 +56,10 @@ type Options struct {
 	// MaxOutputBytes caps the bytes one call may return. Zero selects
 	// DefaultMaxOutputBytes.
 	MaxOutputBytes int
+	// IdleTimeout is how long an idle instance is kept before it is closed
+	// (one per module always stays warm). Zero selects DefaultIdleTimeout;
+	// negative keeps every instance.
+	IdleTimeout time.Duration
 	// Logger receives a warning when an instance is discarded. Nil selects
 	// slog.Default().
 	Logger *slog.Logger
@@ -82,6 +86,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxOutputBytes <= 0 {
 		o.MaxOutputBytes = DefaultMaxOutputBytes
 	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -97,6 +104,9 @@ type Engine struct {
 	mu      sync.Mutex
 	closed  bool
 	modules map[string]*loading // by digest
+
+	stopTrim context.CancelFunc
+	trimDone chan struct{}
 }
 
 // loading is a module being loaded, or loaded; done is closed when mod or
@@ -132,7 +142,15 @@ func NewEngine(ctx context.Context, opts Options) (*Engine, error) {
 		_ = cache.Close(ctx)
 		return nil, fmt.Errorf("wasm: instantiate WASI: %w", err)
 	}
-	return &Engine{opts: opts, rt: rt, cache: cache, modules: map[string]*loading{}}, nil
+	e := &Engine{opts: opts, rt: rt, cache: cache, modules: map[string]*loading{}, trimDone: make(chan struct{})}
+	if opts.IdleTimeout > 0 {
+		var trimCtx context.Context
+		trimCtx, e.stopTrim = context.WithCancel(context.WithoutCancel(ctx))
+		go e.trimIdle(trimCtx, opts.IdleTimeout)
+	} else {
+		close(e.trimDone)
+	}
+	return e, nil
 }
 
 // Digest returns the content address of a module: the lowercase hex sha256
@@ -203,6 +221,9 @@ func (e *Engine) Close(ctx context.Context) error {
 		return nil
 	}
 	e.closed = true
+	if e.stopTrim != nil {
+		e.stopTrim()
+	}
 	var mods []*Module
 	for _, l := range e.modules {
 		select {
@@ -215,6 +236,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	}
 	e.mu.Unlock()
 
+	<-e.trimDone
 	for _, m := range mods {
 		m.shutdown(ctx)
 	}

@@ -1,6 +1,9 @@
 package wasm
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // NewInstanceForTest starts an instance of m outside the pool and returns the
 // size of its linear memory after initialization and a function closing it.
@@ -25,3 +28,6 @@ func (m *Module) IdleMemoryForTest() []uint32 {
 	}
 	return sizes
 }
+
+// TrimForTest runs one trimming pass of m as if it were now.
+func (m *Module) TrimForTest(now time.Time, timeout time.Duration) { m.trim(now, timeout) }

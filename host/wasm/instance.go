@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
@@ -31,6 +32,8 @@ type instance struct {
 	// slots fit every ABI function.
 	stack  [2]uint64
 	stderr stderrWriter
+	// idleSince is when the instance was last returned to its pool.
+	idleSince time.Time
 }
 
 // newInstance starts an instance of m, running its "_initialize".

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -78,7 +79,7 @@ type Module struct {
 	closing chan struct{}
 	closed  atomic.Bool
 
-	created, discarded atomic.Uint64
+	created, discarded, trimmed atomic.Uint64
 }
 
 // Stats describe a module's instance pool.
@@ -92,6 +93,8 @@ type Stats struct {
 	// Discarded counts instances closed after a trap, timeout or other
 	// failure.
 	Discarded uint64
+	// Trimmed counts idle instances closed to give their memory back.
+	Trimmed uint64
 }
 
 // load compiles and checks a module, starts its first instance and reads
@@ -225,6 +228,7 @@ func (m *Module) Stats() Stats {
 		Idle:      len(m.idle),
 		Created:   m.created.Load(),
 		Discarded: m.discarded.Load(),
+		Trimmed:   m.trimmed.Load(),
 	}
 }
 
@@ -355,6 +359,7 @@ func (m *Module) release(in *instance) {
 		<-m.slots
 		return
 	}
+	in.idleSince = time.Now()
 	m.idle <- in // never blocks: idle has room for every live instance
 }
 

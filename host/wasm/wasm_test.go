@@ -483,3 +483,31 @@ func TestGuestClockIsStopped(t *testing.T) {
 	m := load(t, e, hostileWasm)
 	checkDiscarded(t, m, "Sleep", nil, wasm.ErrTimeout)
 }
+
+// TestIdleInstancesAreTrimmed: after a burst, instances idle for longer
+// than the timeout are closed, down to one warm instance, which still
+// serves.
+func TestIdleInstancesAreTrimmed(t *testing.T) {
+	e := newEngine(t, wasm.Options{MaxInstances: 3, IdleTimeout: -1})
+	m := load(t, e, counterWasm)
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	for range 3 {
+		wg.Go(func() {
+			<-release
+			mustStep(t, m, stepReq(nil, "SessionStart", "agent://alice", nil))
+		})
+	}
+	close(release)
+	wg.Wait()
+	live := m.Stats().Live
+	m.TrimForTest(time.Now(), time.Hour)
+	if got := m.Stats().Live; got != live {
+		t.Fatalf("fresh instances were trimmed: %d live, was %d", got, live)
+	}
+	m.TrimForTest(time.Now().Add(2*time.Hour), time.Hour)
+	if s := m.Stats(); s.Live != 1 || s.Idle != 1 || s.Trimmed != uint64(live-1) {
+		t.Fatalf("after trimming: %+v (had %d live)", s, live)
+	}
+	mustStep(t, m, stepReq(nil, "SessionStart", "agent://alice", nil))
+}
