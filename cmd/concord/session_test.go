@@ -132,7 +132,7 @@ func TestSessionCommands(t *testing.T) {
 		exp["entries"] = append(entries[:1:1], entries[2:]...)
 		b, _ = json.Marshal(exp)
 		_ = os.WriteFile(file, b, 0o600)
-		if code, _, errs := concord(t, ctx, "replay", "--file", file, "--wasm-cache-dir", cache); code != 1 || !strings.Contains(errs, "not a consistent session log") {
+		if code, _, errs := concord(t, ctx, "replay", "--file", file, "--wasm-cache-dir", cache); code != 1 || !strings.Contains(errs, "the log must be dense") {
 			t.Fatalf("replay of a gapped log exited %d: %s", code, errs)
 		}
 		_ = os.WriteFile(file, []byte("not json"), 0o600)

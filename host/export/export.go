@@ -6,6 +6,8 @@
 package export
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,11 +30,18 @@ func Encode(w io.Writer, f *adminv1.SessionExport) error {
 		return errors.New("export: no session")
 	}
 	f.Format = Format
-	b, err := protojson.MarshalOptions{UseProtoNames: true, Multiline: true}.Marshal(f)
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(f)
 	if err != nil {
 		return fmt.Errorf("export: encode: %w", err)
 	}
-	if _, err := w.Write(append(b, '\n')); err != nil {
+	// protojson varies its whitespace from build to build on purpose;
+	// indenting the compact form gives a stable file.
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return fmt.Errorf("export: encode: %w", err)
+	}
+	out.WriteByte('\n')
+	if _, err := w.Write(out.Bytes()); err != nil {
 		return fmt.Errorf("export: write: %w", err)
 	}
 	return nil

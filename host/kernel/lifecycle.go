@@ -56,9 +56,9 @@ func (c Control) verb() string {
 // the session's log.
 //
 // Authority: the session's initiator, or a caller the bound policy grants
-// commitment authority (a role delegated by policy); an administrator of the
-// server may also cancel any session (RATIONALE "Administrators may
-// cancel").
+// commitment authority (a role delegated by policy); an operator — an
+// administrator who may also observe every session — may cancel any session
+// (RATIONALE "Administrators may cancel").
 func (k *Kernel) Control(ctx context.Context, caller access.Caller, op Control, id, reason string) (*macpv1.Ack, error) {
 	if caller.Anonymous() {
 		return nil, macperr.New(macperr.Unauthenticated, "no credentials presented")
@@ -72,7 +72,7 @@ func (k *Kernel) Control(ctx context.Context, caller access.Caller, op Control, 
 	}
 	defer s.mu.Unlock()
 	md := s.rec.GetMetadata()
-	if caller.ID != md.GetInitiator() && !(op == Cancel && caller.Admin) {
+	if caller.ID != md.GetInitiator() && !(op == Cancel && caller.Admin && caller.Observer) {
 		in := &policy.Input{Policy: s.rec.GetPolicy(), Session: md, Sender: caller.ID, NowUnixMs: k.now().UnixMilli()}
 		if err := k.governor.Authorize(ctx, in); err != nil {
 			return nil, macperr.New(macperr.Forbidden, "%.64q may not %s session %.64q", caller.ID, op.verb(), id)
