@@ -241,7 +241,7 @@ func (e *Engine) customModules(source []byte, mode string) (map[string]*ast.Modu
 		return nil, nil, fmt.Errorf("the Rego source must declare package %s, not %s", customPackage, strings.TrimPrefix(got, "data."))
 	}
 	mods := map[string]*ast.Module{"custom.rego": m}
-	own, _ := governModule(mode)
+	own := governModule(mode)
 	for name, bm := range e.modules {
 		if mode == AnyMode || name == own || name == "authority" {
 			mods["rego/"+name+".rego"] = bm
@@ -420,7 +420,7 @@ func (e *Engine) preparedCustom(ctx context.Context, d *macpv1.PolicyDescriptor,
 	query := customGovern
 	if authority {
 		if len(c.GetRulesExact(ast.MustParseRef(customAuthorize))) == 0 {
-			return &preparedQuery{pq: e.queries["authority"], policy: pv}, nil
+			return e.preparedBuiltin(ctx, "authority", pv, mode), nil
 		}
 		query = customAuthorize
 	}
@@ -434,5 +434,5 @@ func (e *Engine) preparedCustom(ctx context.Context, d *macpv1.PolicyDescriptor,
 		return nil, fmt.Errorf("policy %q: prepare %s: %w", d.GetPolicyId(), query, err)
 	}
 	e.log.Debug("uploaded policy prepared", "policy_id", d.GetPolicyId(), "digest", digest, "mode", mode, "query", query)
-	return &preparedQuery{pq: pq, policy: pv, needsState: !authority, custom: true}, nil
+	return &preparedQuery{policy: pv, custom: pq, customState: !authority}, nil
 }
