@@ -30,12 +30,12 @@ import (
 
 // inputNeeds is what an evaluation reads of the input.
 type inputNeeds struct {
-	policy              bool
-	session             []string // keys of input.session
-	sender              bool
-	commitment          []string // keys of input.commitment
-	stateKeys           []string // top-level keys of input.state
-	wholeState          bool
+	policy     bool
+	session    []string // keys of input.session
+	sender     bool
+	commitment []string // keys of input.commitment
+	stateKeys  []string // top-level keys of input.state
+	wholeState bool
 }
 
 // leanSessionKeys and leanCommitmentKeys are the fields leanInput can
