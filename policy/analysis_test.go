@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -86,15 +87,14 @@ verdict := {"allow": input.policy.rules.open == true, "reasons": []}`)
 }
 
 // TestBuiltinPlans pins what the analysis concludes about the built-in
-// modules: the staged Decision evaluation reads nothing of the session or
-// the state view (the Go tallies replace them), commitment authority does
-// not convert the participants, and the modes without governance have a
-// fixed verdict.
+// modules: the staged Decision evaluation reads nothing of the input but
+// the values passed in (the Go tallies replace the session, the commitment
+// and the state view), commitment authority does not convert the
+// participants, and the modes without governance have a fixed verdict.
 func TestBuiltinPlans(t *testing.T) {
 	e, _ := newTestEngine(t)
 	d := e.builtin["decision"].plan
-	if !d.policyVerdict || d.staged.policy || d.staged.sender || len(d.staged.session) != 0 || d.staged.readsState() ||
-		!slices.Equal(d.staged.commitment, []string{"outcome_positive"}) {
+	if !d.policyVerdict || !reflect.DeepEqual(d.staged, inputNeeds{}) {
 		t.Errorf("decision: %+v", d)
 	}
 	if !slices.Equal(d.tallies, decisionTallyRules) {

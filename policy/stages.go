@@ -120,7 +120,7 @@ type goTally struct {
 // goTallies are the Go tallies per module (tally.go).
 var goTallies = map[string]goTally{
 	"decision":  {decisionTallyRules, decisionTallyConstants, decisionTallies},
-	"authority": {[]string{"sender_participates"}, nil, authorityTallies},
+	"authority": {authorityTallyRules, nil, authorityTallies},
 }
 
 // planModule analyses one compiled module.
@@ -425,8 +425,8 @@ func (q *preparedQuery) evalBuiltin(ctx context.Context, in *Input) (Decision, e
 	if f := q.stage.fixed; f != nil {
 		// The state view is still read and checked, as the reference
 		// evaluation would.
-		if _, err := stateValue(view, []string{}); err != nil {
-			return Decision{}, err
+		if err := checkJSON(view); err != nil {
+			return Decision{}, fmt.Errorf("mode state view is not JSON: %w", err)
 		}
 		return Decision{Allow: f.Allow, Reasons: slices.Clone(f.Reasons)}, nil
 	}

@@ -353,23 +353,27 @@ func TestStagedDecisionsMatchTheModule(t *testing.T) {
 	}
 }
 
-// TestDecisionTalliesAgree compares each Go tally with the value of the
-// Decision rule it replaces, evaluated by OPA on the same view,
-// participants and policy, on random canonical sessions.
-func TestDecisionTalliesAgree(t *testing.T) {
+// TestGoTalliesAgree compares each Go tally with the value of the rule it
+// replaces, evaluated by OPA on the same input and view, on random
+// canonical sessions (Decision tallies, and the authority's facts about
+// the sender).
+func TestGoTalliesAgree(t *testing.T) {
 	ctx := context.Background()
 	e, _ := newTestEngine(t)
+	asTerm := rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })
 	rules := map[string]rego.PreparedEvalQuery{}
-	for _, rule := range decisionTallyRules {
-		pq, err := rego.New(append([]func(*rego.Rego){
-			rego.Query("x = " + builtinPrefix + "decision." + rule),
-			rego.ParsedModule(e.modules["decision"]),
-			rego.StrictBuiltinErrors(true),
-		}, builtinOptions()...)...).PrepareForEval(ctx)
-		if err != nil {
-			t.Fatal(err)
+	for module, gt := range goTallies {
+		for _, rule := range gt.rules {
+			pq, err := rego.New(append([]func(*rego.Rego){
+				rego.Query("x = " + builtinPrefix + module + "." + rule),
+				rego.ParsedModule(e.modules[module]),
+				rego.StrictBuiltinErrors(true),
+			}, builtinOptions()...)...).PrepareForEval(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules[module+"."+rule] = pq
 		}
-		rules[rule] = pq
 	}
 	r := rand.New(rand.NewPCG(3, 4))
 	checked := 0
@@ -379,34 +383,39 @@ func TestDecisionTalliesAgree(t *testing.T) {
 			continue
 		}
 		in := s.input()
-		q, err := e.prepared(ctx, in, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if q.stage.constants == nil {
-			continue // a fixed verdict: no tallies
-		}
-		tallies, ok := decisionTallies(in, s.view, q.stage.constants)
-		if !ok {
-			t.Fatalf("declined a canonical session: %s %s", s.rules, s.view)
+		if sometimes(r, 0.1) {
+			in.Commitment = nil // the control plane asks without one
 		}
 		state, err := stateValue(s.view, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		input := inputValue(in, q.policy, state)
-		for _, rule := range decisionTallyRules {
-			rs, err := rules[rule].Eval(ctx, rego.EvalParsedInput(input),
-				rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }))
+		for module, gt := range goTallies {
+			q, err := e.prepared(ctx, in, module == "authority")
 			if err != nil {
-				t.Fatalf("%s: %v", rule, err)
+				t.Fatal(err)
 			}
-			got := tallies.Get(ast.StringTerm(rule))
-			if len(rs) != 1 {
-				t.Fatalf("%s is undefined in Rego, %v in Go (rules %s, view %s)", rule, got, s.rules, s.view)
+			if q.stage.constants == nil {
+				continue // a fixed verdict: no tallies
 			}
-			if want := rs[0].Bindings["x"].(*ast.Term); ast.Compare(got, want) != 0 {
-				t.Fatalf("%s: Go %v, Rego %v (rules %s, participants %q, view %s)", rule, got, want, s.rules, s.participants, s.view)
+			tallies, ok := gt.compute(in, s.view, q.stage.constants)
+			if !ok {
+				t.Fatalf("%s declined a canonical session: %s %s", module, s.rules, s.view)
+			}
+			input := inputValue(in, q.policy, state)
+			for _, rule := range gt.rules {
+				rs, err := rules[module+"."+rule].Eval(ctx, rego.EvalParsedInput(input), asTerm)
+				if err != nil {
+					t.Fatalf("%s.%s: %v", module, rule, err)
+				}
+				got := tallies.Get(ast.StringTerm(rule))
+				if len(rs) != 1 {
+					t.Fatalf("%s.%s is undefined in Rego, %v in Go (rules %s, view %s)", module, rule, got, s.rules, s.view)
+				}
+				if want := rs[0].Bindings["x"].(*ast.Term); ast.Compare(got, want) != 0 {
+					t.Fatalf("%s.%s: Go %v, Rego %v (rules %s, participants %q, sender %q, view %s)",
+						module, rule, got, want, s.rules, s.participants, s.sender, s.view)
+				}
 			}
 		}
 		checked++

@@ -23,20 +23,24 @@ import (
 // rule would fail or raise an error, makes decisionTallies decline, and the
 // engine evaluates the module on the converted view instead.
 
-// authorityTallies computes sender_participates: whether the sender is
-// one of the declared participants (rego/authority.rego), so that the
-// participants need not be converted for every Authorize.
+// authorityTallyRules are the rules of rego/authority.rego that
+// authorityTallies computes: the sender, and whether it is one of the
+// declared participants (so that the participants need not be converted
+// for every Authorize).
+var authorityTallyRules = []string{"sender", "sender_participates"}
+
 func authorityTallies(in *Input, _ []byte, _ ast.Object) (ast.Object, bool) {
-	return ast.NewObject([2]*ast.Term{
-		ast.StringTerm("sender_participates"),
-		ast.BooleanTerm(slices.Contains(in.Session.GetParticipants(), in.Sender)),
-	}), true
+	return ast.NewObject(
+		[2]*ast.Term{ast.StringTerm("sender"), ast.StringTerm(in.Sender)},
+		[2]*ast.Term{ast.StringTerm("sender_participates"), ast.BooleanTerm(slices.Contains(in.Session.GetParticipants(), in.Sender))},
+	), true
 }
 
 // decisionTallyRules are the rules decisionTallies computes.
 var decisionTallyRules = []string{
 	"critical_count",
 	"participant_count",
+	"positive",
 	"qualifying_evaluations",
 	"review_free_evaluations",
 	"tally",
@@ -128,6 +132,7 @@ func decisionTallies(in *Input, view []byte, constants ast.Object) (ast.Object, 
 	return ast.NewObject(
 		[2]*ast.Term{ast.StringTerm("critical_count"), ast.IntNumberTerm(v.criticals)},
 		[2]*ast.Term{ast.StringTerm("participant_count"), ast.IntNumberTerm(len(participants))},
+		[2]*ast.Term{ast.StringTerm("positive"), ast.BooleanTerm(in.Commitment.GetOutcomePositive())},
 		[2]*ast.Term{ast.StringTerm("qualifying_evaluations"), ast.IntNumberTerm(qualifying)},
 		[2]*ast.Term{ast.StringTerm("review_free_evaluations"), ast.IntNumberTerm(reviewFree)},
 		[2]*ast.Term{ast.StringTerm("tally"), ast.NewTerm(tally)},
