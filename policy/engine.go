@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -80,11 +79,7 @@ type Engine struct {
 	modules map[string]*ast.Module     // built-in module name -> parsed module
 	builtin map[string]*builtinQueries // built-in module name -> its plan and queries
 	cache   *queryCache
-	warm    *warmPool // where decisions are evaluated
 }
-
-// warmIdle is how long an idle evaluation goroutine keeps its stack.
-const warmIdle = 10 * time.Second
 
 var _ Governor = (*Engine)(nil)
 
@@ -99,7 +94,6 @@ func NewEngine(ctx context.Context, opts EngineOptions) (*Engine, error) {
 		log:     opts.Logger,
 		modules: map[string]*ast.Module{},
 		cache:   newQueryCache(opts.CacheSize),
-		warm:    newWarmPool(runtime.GOMAXPROCS(0), warmIdle),
 	}
 	if e.log == nil {
 		e.log = slog.Default()
@@ -134,12 +128,8 @@ func (e *Engine) Bind(ctx context.Context, mode, policyVersion string) (*macpv1.
 // Authorize decides whether in.Sender holds commitment authority under the
 // session's policy; a refusal is FORBIDDEN. in.Commitment may be nil (the
 // control plane asks the same question for Cancel, Suspend and Resume).
-func (e *Engine) Authorize(ctx context.Context, in *Input) (err error) {
-	e.warm.run(func() { err = e.authorize(ctx, in) })
-	return err
-}
-
-func (e *Engine) authorize(ctx context.Context, in *Input) error {
+func (e *Engine) Authorize(ctx context.Context, in *Input) error {
+	growStack()
 	q, err := e.prepared(ctx, in, true)
 	if err != nil {
 		return macperr.Wrap(macperr.InternalError, err, "the commitment authority could not be evaluated")
@@ -157,12 +147,8 @@ func (e *Engine) authorize(ctx context.Context, in *Input) error {
 // Govern decides a commitment the mode already found eligible. A denial is
 // Decision{Allow: false} with its reasons; an allow carries its basis as
 // the one reason. An error means the policy could not be evaluated.
-func (e *Engine) Govern(ctx context.Context, in *Input) (d Decision, err error) {
-	e.warm.run(func() { d, err = e.govern(ctx, in) })
-	return d, err
-}
-
-func (e *Engine) govern(ctx context.Context, in *Input) (Decision, error) {
+func (e *Engine) Govern(ctx context.Context, in *Input) (Decision, error) {
+	growStack()
 	q, err := e.prepared(ctx, in, false)
 	if err != nil {
 		return Decision{}, err
