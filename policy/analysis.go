@@ -38,8 +38,9 @@ func (p inputPath) String() string { return strings.Join(append([]string{"input"
 // ruleRefs is what one rule (all its definitions, else branches included)
 // reads directly.
 type ruleRefs struct {
-	inputs []inputPath
-	rules  []string // rules of the same package
+	inputs   []inputPath
+	rules    []string // rules of the same package
+	function bool     // the rule takes arguments
 }
 
 // moduleRefs reads the compiled module m of package pkg.
@@ -55,6 +56,7 @@ func moduleRefs(pkg ast.Ref, m *ast.Module) (map[string]*ruleRefs, error) {
 			rr = &ruleRefs{}
 			out[name] = rr
 		}
+		rr.function = rr.function || len(r.Head.Args) > 0
 		for def := r; def != nil; def = def.Else {
 			if err := collectRefs(pkg, def, rr); err != nil {
 				return nil, fmt.Errorf("rule %s: %w", name, err)

@@ -59,9 +59,10 @@ func TestPlanModuleFindsConstantsAndInputs(t *testing.T) {
 limit := input.policy.rules.limit
 open if input.session.mode == "x"
 used := count(input.state.items)
+twice(x) := x * 2
 verdict := {"allow": true, "reasons": []} if {
 	open
-	used <= limit
+	used <= twice(limit)
 	input.sender != ""
 } else := {"allow": false, "reasons": [sprintf("%d of %d", [used, limit])]}`)
 	if err != nil {
@@ -70,6 +71,7 @@ verdict := {"allow": true, "reasons": []} if {
 	if plan.verdictConstant || plan.policyVerdict || plan.entry != "verdict" {
 		t.Fatalf("plan = %+v", plan)
 	}
+	// twice, a function, is no constant.
 	if !slices.Equal(plan.passed, []string{"limit", "open"}) || len(plan.tallies) != 0 {
 		t.Errorf("passed %v, tallies %v", plan.passed, plan.tallies)
 	}

@@ -19,9 +19,9 @@ import (
 //     verdict itself when the policy alone decides it;
 //  2. per commitment: Go tallies of the state view, where the module has
 //     them (Decision);
-//  3. per commitment: the module's remaining rules, with the values of
-//     stages 1 and 2 passed in through `with`, on an input that holds only
-//     what those rules read.
+//  3. per commitment: a staged copy of the module, whose references to the
+//     rules of stages 1 and 2 read their values from the input, on an
+//     input that holds only what the copy reads.
 //
 // A module opts into stage 1 for its verdict with a rule policy_verdict
 // (a policy constant) and a rule commitment_verdict, under the contract
@@ -135,11 +135,14 @@ func planModule(name string, refs map[string]*ruleRefs) (*modulePlan, error) {
 		if err != nil {
 			return nil, err
 		}
-		constant[rule] = policyConstant(paths)
+		// A function's value depends on its arguments.
+		constant[rule] = !refs[rule].function && policyConstant(paths)
 	}
 	plan := &modulePlan{name: name}
-	paths, _ := reads(refs, "verdict", never)
-	var err error
+	paths, err := reads(refs, "verdict", never)
+	if err != nil {
+		return nil, err
+	}
 	if plan.reference, err = needsOf(paths); err != nil {
 		return nil, fmt.Errorf("verdict %w", err)
 	}
@@ -238,28 +241,21 @@ func (plan *modulePlan) stagedModule(pkg ast.Ref, m *ast.Module) *ast.Module {
 	return out
 }
 
-// stageQuery evaluates stage 1 at once: policy_verdict (or the verdict,
-// when that is a constant) and every constant, each as a list of its value
-// or of nothing when undefined.
+// stageQuery evaluates stage 1 at once: the fixed verdict (policy_verdict,
+// or the verdict when that is a constant) and every constant, each as a
+// list holding its value, or nothing when it is undefined.
 func (plan *modulePlan) stageQuery() string {
 	pkg := builtinPrefix + plan.name + "."
-	var rules []string
+	value := func(rule string) string { return "[v | v := " + pkg + rule + "]" }
+	parts := []string{"[]"}
 	switch {
 	case plan.verdictConstant:
-		rules = append(rules, "verdict")
+		parts[0] = value("verdict")
 	case plan.policyVerdict:
-		rules = append(rules, "policy_verdict")
-	default:
-		rules = append(rules, "__none__")
+		parts[0] = value("policy_verdict")
 	}
-	rules = append(rules, plan.constants...)
-	parts := make([]string, len(rules))
-	for i, rule := range rules {
-		if rule == "__none__" {
-			parts[i] = "[]"
-			continue
-		}
-		parts[i] = "[v | v := " + pkg + rule + "]"
+	for _, rule := range plan.constants {
+		parts = append(parts, value(rule))
 	}
 	return "[" + strings.Join(parts, ", ") + "]"
 }
