@@ -323,12 +323,12 @@ func planBuiltins(ctx context.Context, modules map[string]*ast.Module) (map[stri
 	return out, nil
 }
 
+// newBuiltinCompiler is a compiler for the built-in modules: OPA's
+// built-ins and Concord's binary64 ones.
 func newBuiltinCompiler() *ast.Compiler {
-	builtins := map[string]*ast.Builtin{}
-	for _, b := range builtinDecls() {
-		builtins[b.Name] = b
-	}
-	return ast.NewCompiler().WithBuiltins(builtins).WithDefaultRegoVersion(ast.RegoV1)
+	caps := ast.CapabilitiesForThisVersion()
+	caps.Builtins = append(caps.Builtins, builtinDecls()...)
+	return ast.NewCompiler().WithCapabilities(caps).WithDefaultRegoVersion(ast.RegoV1)
 }
 
 // prepareOn prepares a query on a compiler that holds the built-in

@@ -8,13 +8,14 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// The Decision module's tallies, computed in Go from the mode's state view
-// instead of by Rego comprehensions over it: walking 50 ballots in OPA's
-// evaluator costs more than the rest of a decision. Each value is what the
-// rule of the same name in rego/decision.rego computes from the same view,
-// participants and policy constants; TestDecisionTalliesAgree checks this
-// on random sessions, and the engine's evaluation with these values against
-// its evaluation without them.
+// Go tallies (stage 2, stages.go): values of Rego rules computed in Go from
+// the commitment's input and state view instead of by OPA, where OPA is
+// slow at it (walking 50 ballots costs it more than the rest of a
+// decision). Each value is what the rule of the same name computes from the
+// same input, view and policy constants; TestGoTalliesAgree and
+// FuzzDecisionTallies check this on random sessions, and
+// TestStagedDecisionsMatchTheModule the decisions made with these values
+// against those of the modules evaluated whole.
 //
 // Only the view's canonical shape is tallied here (the shape the Decision
 // mode renders: votes an object of objects of {vote: string}, objections
