@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -68,42 +69,83 @@ const fullRules = `{
 	"commitment": {"authority": "any_participant", "require_vote_quorum": true}
 }`
 
+// weightedRules gives every participant of benchDecision weight 1 except
+// the first, which weighs 2.
+func weightedRules(n int) string {
+	w := make([]string, n)
+	for i := range n {
+		weight := 1
+		if i == 0 {
+			weight = 2
+		}
+		w[i] = fmt.Sprintf("%q: %d", fmt.Sprintf("agent://p%02d", i), weight)
+	}
+	return `{"voting": {"algorithm": "weighted", "threshold": 0.5, "weights": {` + strings.Join(w, ", ") +
+		`}, "quorum": {"type": "count", "value": 2}}, "commitment": {"authority": "any_participant", "require_vote_quorum": true}}`
+}
+
+// decisionCase is one rule set of the Decision benchmarks.
+type decisionCase struct {
+	name, policy, rules string
+	participants        int
+	// allow is the verdict the rule set gives benchDecision's ballots.
+	allow bool
+}
+
+func decisionCases() []decisionCase {
+	return []decisionCase{
+		{"full/participants=3", "policy.bench.full", fullRules, 3, true},
+		{"full/participants=10", "policy.bench.full", fullRules, 10, true},
+		{"full/participants=50", "policy.bench.full", fullRules, 50, true},
+		{"std.majority/participants=10", "policy.std.majority", "", 10, true},
+		{"default/participants=10", DefaultID, "", 10, true},
+		// One rule set per voting algorithm, at 50 participants.
+		{"default/participants=50", DefaultID, "", 50, true},
+		{"std.majority/participants=50", "policy.std.majority", "", 50, true},
+		{"std.supermajority/participants=50", "policy.std.supermajority", "", 50, true},
+		// Every third ballot is a REJECT: unanimity fails and the positive
+		// commitment is denied, with the tally in the reason.
+		{"std.unanimous/participants=50", "policy.std.unanimous", "", 50, false},
+		{"weighted/participants=50", "policy.bench.weighted", weightedRules(50), 50, true},
+		{"plurality/participants=50", "policy.bench.plurality", `{"voting": {"algorithm": "plurality"}}`, 50, true},
+	}
+}
+
+// decisionInput registers tc's policy on a fresh engine and returns the
+// engine and the Input of one positive Decision Commitment by the
+// initiator.
+func decisionInput(b *testing.B, tc decisionCase) (*Engine, *Input) {
+	ctx := context.Background()
+	e, reg := newTestEngine(b)
+	if tc.rules != "" {
+		register(b, reg, desc(tc.policy, ModeDecision, 3, tc.rules))
+	}
+	p, err := reg.Bind(ctx, ModeDecision, tc.policy)
+	if err != nil {
+		b.Fatal(err)
+	}
+	meta, view := benchDecision(b, tc.participants)
+	in := &Input{Policy: p, Session: meta, Sender: "boss",
+		Commitment: &macpv1.CommitmentPayload{CommitmentId: "c1", Action: "decision.selected", OutcomePositive: true},
+		ModeState:  func(context.Context) ([]byte, error) { return view, nil }}
+	if err := e.Authorize(ctx, in); err != nil {
+		b.Fatal(err)
+	}
+	if d, err := e.Govern(ctx, in); err != nil || d.Allow != tc.allow {
+		b.Fatalf("%+v %v, want allow %v", d, err, tc.allow)
+	}
+	return e, in
+}
+
 // BenchmarkDecisionCommitment is the engine's cost for one Decision
 // Commitment with warm prepared queries: Authorize plus Govern, including
 // turning the mode's state view (JSON) into Rego input. Rendering the view
 // is the mode's cost and is done before the loop.
 func BenchmarkDecisionCommitment(b *testing.B) {
-	cases := []struct {
-		name, policy, rules string
-		participants        int
-	}{
-		{"full/participants=3", "policy.bench.full", fullRules, 3},
-		{"full/participants=10", "policy.bench.full", fullRules, 10},
-		{"full/participants=50", "policy.bench.full", fullRules, 50},
-		{"std.majority/participants=10", "policy.std.majority", "", 10},
-		{"default/participants=10", DefaultID, "", 10},
-	}
-	for _, tc := range cases {
+	for _, tc := range decisionCases() {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
-			e, reg := newTestEngine(b)
-			if tc.rules != "" {
-				register(b, reg, desc(tc.policy, ModeDecision, 3, tc.rules))
-			}
-			p, err := reg.Bind(ctx, ModeDecision, tc.policy)
-			if err != nil {
-				b.Fatal(err)
-			}
-			meta, view := benchDecision(b, tc.participants)
-			in := &Input{Policy: p, Session: meta, Sender: "boss",
-				Commitment: &macpv1.CommitmentPayload{CommitmentId: "c1", Action: "decision.selected", OutcomePositive: true},
-				ModeState:  func(context.Context) ([]byte, error) { return view, nil }}
-			if err := e.Authorize(ctx, in); err != nil {
-				b.Fatal(err)
-			}
-			if d, err := e.Govern(ctx, in); err != nil || !d.Allow {
-				b.Fatalf("%+v %v", d, err)
-			}
+			e, in := decisionInput(b, tc)
 			b.ReportAllocs()
 			start := cpuTime()
 			for b.Loop() {
@@ -117,6 +159,66 @@ func BenchmarkDecisionCommitment(b *testing.B) {
 			reportCPU(b, start)
 		})
 	}
+}
+
+// BenchmarkDecisionCommitmentFreshGoroutine is BenchmarkDecisionCommitment
+// with every Commitment decided on a new goroutine, as a server decides
+// each request on the request's goroutine: the evaluation starts on a
+// small stack every time.
+func BenchmarkDecisionCommitmentFreshGoroutine(b *testing.B) {
+	for _, tc := range decisionCases() {
+		if !strings.HasSuffix(tc.name, "participants=50") {
+			continue
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			e, in := decisionInput(b, tc)
+			errs := make(chan error)
+			b.ReportAllocs()
+			start := cpuTime()
+			for b.Loop() {
+				go func() {
+					if err := e.Authorize(ctx, in); err != nil {
+						errs <- err
+						return
+					}
+					_, err := e.Govern(ctx, in)
+					errs <- err
+				}()
+				if err := <-errs; err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, start)
+		})
+	}
+}
+
+// BenchmarkCustomGovern is an uploaded policy (twoManRule, which reuses the
+// built-in Decision verdict) deciding the 50-participant session.
+func BenchmarkCustomGovern(b *testing.B) {
+	ctx := context.Background()
+	e, _ := newTestEngine(b)
+	p, err := e.RegisterCustom(ctx, customDesc("policy.bench.two-man", ModeDecision,
+		`{"min_approvers": 2, "voting": {"algorithm": "majority"}, "commitment": {"authority": "any_participant"}}`), []byte(twoManRule))
+	if err != nil {
+		b.Fatal(err)
+	}
+	meta, view := benchDecision(b, 50)
+	in := &Input{Policy: p, Session: meta, Sender: "boss",
+		Commitment: &macpv1.CommitmentPayload{OutcomePositive: true},
+		ModeState:  func(context.Context) ([]byte, error) { return view, nil }}
+	if d, err := e.Govern(ctx, in); err != nil || !d.Allow {
+		b.Fatalf("%+v %v", d, err)
+	}
+	b.ReportAllocs()
+	start := cpuTime()
+	for b.Loop() {
+		if _, err := e.Govern(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportCPU(b, start)
 }
 
 // BenchmarkAuthorize is the commitment-authority check alone.

@@ -241,7 +241,7 @@ func (e *Engine) customModules(source []byte, mode string) (map[string]*ast.Modu
 		return nil, nil, fmt.Errorf("the Rego source must declare package %s, not %s", customPackage, strings.TrimPrefix(got, "data."))
 	}
 	mods := map[string]*ast.Module{"custom.rego": m}
-	own, _ := governModule(mode)
+	own := governModule(mode)
 	for name, bm := range e.modules {
 		if mode == AnyMode || name == own || name == "authority" {
 			mods["rego/"+name+".rego"] = bm
@@ -446,7 +446,7 @@ func (e *Engine) prepareCustomSource(ctx context.Context, d *macpv1.PolicyDescri
 	query := customGovern
 	if authority {
 		if len(c.GetRulesExact(ast.MustParseRef(customAuthorize))) == 0 {
-			return &preparedQuery{pq: e.queries["authority"], policy: pv}, nil
+			return e.preparedBuiltin(ctx, "authority", pv, mode), nil
 		}
 		query = customAuthorize
 	}
@@ -460,5 +460,5 @@ func (e *Engine) prepareCustomSource(ctx context.Context, d *macpv1.PolicyDescri
 		return nil, fmt.Errorf("policy %q: prepare %s: %w", d.GetPolicyId(), query, err)
 	}
 	e.log.Debug("uploaded policy prepared", "policy_id", d.GetPolicyId(), "digest", digest, "mode", mode, "query", query)
-	return &preparedQuery{pq: pq, policy: pv, needsState: !authority, custom: true}, nil
+	return &preparedQuery{policy: pv, custom: pq, customState: !authority}, nil
 }

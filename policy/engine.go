@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"bytes"
 	"container/list"
 	"context"
 	"crypto/sha256"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 
 	"github.com/concord-macp/concord/macperr"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -33,24 +33,23 @@ var builtinRego embed.FS
 // module's entry point is its verdict rule.
 const builtinPrefix = "data.concord.builtin."
 
-// governModule names the built-in module that governs commitments of mode
-// and the top-level keys of the mode's state view it reads (nil: none). The
-// engine converts only those keys to Rego values; a module that starts
-// reading another key must list it here.
-func governModule(mode string) (name string, stateKeys []string) {
+// governModule names the built-in module that governs commitments of mode.
+// What the module reads of the input, the mode's state view included, the
+// engine learns from the module itself (analysis.go).
+func governModule(mode string) string {
 	switch mode {
 	case ModeDecision:
-		return "decision", []string{"votes", "objections", "evaluations"}
+		return "decision"
 	case ModeProposal:
-		return "proposal", []string{"counter_proposals"}
+		return "proposal"
 	case ModeTask:
-		return "task", []string{"output_present"}
+		return "task"
 	case ModeHandoff:
-		return "handoff", nil
+		return "handoff"
 	case ModeQuorum:
-		return "quorum", nil
+		return "quorum"
 	default:
-		return "extension", nil
+		return "extension"
 	}
 }
 
@@ -69,15 +68,16 @@ type EngineOptions struct {
 // Engine is the Governor that evaluates every policy with OPA: the
 // declarative rule sets as input to the built-in Rego modules, uploaded
 // policies as their own Rego. The built-in queries are prepared once per
-// engine; each policy's descriptor is converted to a Rego value once per
-// content digest; uploaded policies are compiled once per content digest.
-// All methods are safe for concurrent use.
+// engine; each policy's descriptor is converted to a Rego value, and its
+// policy constants evaluated, once per content digest (stages.go); uploaded
+// policies are compiled once per content digest. All methods are safe for
+// concurrent use.
 type Engine struct {
 	reg     *Registry
 	sources SourceStore
 	log     *slog.Logger
-	modules map[string]*ast.Module            // built-in module name -> parsed module
-	queries map[string]rego.PreparedEvalQuery // built-in module name -> its verdict query
+	modules map[string]*ast.Module     // built-in module name -> parsed module
+	builtin map[string]*builtinQueries // built-in module name -> its plan and queries
 	cache   *queryCache
 }
 
@@ -93,7 +93,6 @@ func NewEngine(ctx context.Context, opts EngineOptions) (*Engine, error) {
 		sources: opts.Sources,
 		log:     opts.Logger,
 		modules: map[string]*ast.Module{},
-		queries: map[string]rego.PreparedEvalQuery{},
 		cache:   newQueryCache(opts.CacheSize),
 	}
 	if e.log == nil {
@@ -113,26 +112,12 @@ func NewEngine(ctx context.Context, opts EngineOptions) (*Engine, error) {
 		if err != nil {
 			return nil, fmt.Errorf("policy engine: %s: %w", file, err)
 		}
-		name := strings.TrimSuffix(ent.Name(), ".rego")
-		e.modules[name] = m
-		pq, err := prepareBuiltin(ctx, name, m)
-		if err != nil {
-			return nil, fmt.Errorf("policy engine: %s: %w", file, err)
-		}
-		e.queries[name] = pq
+		e.modules[strings.TrimSuffix(ent.Name(), ".rego")] = m
+	}
+	if e.builtin, err = planBuiltins(ctx, e.modules); err != nil {
+		return nil, fmt.Errorf("policy engine: built-in modules: %w", err)
 	}
 	return e, nil
-}
-
-// prepareBuiltin compiles the verdict query of one built-in module.
-func prepareBuiltin(ctx context.Context, name string, m *ast.Module) (rego.PreparedEvalQuery, error) {
-	opts := append([]func(*rego.Rego){
-		rego.Query(builtinPrefix + name + ".verdict"),
-		rego.ParsedModule(m),
-		rego.SetRegoVersion(ast.RegoV1),
-		rego.StrictBuiltinErrors(true),
-	}, builtinOptions()...)
-	return rego.New(opts...).PrepareForEval(ctx)
 }
 
 // Bind resolves policyVersion through the registry (see Registry.Bind).
@@ -144,6 +129,7 @@ func (e *Engine) Bind(ctx context.Context, mode, policyVersion string) (*macpv1.
 // session's policy; a refusal is FORBIDDEN. in.Commitment may be nil (the
 // control plane asks the same question for Cancel, Suspend and Resume).
 func (e *Engine) Authorize(ctx context.Context, in *Input) error {
+	growStack()
 	q, err := e.prepared(ctx, in, true)
 	if err != nil {
 		return macperr.Wrap(macperr.InternalError, err, "the commitment authority could not be evaluated")
@@ -162,6 +148,7 @@ func (e *Engine) Authorize(ctx context.Context, in *Input) error {
 // Decision{Allow: false} with its reasons; an allow carries its basis as
 // the one reason. An error means the policy could not be evaluated.
 func (e *Engine) Govern(ctx context.Context, in *Input) (Decision, error) {
+	growStack()
 	q, err := e.prepared(ctx, in, false)
 	if err != nil {
 		return Decision{}, err
@@ -181,9 +168,9 @@ func descriptorOf(in *Input) *macpv1.PolicyDescriptor {
 func (e *Engine) prepared(ctx context.Context, in *Input, authority bool) (*preparedQuery, error) {
 	d := descriptorOf(in)
 	mode := in.Session.GetMode()
-	module, stateKeys := governModule(mode)
+	module := governModule(mode)
 	if authority {
-		module, stateKeys = "authority", nil
+		module = "authority"
 	}
 	key := cacheKey(d, module, mode)
 	return e.cache.get(key, func() (*preparedQuery, error) {
@@ -195,8 +182,15 @@ func (e *Engine) prepared(ctx context.Context, in *Input, authority bool) (*prep
 		if digest, ok := customDigest(rules); ok {
 			return e.preparedCustom(ctx, d, pv, mode, digest, authority)
 		}
-		return &preparedQuery{pq: e.queries[module], policy: pv, needsState: !authority && stateKeys != nil, stateKeys: stateKeys}, nil
+		return e.preparedBuiltin(ctx, module, pv, mode), nil
 	})
+}
+
+// preparedBuiltin is a policy under a built-in module, with its stage 1
+// done.
+func (e *Engine) preparedBuiltin(ctx context.Context, module string, pv ast.Value, mode string) *preparedQuery {
+	q := e.builtin[module]
+	return &preparedQuery{policy: pv, builtin: q, stage: evalPolicyStage(ctx, q, pv, mode)}
 }
 
 // parseRulesForEval decodes a bound descriptor's rules. Admission already
@@ -228,49 +222,51 @@ func policyValue(d *macpv1.PolicyDescriptor, rules ast.Object) ast.Value {
 	)
 }
 
-// preparedQuery is a prepared query with the policy value it runs under.
+// preparedQuery is one policy ready to decide: a built-in module with the
+// policy's stage 1 done, or an uploaded policy's own query.
 type preparedQuery struct {
-	pq     rego.PreparedEvalQuery
 	policy ast.Value
-	// needsState: the query reads the mode's state view; stateKeys are
-	// the top-level keys it reads (nil with needsState: all of them).
-	needsState bool
-	stateKeys  []string
-	// custom marks uploaded Rego, which runs under customEvalTimeout and
-	// gets the whole input; the built-in modules get only the fields they
-	// read (leanInput).
-	custom bool
+	// builtin and stage, for the built-in modules.
+	builtin *builtinQueries
+	stage   policyStage
+	// custom is the query of uploaded Rego, which runs under
+	// customEvalTimeout and gets the whole input (inputValue), the state
+	// view with customState (govern, not authorize).
+	custom      rego.PreparedEvalQuery
+	customState bool
 }
 
 // customEvalTimeout bounds one evaluation of uploaded Rego.
 const customEvalTimeout = 250 * time.Millisecond
 
-// eval runs the query on in and reads its {allow, reasons} verdict.
+// eval decides in under the policy.
 func (q *preparedQuery) eval(ctx context.Context, in *Input) (Decision, error) {
+	if q.builtin != nil {
+		return q.evalBuiltin(ctx, in)
+	}
 	var state ast.Value = ast.NewObject()
-	if q.needsState && in.ModeState != nil {
+	if q.customState && in.ModeState != nil {
 		raw, err := in.ModeState(ctx)
 		if err != nil {
 			return Decision{}, fmt.Errorf("mode state view: %w", err)
 		}
-		if len(bytes.TrimSpace(raw)) > 0 {
-			if state, err = jsonToValueKeys(raw, q.stateKeys); err != nil {
-				return Decision{}, fmt.Errorf("mode state view is not JSON: %w", err)
-			}
+		if state, err = stateValue(raw, nil); err != nil {
+			return Decision{}, err
 		}
 	}
-	if q.custom {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, customEvalTimeout)
-		defer cancel()
-	}
-	var input ast.Value
-	if q.custom {
-		input = inputValue(in, q.policy, state)
-	} else {
-		input = leanInput(in, q.policy, state)
-	}
-	rs, err := q.pq.Eval(ctx, rego.EvalParsedInput(input))
+	ctx, cancel := context.WithTimeout(ctx, customEvalTimeout)
+	defer cancel()
+	return evalVerdict(ctx, q.custom, inputValue(in, q.policy, state), in)
+}
+
+// evalVerdict runs a verdict query on input and reads its {allow,
+// reasons}. The evaluation stops when ctx ends; context.AfterFunc tells it
+// so without the goroutine per evaluation that OPA starts otherwise.
+func evalVerdict(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value, in *Input) (Decision, error) {
+	cancel := topdown.NewCancel()
+	stop := context.AfterFunc(ctx, cancel.Cancel)
+	defer stop()
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel))
 	if err != nil {
 		return Decision{}, fmt.Errorf("evaluate policy %q: %w", descriptorOf(in).GetPolicyId(), err)
 	}
@@ -364,34 +360,6 @@ func inputValue(in *Input, policy, state ast.Value) ast.Value {
 			)))
 		}
 		obj.Insert(ast.StringTerm("commitment"), ast.NewTerm(cm))
-	}
-	return obj
-}
-
-// leanInput is the part of the input the built-in modules read: policy,
-// session {mode, initiator, participants}, sender, commitment
-// {outcome_positive} and state. Every decision builds its input afresh,
-// so leaving out what nobody reads is a measurable saving.
-func leanInput(in *Input, policy, state ast.Value) ast.Value {
-	s := in.Session
-	parts := make([]*ast.Term, len(s.GetParticipants()))
-	for i, p := range s.GetParticipants() {
-		parts[i] = ast.StringTerm(p)
-	}
-	obj := ast.NewObject(
-		[2]*ast.Term{ast.StringTerm("policy"), ast.NewTerm(policy)},
-		[2]*ast.Term{ast.StringTerm("session"), ast.NewTerm(ast.NewObject(
-			str("mode", s.GetMode()),
-			str("initiator", s.GetInitiator()),
-			[2]*ast.Term{ast.StringTerm("participants"), ast.ArrayTerm(parts...)},
-		))},
-		str("sender", in.Sender),
-		[2]*ast.Term{ast.StringTerm("state"), ast.NewTerm(state)},
-	)
-	if c := in.Commitment; c != nil {
-		obj.Insert(ast.StringTerm("commitment"), ast.NewTerm(ast.NewObject(
-			[2]*ast.Term{ast.StringTerm("outcome_positive"), ast.BooleanTerm(c.GetOutcomePositive())},
-		)))
 	}
 	return obj
 }

@@ -49,6 +49,24 @@ func jsonToValueKeys(data []byte, keys []string) (ast.Value, error) {
 	return v, nil
 }
 
+// checkJSON checks data as jsonToValue does, converting nothing; empty
+// data is accepted (an empty state view).
+func checkJSON(data []byte) error {
+	p := &jsonParser{b: data}
+	p.space()
+	if p.i == len(p.b) {
+		return nil
+	}
+	if err := p.skip(0); err != nil {
+		return err
+	}
+	p.space()
+	if p.i != len(p.b) {
+		return p.errorf("unexpected data after the JSON value")
+	}
+	return nil
+}
+
 // maxJSONDepth bounds nesting, so a hostile view cannot exhaust the stack.
 const maxJSONDepth = 128
 

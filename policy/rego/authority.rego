@@ -22,32 +22,55 @@ builtin_modes := {
 	"macp.mode.quorum.v1",
 }
 
+# --- Policy constants: input.policy and input.session.mode only (the
+# engine evaluates them once per policy and mode). ---
+
 default authority := "initiator_only"
 
 authority := input.policy.rules.commitment.authority if builtin_modes[input.session.mode]
+
+known_authorities := {"initiator_only", "any_participant", "designated_role"}
+
+default initiator_commits := false
+
+initiator_commits if {
+	authority != "designated_role"
+	known_authorities[authority]
+}
+
+default participants_commit := false
+
+participants_commit if authority == "any_participant"
+
+default roles_commit := false
+
+roles_commit if authority == "designated_role"
+
+# --- The sender. ---
 
 default sender := ""
 
 sender := input.sender
 
+default sender_participates := false
+
+sender_participates if input.session.participants[_] == sender
+
 allowed := {"allow": true, "reasons": []}
 
 verdict := allowed if {
+	initiator_commits
 	sender != ""
 	sender == input.session.initiator
-	authority != "designated_role"
-	known_authorities[authority]
 } else := allowed if {
-	authority == "any_participant"
+	participants_commit
 	sender != ""
-	input.session.participants[_] == sender
+	sender_participates
 } else := allowed if {
-	authority == "designated_role"
+	roles_commit
 	sender != ""
 	input.policy.rules.commitment.designated_roles[_] == sender
 } else := {"allow": false, "reasons": [reason]}
-
-known_authorities := {"initiator_only", "any_participant", "designated_role"}
 
 default initiator := ""
 

@@ -3,7 +3,8 @@
 # the commitment. The mode already refuses the CounterProposal that would
 # exceed the limit, so this is a second line that replay of old sessions
 # may still reach. input.state.counter_proposals comes from the Proposal
-# mode's state view.
+# mode's state view. Without a limit the policy alone decides
+# (policy_verdict, which the engine evaluates once per policy).
 package concord.builtin.proposal
 
 default rules := {}
@@ -24,4 +25,10 @@ deny contains msg if {
 	msg := sprintf("counter_proposal.max_rounds is %v but %v counter-proposals were made", [max_rounds, counter_proposals])
 }
 
-verdict := {"allow": count(deny) == 0, "reasons": sort(deny)}
+policy_verdict := {"allow": true, "reasons": []} if not max_rounds > 0
+
+verdict := v if {
+	v := policy_verdict
+} else := commitment_verdict
+
+commitment_verdict := {"allow": count(deny) == 0, "reasons": sort(deny)}

@@ -2,7 +2,9 @@
 # §7.7): with completion.require_output, a positive commitment needs a
 # terminal TaskComplete with non-empty output. input.state.output_present
 # comes from the Task mode's state view. A negative commitment binds a
-# failure, which has no output to require.
+# failure, which has no output to require. Without the rule the policy
+# alone decides (policy_verdict, which the engine evaluates once per
+# policy).
 package concord.builtin.task
 
 default rules := {}
@@ -27,4 +29,10 @@ deny contains "completion.require_output: the task completed without output, so 
 	output_present != true
 }
 
-verdict := {"allow": count(deny) == 0, "reasons": sort(deny)}
+policy_verdict := {"allow": true, "reasons": []} if require_output != true
+
+verdict := v if {
+	v := policy_verdict
+} else := commitment_verdict
+
+commitment_verdict := {"allow": count(deny) == 0, "reasons": sort(deny)}
