@@ -11,7 +11,8 @@ func TestDecisionStateFromTheMode(t *testing.T) {
 		t.Fatalf("decision view schema %v: want the mode's closed object schema", schema)
 	}
 	props, _ := schema["properties"].(map[string]any)
-	_, keys := governModule(ModeDecision)
+	e, _ := newTestEngine(t)
+	keys := e.builtin[governModule(ModeDecision)].plan.reference.stateKeys
 	for _, k := range keys {
 		if _, ok := props[k]; !ok {
 			t.Errorf("the decision module reads state key %q, which the mode's view schema does not declare", k)
