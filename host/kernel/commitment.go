@@ -105,13 +105,13 @@ func (k *Kernel) govern(ctx context.Context, s *session, env *macpv1.Envelope, c
 		Allow: d.Allow, Reasons: d.Reasons, MessageId: env.MessageId, Sender: env.Sender, DecidedAtUnixMs: now,
 	}
 	if !d.Allow {
-		k.log.Info("policy denied a commitment", "session_id", s.id(), "policy", g.PolicyId, "reasons", d.Reasons)
+		k.log.Info("policy denied a commitment", "session_id", s.id(), "message_id", env.MessageId, "policy", g.PolicyId, "reasons", d.Reasons)
 		// A denied Commitment never enters the log; its decision goes to the
 		// session's audit trail.
 		if b, err := proto.Marshal(g); err == nil {
 			key := fmt.Sprintf("%s\x00%016x%s", s.id(), now, env.MessageId)
 			if err := k.store.Put(ctx, storage.Audit, key, b); err != nil {
-				k.log.Error("could not record a policy denial in the audit trail", "session_id", s.id(), "err", err)
+				k.log.Error("could not record a policy denial in the audit trail", "session_id", s.id(), "message_id", env.MessageId, "err", err)
 			}
 		}
 		return nil, policyDenied(d.Reasons)

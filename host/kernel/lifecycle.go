@@ -132,7 +132,7 @@ func (k *Kernel) Control(ctx context.Context, caller access.Caller, op Control, 
 	if err := k.recordNow(ctx, s, t); err != nil {
 		return nil, err
 	}
-	k.log.Info("session "+op.verb()+"ed", "session_id", id, "by", caller.ID)
+	k.log.Info("session "+op.verb()+"ed", "session_id", id, "message_id", t.env.MessageId, "by", caller.ID)
 	return &macpv1.Ack{Ok: true, MessageId: t.env.MessageId, SessionId: id, AcceptedAtUnixMs: now, SessionState: s.state()}, nil
 }
 

@@ -127,7 +127,7 @@ func (k *Kernel) start(ctx context.Context, caller access.Caller, env *macpv1.En
 	started = true
 	s.touch(k.now())
 	k.schedule(s)
-	k.log.Debug("session started", "session_id", env.SessionId, "mode", env.Mode, "initiator", env.Sender)
+	k.log.Debug("session started", "session_id", env.SessionId, "message_id", env.MessageId, "mode", env.Mode, "initiator", env.Sender)
 	return &macpv1.Ack{Ok: true, MessageId: env.MessageId, SessionId: env.SessionId,
 		AcceptedAtUnixMs: now, SessionState: s.state()}, nil
 }

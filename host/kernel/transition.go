@@ -253,7 +253,7 @@ func (k *Kernel) enqueue(ctx context.Context, s *session, next *storev1.Session,
 	return func(ctx context.Context) error {
 		if err := p.Wait(context.WithoutCancel(ctx)); err != nil {
 			k.log.Error("a write of the session log failed; the store refuses further writes until restarted",
-				"session_id", s.id(), "err", err)
+				"session_id", s.id(), "message_id", entry.GetEnvelope().GetMessageId(), "sequence", entry.GetSequence(), "err", err)
 			return fmt.Errorf("commit session %s: %w", s.id(), err)
 		}
 		k.publish(s, item)
