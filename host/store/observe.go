@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -34,7 +35,9 @@ type GroupStats struct {
 
 // Size reports the bytes the database takes on disk: its LSM tables and
 // its value log (both zero in memory). It reads the directory, since
-// Badger's own counters are process-global and switched off here.
+// Badger's own counters are process-global and switched off here, and
+// counts allocated blocks, since Badger preallocates its value log as a
+// large sparse file.
 func (s *Store) Size() (lsm, vlog int64, err error) {
 	if s.dir == "" {
 		return 0, 0, nil
@@ -50,10 +53,19 @@ func (s *Store) Size() (lsm, vlog int64, err error) {
 		}
 		switch filepath.Ext(f.Name()) {
 		case ".sst":
-			lsm += info.Size()
+			lsm += onDisk(info)
 		case ".vlog":
-			vlog += info.Size()
+			vlog += onDisk(info)
 		}
 	}
 	return lsm, vlog, nil
+}
+
+// onDisk is the space a file takes: its allocated blocks where the system
+// reports them, its length otherwise.
+func onDisk(info os.FileInfo) int64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return info.Size()
 }
