@@ -22,8 +22,17 @@ type request struct {
 	keys     [][]byte
 	vals     [][]byte
 	entries  int        // how many log entries
-	size     int        // rough encoded size, for MaxGroupBytes
+	size     int        // rough encoded size, for MaxGroupBytes and the disk guard
+	admitted bool       // its size counts against the disk guard until it ends
 	done     chan error // buffered; receives the outcome once
+}
+
+// finish hands r its outcome and gives its bytes back to the disk guard.
+func (s *Store) finish(r *request, err error) {
+	if r.admitted {
+		s.release(r.size)
+	}
+	r.done <- err
 }
 
 // perKeyOverhead approximates what Badger adds to each key and value.
@@ -71,11 +80,17 @@ func (s *Store) Enqueue(ctx context.Context, snap *storev1.Session, entries ...*
 	if err := s.usable(); err != nil {
 		return nil, fmt.Errorf("store: commit %.64q: %w", req.id, err)
 	}
+	if err := s.admit(req.size); err != nil {
+		return nil, fmt.Errorf("store: commit %.64q: %w", req.id, err)
+	}
+	req.admitted = true
 	select {
 	case s.queue <- req:
 	case <-s.closing:
+		s.release(req.size)
 		return nil, fmt.Errorf("store: commit %.64q: %w", req.id, ErrClosed)
 	case <-ctx.Done():
+		s.release(req.size)
 		return nil, ctx.Err()
 	}
 	return &Pending{s: s, req: req}, nil
@@ -246,7 +261,7 @@ func (s *Store) writeGroup(batch []*request) {
 	g := s.newGroup()
 	for _, r := range batch {
 		if err := s.usable(); err != nil && !errors.Is(err, ErrClosed) {
-			r.done <- fmt.Errorf("store: commit %.64q: %w", r.id, err)
+			s.finish(r, fmt.Errorf("store: commit %.64q: %w", r.id, err))
 			continue
 		}
 		if len(g.reqs) > 0 && g.size+r.size > s.maxBytes {
@@ -256,11 +271,11 @@ func (s *Store) writeGroup(batch []*request) {
 		prev, err := s.lastSequence(g, r.id)
 		if err != nil {
 			err = s.fail(fmt.Errorf("read log position: %w", err))
-			r.done <- fmt.Errorf("store: commit %.64q: %w", r.id, err)
+			s.finish(r, fmt.Errorf("store: commit %.64q: %w", r.id, err))
 			continue
 		}
 		if prev != r.prev {
-			r.done <- sequenceError(r, prev)
+			s.finish(r, sequenceError(r, prev))
 			continue
 		}
 		if err := g.add(r); err != nil {
@@ -268,7 +283,7 @@ func (s *Store) writeGroup(batch []*request) {
 			// groups stay under half of Badger's limit; be safe regardless.
 			g.txn.Discard()
 			for _, q := range append(g.reqs, r) {
-				q.done <- fmt.Errorf("store: commit %.64q: %w: %w", q.id, ErrTooLarge, err)
+				s.finish(q, fmt.Errorf("store: commit %.64q: %w: %w", q.id, ErrTooLarge, err))
 			}
 			g = s.newGroup()
 		}
@@ -333,7 +348,7 @@ func (s *Store) flush(g *group) {
 	}
 	if err != nil {
 		for _, r := range g.reqs {
-			r.done <- fmt.Errorf("store: commit %.64q: %w", r.id, err)
+			s.finish(r, fmt.Errorf("store: commit %.64q: %w", r.id, err))
 		}
 		return
 	}
@@ -346,7 +361,7 @@ func (s *Store) flush(g *group) {
 	if err != nil {
 		err = s.fail(fmt.Errorf("commit transaction of %d commits: %w", len(g.reqs), err))
 		for _, r := range g.reqs {
-			r.done <- fmt.Errorf("store: commit %.64q: %w", r.id, err)
+			s.finish(r, fmt.Errorf("store: commit %.64q: %w", r.id, err))
 		}
 		return
 	}
@@ -359,6 +374,6 @@ func (s *Store) flush(g *group) {
 		}
 		s.commits.Add(1)
 		s.entries.Add(uint64(r.entries))
-		r.done <- nil
+		s.finish(r, nil)
 	}
 }

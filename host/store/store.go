@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,9 @@ type Options struct {
 	// GCInterval is how often the value log is garbage-collected on disk.
 	// 0 means DefaultGCInterval; negative turns it off.
 	GCInterval time.Duration
+	// Space measures the filesystem of Dir; nil means Statfs. Tests that
+	// cannot mount a small filesystem pass a fake one.
+	Space SpaceFunc
 }
 
 // Stats counts the committer's work since Open.
@@ -85,8 +89,13 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 	gcDone    chan struct{}
+	pollDone  chan struct{} // nil without a disk guard
 
 	failure atomic.Pointer[error]
+
+	// disk refuses writes that would leave less free space than Badger
+	// needs for itself; nil for an in-memory store.
+	disk *guard
 
 	// cursor maps a session id to the last sequence durably written. Only
 	// the committer goroutine touches it. Sessions in a terminal state are
@@ -112,14 +121,32 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	log = log.With("component", "store")
 
-	var bo badger.Options
+	var (
+		bo   badger.Options
+		disk *guard
+	)
 	if opts.InMemory {
 		bo = badger.DefaultOptions("").WithInMemory(true)
 	} else {
 		if opts.Dir == "" {
 			return nil, errors.New("store: open: no directory and not in memory")
 		}
-		bo = badger.DefaultOptions(opts.Dir).WithSyncWrites(true)
+		var (
+			geo geometry
+			err error
+		)
+		if disk, geo, err = checkSpace(opts, log); err != nil {
+			return nil, err
+		}
+		bo = badger.DefaultOptions(opts.Dir).WithSyncWrites(true).
+			WithMemTableSize(geo.memTable).
+			WithBaseTableSize(geo.baseTable).
+			WithBaseLevelSize(geo.baseLevel).
+			WithValueThreshold(geo.valueThreshold).
+			WithValueLogFileSize(geo.valueLogFile).
+			// Two compactors (Badger's minimum): one for level 0, one for
+			// the rest, which is what the disk reserve allows for.
+			WithNumCompactors(2)
 	}
 	bo = bo.WithLogger(badgerLogger{log}).
 		WithDetectConflicts(false). // one writer: the committer
@@ -143,6 +170,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		stopped:  make(chan struct{}),
 		gcDone:   make(chan struct{}),
 		cursor:   make(map[string]uint64),
+		disk:     disk,
+	}
+	if disk != nil {
+		disk.mu.Lock()
+		disk.lsm = db.Levels
+		disk.mu.Unlock()
 	}
 	if s.maxGroup <= 0 {
 		s.maxGroup = DefaultMaxGroupCommits
@@ -164,7 +197,77 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	} else {
 		go s.collectGarbage(gcEvery)
 	}
+	if disk != nil {
+		s.pollDone = make(chan struct{})
+		go s.pollSpace()
+	}
 	return s, nil
+}
+
+// checkSpace measures the filesystem of opts.Dir before Badger opens it,
+// picks Badger's geometry for its size, and refuses to open when the free
+// space could not take the flush of the write-ahead logs Badger left
+// behind plus the reserve: Badger would fault part way through opening.
+func checkSpace(opts Options, log *slog.Logger) (*guard, geometry, error) {
+	measure := opts.Space
+	if measure == nil {
+		measure = Statfs
+	}
+	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
+		return nil, geometry{}, fmt.Errorf("store: open %q: %w", opts.Dir, err)
+	}
+	sp, err := measure(opts.Dir)
+	if err != nil {
+		return nil, geometry{}, fmt.Errorf("store: open %q: %w", opts.Dir, err)
+	}
+	geo := geometryFor(sp.Total)
+	backlog, err := walBacklog(opts.Dir)
+	if err != nil {
+		return nil, geometry{}, fmt.Errorf("store: open %q: %w", opts.Dir, err)
+	}
+	tables, err := tableBytes(opts.Dir)
+	if err != nil {
+		return nil, geometry{}, fmt.Errorf("store: open %q: %w", opts.Dir, err)
+	}
+	if need := geo.openNeed(backlog, tables); sp.Free < need {
+		return nil, geometry{}, fmt.Errorf("store: open %q: %w: %s free on its filesystem, opening needs %s "+
+			"(%s to flush the write-ahead log, the rest for compactions); free some space and start again",
+			opts.Dir, ErrDiskFull, bytesText(sp.Free), bytesText(need), bytesText(backlog))
+	}
+	return newGuard(opts.Dir, measure, geo, tables, log), geo, nil
+}
+
+// pollSpace measures the filesystem every second while writes are refused,
+// so that the store reports the disk usable again as soon as space is
+// freed, whether or not a write tries.
+func (s *Store) pollSpace() {
+	defer close(s.pollDone)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+		}
+		if _, full := s.disk.state(); full != nil {
+			s.disk.poll()
+		}
+	}
+}
+
+// Writable reports why the store refuses writes now (an error wrapping
+// ErrDiskFull, ErrFailed or ErrClosed), or nil, and a channel closed when
+// the disk's state next changes (nil when it cannot change). Health checks
+// use it.
+func (s *Store) Writable() (changed <-chan struct{}, err error) {
+	if err := s.usable(); err != nil {
+		return nil, err
+	}
+	if s.disk == nil {
+		return nil, nil
+	}
+	return s.disk.state()
 }
 
 // checkFormat stamps a new database with the format version and refuses one
@@ -196,6 +299,9 @@ func (s *Store) Close() error {
 		close(s.closing)
 		<-s.stopped
 		<-s.gcDone
+		if s.pollDone != nil {
+			<-s.pollDone
+		}
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("store: close: %w", err)
 		}
@@ -369,6 +475,11 @@ func (s *Store) collectGarbage(every time.Duration) {
 		case <-t.C:
 		}
 		for {
+			// A rewrite needs up to a value log file of space before it
+			// frees anything; never let it eat into the reserve.
+			if s.disk != nil && !s.disk.roomFor(uint64(s.disk.geo.valueLogFile)) {
+				break
+			}
 			err := s.db.RunValueLogGC(0.5)
 			if err == nil {
 				select {
