@@ -122,7 +122,7 @@ func (k *Kernel) Control(ctx context.Context, op Control, identity, id, reason s
 		Origin: storev1.Origin_ORIGIN_RUNTIME, StateAfter: next.Metadata.State,
 	}
 	if err := k.commit(ctx, s, next, entry); err != nil {
-		return nil, macperr.Wrap(macperr.InternalError, err, "the lifecycle change could not be made durable")
+		return nil, writeError(err, "the lifecycle change could not be made durable")
 	}
 	k.log.Info("session "+opVerb(op)+"ed", "session_id", id, "by", identity)
 	return &macpv1.Ack{Ok: true, MessageId: env.MessageId, SessionId: id, AcceptedAtUnixMs: now, SessionState: next.Metadata.State}, nil

@@ -47,7 +47,8 @@ func (k *Kernel) Send(ctx context.Context, identity string, env *macpv1.Envelope
 	ack, err := k.send(ctx, identity, env)
 	if err != nil {
 		e := macperr.As(err)
-		if e.Code == macperr.InternalError {
+		// A full disk is logged once by the store, not once per refusal.
+		if e.Code == macperr.InternalError && !errors.Is(err, store.ErrDiskFull) {
 			k.log.Error("send failed", "session_id", env.GetSessionId(), "message_id", env.GetMessageId(), "err", err)
 		}
 		return &macpv1.Ack{
@@ -217,7 +218,7 @@ func (k *Kernel) apply(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		return k.duplicateAck(s, env), nil
 	}
 	if err := r.wait(ctx); err != nil {
-		return nil, macperr.Wrap(macperr.InternalError, err, "the message could not be made durable")
+		return nil, writeError(err, "the message could not be made durable")
 	}
 	return r.ack, nil
 }
@@ -392,7 +393,7 @@ func (k *Kernel) applyChecked(ctx context.Context, s *session, md *macpv1.Sessio
 	}
 	wait, err := k.enqueue(ctx, s, next, entry)
 	if err != nil {
-		return nil, nil, macperr.Wrap(macperr.InternalError, err, "the message could not be queued for writing")
+		return nil, nil, writeError(err, "the message could not be queued for writing")
 	}
 	return &macpv1.Ack{Ok: true, MessageId: env.MessageId, SessionId: env.SessionId,
 		AcceptedAtUnixMs: now, SessionState: next.Metadata.State}, wait, nil

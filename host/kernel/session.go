@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/host/store"
 
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -179,7 +181,7 @@ func (k *Kernel) catchUp(ctx context.Context, s *session) (expired bool, err err
 		return false, err
 	}
 	if expired, err = k.expireIfDue(ctx, s); err != nil {
-		return false, macperr.Wrap(macperr.InternalError, err, "could not record the session's expiry")
+		return false, writeError(err, "could not record the session's expiry")
 	}
 	return expired, nil
 }
@@ -275,4 +277,14 @@ func lifecycleEvent(prev, next macpv1.SessionState) macpv1.SessionLifecycleEvent
 		return macpv1.SessionLifecycleEvent_EVENT_TYPE_CANCELLED
 	}
 	return macpv1.SessionLifecycleEvent_EVENT_TYPE_UNSPECIFIED
+}
+
+// writeError reports a write of the session log that failed. A write the
+// store refused because the disk is full says so, so that the client knows
+// nothing was stored and that a retry can succeed later.
+func writeError(err error, message string) *macperr.Error {
+	if errors.Is(err, store.ErrDiskFull) {
+		return macperr.Wrap(macperr.InternalError, err, store.DiskFullMessage)
+	}
+	return macperr.Wrap(macperr.InternalError, err, message)
 }

@@ -161,7 +161,7 @@ func (k *Kernel) start(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		StateAfter:       macpv1.SessionState_SESSION_STATE_OPEN,
 	}
 	if err := k.commit(ctx, s, rec, entry); err != nil {
-		return fail(macperr.Wrap(macperr.InternalError, err, "the session could not be made durable"))
+		return fail(writeError(err, "the session could not be made durable"))
 	}
 	started = true
 	k.log.Debug("session started", "session_id", env.SessionId, "mode", env.Mode, "initiator", env.Sender)

@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/host/macperr"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -172,7 +171,7 @@ func (k *Kernel) fire(ctx context.Context, s *session, t *abiv1.Timer, due int64
 		StateAfter:       next.Metadata.State,
 	}
 	if err := k.commit(ctx, s, next, entry); err != nil {
-		return macperr.Wrap(macperr.InternalError, err, "could not record the runtime's "+env.MessageType)
+		return writeError(err, "could not record the runtime's "+env.MessageType)
 	}
 	k.log.Info("runtime wrote a timed record", "session_id", s.id(), "message_type", env.MessageType, "message_id", env.MessageId)
 	return nil

@@ -1,9 +1,12 @@
 package rpc
 
 import (
+	"errors"
+
 	"connectrpc.com/connect"
 
 	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/host/store"
 )
 
 // CodeHeader is the response metadata key that carries the MACP registry
@@ -45,6 +48,9 @@ func StatusCode(macpCode string) connect.Code {
 // statusError converts a kernel error into a connect error with the mapped
 // status and the MACP code in the metadata.
 func statusError(err error) error {
+	if errors.Is(err, store.ErrDiskFull) {
+		return diskFullError()
+	}
 	e := macperr.As(err)
 	msg := e.Message
 	if e.Code == macperr.InternalError {
@@ -65,4 +71,12 @@ func (c *codedMessage) Error() string { return c.code + ": " + c.msg }
 func withMACPCode(ce *connect.Error, code string) *connect.Error {
 	ce.Meta().Set(CodeHeader, code)
 	return ce
+}
+
+// diskFullError answers a write the store refused because its disk is
+// full: RESOURCE_EXHAUSTED with INTERNAL_ERROR as the MACP code and a
+// message that says what happened, since the client can retry later.
+func diskFullError() *connect.Error {
+	ce := connect.NewError(connect.CodeResourceExhausted, &codedMessage{code: macperr.InternalError, msg: store.DiskFullMessage})
+	return withMACPCode(ce, macperr.InternalError)
 }

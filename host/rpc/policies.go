@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/concord-macp/concord/host/macperr"
+	"github.com/concord-macp/concord/host/store"
 	"github.com/concord-macp/concord/policy"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -16,6 +17,9 @@ import (
 // registryError renders a registry refusal as the spec's error string,
 // prefixed with its registry code.
 func registryError(err error) string {
+	if errors.Is(err, store.ErrDiskFull) {
+		return macperr.InternalError + ": " + store.DiskFullMessage
+	}
 	e := macperr.As(err)
 	return e.Code + ": " + e.Message
 }

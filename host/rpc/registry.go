@@ -9,6 +9,7 @@ import (
 
 	"github.com/concord-macp/concord/host/auth"
 	"github.com/concord-macp/concord/host/modes"
+	"github.com/concord-macp/concord/host/store"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -95,6 +96,9 @@ func (a *admin) UploadMode(ctx context.Context, req *connect.Request[adminv1.Upl
 	if err != nil {
 		if errors.Is(err, modes.ErrRefused) {
 			return nil, connect.NewError(connect.CodeInvalidArgument, err)
+		}
+		if errors.Is(err, store.ErrDiskFull) {
+			return nil, diskFullError()
 		}
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
