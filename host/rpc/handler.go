@@ -37,6 +37,9 @@ type Options struct {
 	AllowedOrigins []string
 	// Done, when closed, ends every open stream (server shutdown).
 	Done <-chan struct{}
+	// Readiness makes health report NOT_SERVING while writes are refused;
+	// nil reports SERVING always.
+	Readiness Readiness
 }
 
 // compressMinBytes is the smallest response worth compressing.
@@ -62,8 +65,7 @@ func NewHandler(opts Options) http.Handler {
 		connect.WithInterceptors(auth.NewInterceptor(opts.Authenticator)),
 		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead),
 		connect.WithCompressMinBytes(compressMinBytes)))
-	checker := grpchealth.NewStaticChecker(macpv1connect.MACPRuntimeServiceName)
-	mux.Handle(grpchealth.NewHandler(checker))
+	mux.Handle(grpchealth.NewHandler(newHealthChecker(opts.Readiness, macpv1connect.MACPRuntimeServiceName)))
 	reflector := grpcreflect.NewStaticReflector(macpv1connect.MACPRuntimeServiceName, adminv1connect.AdminServiceName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))

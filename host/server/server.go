@@ -172,6 +172,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
 		AllowedOrigins:  cfg.AllowedOrigins,
 		Done:            s.streamsDone,
+		Readiness:       s.store,
 	})
 	s.http = &http.Server{
 		Handler:           handler,
