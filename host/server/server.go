@@ -55,6 +55,10 @@ type Config struct {
 	// Limits rate-limits each identity and caps its open sessions
 	// (RATE_LIMITED); the zero value sets no limits.
 	Limits limits.Options
+	// DiskSpace measures the data directory's filesystem for the store's
+	// full-disk guard; nil uses statfs. Tests that cannot mount a small
+	// filesystem pass a simulated one.
+	DiskSpace store.SpaceFunc
 	// Now overrides the clock (tests).
 	Now     func() time.Time
 	Logger  *slog.Logger
@@ -106,7 +110,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 			cfg.WasmCacheDir = filepath.Join(cfg.DataDir, "wasm-cache")
 		}
 	}
-	s.store, err = store.Open(ctx, store.Options{Dir: filepath.Join(cfg.DataDir, "badger"), InMemory: cfg.Memory, Logger: cfg.Logger})
+	s.store, err = store.Open(ctx, store.Options{Dir: filepath.Join(cfg.DataDir, "badger"), InMemory: cfg.Memory, Logger: cfg.Logger, Space: cfg.DiskSpace})
 	if err != nil {
 		return nil, fmt.Errorf("server: open store: %w", err)
 	}

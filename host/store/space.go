@@ -154,6 +154,20 @@ func newGuard(dir string, measure SpaceFunc, geo geometry, lsm uint64, log *slog
 	return &guard{dir: dir, measure: measure, geo: geo, log: log, lsmAtOpen: lsm, reserve: geo.reserve(lsm), changed: make(chan struct{})}
 }
 
+// start takes the first measurement once the database is open (lsm
+// reports its levels): a store opened on a disk already short of its
+// reserve is full from the start, not from its first refused write.
+func (g *guard) start(lsm func() []badger.LevelInfo) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.lsm = lsm
+	g.refreshLocked()
+	if free := g.freeLocked(); free < g.reserve {
+		g.setFullLocked(fmt.Errorf("store: %w: %s free on the filesystem of %s, %s kept in reserve for Badger",
+			ErrDiskFull, bytesText(free), g.dir, bytesText(g.reserve)))
+	}
+}
+
 // free is the space left once what was admitted since the last
 // measurement is written.
 func (g *guard) freeLocked() uint64 {

@@ -173,9 +173,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		disk:     disk,
 	}
 	if disk != nil {
-		disk.mu.Lock()
-		disk.lsm = db.Levels
-		disk.mu.Unlock()
+		disk.start(db.Levels)
 	}
 	if s.maxGroup <= 0 {
 		s.maxGroup = DefaultMaxGroupCommits
