@@ -30,8 +30,9 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	dataDir := fs.String("data-dir", "", "replay from this data directory (the server must be stopped)")
 	serverURL := fs.String("server", "", "replay through a running server, e.g. http://127.0.0.1:50051")
 	identity := fs.String("as", "", "identity to authenticate as with --server (dev auth bearer token)")
+	wasmCache := fs.String("wasm-cache-dir", "", "with --data-dir: the compiled-module cache the server used (default: DATA_DIR/wasm-cache)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: concord replay (--data-dir DIR | --server URL --as ID) SESSION_ID")
+		fmt.Fprintln(stderr, "Usage: concord replay (--data-dir DIR [--wasm-cache-dir DIR] | --server URL --as ID) SESSION_ID")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -52,7 +53,7 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *serverURL != "" {
 		res, err = replayRemote(ctx, *serverURL, *identity, sid)
 	} else {
-		res, err = replayLocal(ctx, *dataDir, sid)
+		res, err = replayLocal(ctx, *dataDir, *wasmCache, sid)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "concord replay:", err)
@@ -65,9 +66,9 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func replayLocal(ctx context.Context, dataDir, sid string) (*adminv1.ReplaySessionResponse, error) {
+func replayLocal(ctx context.Context, dataDir, wasmCache, sid string) (*adminv1.ReplaySessionResponse, error) {
 	srv, err := server.New(ctx, server.Config{
-		Addr: "127.0.0.1:0", DataDir: dataDir, SweepInterval: -1,
+		Addr: "127.0.0.1:0", DataDir: dataDir, WasmCacheDir: wasmCache, SweepInterval: -1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

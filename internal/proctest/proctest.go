@@ -269,3 +269,31 @@ func StreamLog(ctx context.Context, client macpv1connect.MACPRuntimeServiceClien
 	}
 	return out, nil
 }
+
+// BuildWasm compiles the wasip1 main package pkg (a path relative to the
+// repository root, e.g. "./examples/modes/broadcast/wasm") into dir and
+// returns the module's bytes, as an operator builds a mode before
+// `concord mode push`.
+func BuildWasm(ctx context.Context, dir, pkg string) ([]byte, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	out := filepath.Join(dir, filepath.Base(filepath.Dir(pkg))+".wasm")
+	cmd := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("proctest: build %s: %w\n%s", pkg, err, b)
+	}
+	return os.ReadFile(out)
+}
+
+// Serving reports whether the server answers a health check with SERVING
+// right now (within 200 ms).
+func (s *Server) Serving() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	st, err := s.Health(ctx)
+	return err == nil && st == grpchealth.StatusServing
+}
