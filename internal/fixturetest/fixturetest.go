@@ -175,7 +175,7 @@ type fixture struct {
 }
 
 // fixtureSession builds the bound session the host would pass.
-func fixtureSession(t *testing.T, f *fixture) guest.Session {
+func fixtureSession(t testing.TB, f *fixture) guest.Session {
 	t.Helper()
 	s := guest.Session{
 		SessionID:            "fixture-session-0000000001",
@@ -211,7 +211,7 @@ func fixtureSession(t *testing.T, f *fixture) guest.Session {
 // encodeFixturePayload turns a fixture payload object into protobuf bytes:
 // bytes fields are plain strings (UTF-8) or arrays, not base64, and a
 // Commitment without outcome_positive means true.
-func encodeFixturePayload(t *testing.T, typeName string, raw json.RawMessage) []byte {
+func encodeFixturePayload(t testing.TB, typeName string, raw json.RawMessage) []byte {
 	t.Helper()
 	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(typeName))
 	if err != nil {
