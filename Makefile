@@ -6,7 +6,7 @@ MODES    := decision proposal task handoff quorum multiround
 BIN      := bin/concord
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build wasm run test test-race gen check-gen lint bench example clean FORCE
+.PHONY: all build wasm run test test-race crashtest fuzz gen check-gen lint bench example clean FORCE
 
 all: build
 
@@ -31,6 +31,28 @@ test: wasm
 ## test-race: the concurrent packages under the race detector
 test-race: wasm
 	$(GO) test -count=1 -race ./host/kernel/... ./host/store/... ./host/rpc/...
+
+## crashtest: SIGKILL a real concord serve CRASH_KILLS times under load, in
+## start-up, in the drain and in uploads; nothing acknowledged may be lost
+CRASH_KILLS  ?= 25
+CRASH_BUDGET ?= 5m
+crashtest: build
+	CONCORD_BINARY=$(abspath $(BIN)) $(GO) test -count=1 -v -timeout 30m -run '^TestCrash$$' ./internal/crashtest \
+		-args -kills=$(CRASH_KILLS) -budget=$(CRASH_BUDGET) -replays=2
+
+## fuzz: run every fuzz target for FUZZTIME each (seed corpora in testdata/fuzz)
+FUZZTIME ?= 10s
+FUZZ_TARGETS := ./host/server:FuzzSend \
+	./abi/guest:FuzzDecodeStepRequest ./abi/guest:FuzzStepRequestRoundTrip \
+	./abi/guest:FuzzStepResponseRoundTrip ./abi/guest:FuzzDecodeCommitment \
+	./host/cmthash:FuzzCanonical ./host/cmthash:FuzzHashFromWire \
+	./policy:FuzzValidateDescriptor ./modes-wasm/decision:FuzzStep \
+	$(MODES:%=./modes-wasm/%:FuzzStepAfterHistory)
+fuzz: wasm
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; echo "== $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 ## gen: regenerate protobuf and Connect code
 gen:
