@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -109,9 +110,6 @@ func customDigest(rules ast.Object) (string, bool) {
 	return string(s), ok
 }
 
-// customTestTimeout bounds the shipped tests of one upload.
-const customTestTimeout = 10 * time.Second
-
 // RegisterCustom admits an uploaded policy: the descriptor (its rules are
 // parameters for the source and may be any JSON object; a commitment block
 // is checked like the built-in modes'), then the source — it must parse,
@@ -128,10 +126,32 @@ func (e *Engine) RegisterCustom(ctx context.Context, d *macpv1.PolicyDescriptor,
 		return nil, err
 	}
 	id := d.GetPolicyId()
+	limits := e.uploads.limits
+	if len(source) > limits.MaxSourceBytes {
+		return nil, invalidDefinition("policy %q: the Rego source is %d bytes, more than the limit of %d", id, len(source), limits.MaxSourceBytes)
+	}
 	if _, err := e.reg.Get(id); err == nil {
 		return nil, invalidDefinition("policy %q is already registered; policy ids are immutable, upload new source under a new id", id)
 	}
-	if err := e.checkCustom(ctx, stored, source); err != nil {
+	// Compiling and testing run one upload at a time (by default), under a
+	// time and a memory budget: the server's process is theirs meanwhile.
+	release, err := e.uploads.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	checkCtx, stop := watchHeap(ctx, limits.MaxTestHeapBytes)
+	err = e.checkCustom(checkCtx, stored, source)
+	overBudget := stop()
+	// Tests that build large values leave the heap grown; give the memory
+	// back to the system before the next upload takes its turn.
+	debug.FreeOSMemory()
+	release()
+	switch {
+	case overBudget:
+		return nil, invalidDefinition("policy %q: compiling and testing it used more than %d MiB of memory, the limit of one upload", id, limits.MaxTestHeapBytes>>20)
+	case errors.Is(err, errTestTimeout):
+		return nil, invalidDefinition("policy %q: its shipped tests ran longer than %v, the limit of one upload", id, limits.TestTimeout)
+	case err != nil:
 		return nil, invalidDefinition("policy %q: %v", id, err)
 	}
 	digest := SourceDigest(source)
@@ -295,7 +315,7 @@ func (e *Engine) checkCustom(ctx context.Context, d *macpv1.PolicyDescriptor, so
 		return err
 	}
 
-	return runShippedTests(ctx, mods)
+	return runShippedTests(ctx, mods, e.uploads.limits.TestTimeout)
 }
 
 // constantString returns the value of the rule name := "<string>" in m.
@@ -359,16 +379,25 @@ func mayBeVerdict(t types.Type) bool {
 	}
 }
 
-// runShippedTests runs the test_ rules of the upload.
-func runShippedTests(ctx context.Context, mods map[string]*ast.Module) error {
-	ctx, cancel := context.WithTimeout(ctx, customTestTimeout)
+// errTestTimeout reports shipped tests that ran out of time.
+var errTestTimeout = errors.New("the shipped tests ran out of time")
+
+// runShippedTests runs the test_ rules of the upload, all of them within
+// timeout.
+func runShippedTests(ctx context.Context, mods map[string]*ast.Module, timeout time.Duration) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	defer func() {
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", errTestTimeout, err)
+		}
+	}()
 	c := newCustomCompiler(AnyMode)
 	ch, err := tester.NewRunner().
 		SetCompiler(c).
 		AddCustomBuiltins(testerBuiltins()).
 		SetDefaultRegoVersion(ast.RegoV1).
-		SetTimeout(customTestTimeout).
+		SetTimeout(timeout).
 		Filter("^data\\.concord\\.custom\\.").
 		SetModules(mods).
 		RunTests(ctx, nil)
@@ -391,6 +420,11 @@ func runShippedTests(ctx context.Context, mods map[string]*ast.Module) error {
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("shipped tests failed: %s", strings.Join(failed, "; "))
+	}
+	// A run cut short may report no failure at all (tests it never
+	// started have no result): an upload passes only tests that finished.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("the shipped tests did not finish: %w", err)
 	}
 	return nil
 }

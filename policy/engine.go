@@ -64,6 +64,8 @@ type EngineOptions struct {
 	Logger  *slog.Logger
 	// CacheSize bounds the per-policy entries kept (default 1024).
 	CacheSize int
+	// Uploads bound the admission of uploaded Rego (RegisterCustom).
+	Uploads UploadLimits
 }
 
 // Engine is the Governor that evaluates every policy with OPA: the
@@ -79,6 +81,7 @@ type Engine struct {
 	modules map[string]*ast.Module            // built-in module name -> parsed module
 	queries map[string]rego.PreparedEvalQuery // built-in module name -> its verdict query
 	cache   *queryCache
+	uploads *admission
 }
 
 var _ Governor = (*Engine)(nil)
@@ -95,6 +98,7 @@ func NewEngine(ctx context.Context, opts EngineOptions) (*Engine, error) {
 		modules: map[string]*ast.Module{},
 		queries: map[string]rego.PreparedEvalQuery{},
 		cache:   newQueryCache(opts.CacheSize),
+		uploads: newAdmission(opts.Uploads),
 	}
 	if e.log == nil {
 		e.log = slog.Default()

@@ -55,6 +55,9 @@ type Config struct {
 	// Limits rate-limits each identity and caps its open sessions
 	// (RATE_LIMITED); the zero value sets no limits.
 	Limits limits.Options
+	// PolicyUploads bound the compiling and testing of uploaded Rego
+	// policies (PushPolicy); zero fields take policy's defaults.
+	PolicyUploads policy.UploadLimits
 	// DiskSpace measures the data directory's filesystem for the store's
 	// full-disk guard; nil uses statfs. Tests that cannot mount a small
 	// filesystem pass a simulated one.
@@ -142,7 +145,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: policy registry: %w", err)
 	}
-	engine, err := policy.NewEngine(ctx, policy.EngineOptions{Registry: policies, Sources: policyStore{s.store}, Logger: cfg.Logger})
+	engine, err := policy.NewEngine(ctx, policy.EngineOptions{Registry: policies, Sources: policyStore{s.store}, Logger: cfg.Logger, Uploads: cfg.PolicyUploads})
 	if err != nil {
 		return nil, fmt.Errorf("server: policy engine: %w", err)
 	}
