@@ -218,7 +218,8 @@ func (p *pusher) run(kind, path string, kill bool, took *time.Duration) bool {
 		code int
 	)
 	wg.Go(func() { code, _ = p.cli(ctx, kind, path) })
-	p.h.pause(0, *took)
+	// The later half of an upload is where it is written to the store.
+	p.h.pause(*took/2, *took*11/10)
 	p.h.kill(p.h.srv, map[string]killKind{"mode": duringUpload, "policy": duringPolicy}[kind])
 	wg.Wait()
 	return code == 0
