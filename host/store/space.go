@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"golang.org/x/sys/unix"
 )
 
 // ErrDiskFull: the store's filesystem has too little free space to take a
@@ -35,16 +34,6 @@ type Space struct {
 // SpaceFunc measures the filesystem holding dir. Options.Space replaces the
 // real measurement in tests that cannot mount a small filesystem.
 type SpaceFunc func(dir string) (Space, error)
-
-// Statfs measures the filesystem holding dir with statfs(2).
-func Statfs(dir string) (Space, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return Space{}, fmt.Errorf("statfs %s: %w", dir, err)
-	}
-	bs := uint64(st.Bsize)
-	return Space{Free: st.Bavail * bs, Total: st.Blocks * bs}, nil
-}
 
 // geometry is the Badger sizing the store uses on a filesystem of a given
 // size.
@@ -298,11 +287,11 @@ func walBacklog(dir string) (uint64, error) {
 		if !strings.HasSuffix(e.Name(), ".mem") {
 			continue
 		}
-		var st unix.Stat_t
-		if err := unix.Stat(filepath.Join(dir, e.Name()), &st); err != nil {
-			return 0, fmt.Errorf("stat %s: %w", e.Name(), err)
+		size, err := allocated(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return 0, err
 		}
-		n += uint64(st.Blocks) * 512 // allocated, not apparent: the files are sparse
+		n += size
 	}
 	return n, nil
 }
