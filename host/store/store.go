@@ -152,6 +152,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		WithDetectConflicts(false). // one writer: the committer
 		WithMetricsEnabled(false)   // Badger's metrics are process-global expvars
 
+	if !opts.InMemory {
+		if err := removeInterruptedLogs(opts.Dir, log); err != nil {
+			return nil, fmt.Errorf("store: open %q: %w", opts.Dir, err)
+		}
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %q: %w", opts.Dir, err)

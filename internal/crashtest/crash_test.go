@@ -52,19 +52,21 @@ var plan = []killKind{underLoad, duringUpload, duringStartup, duringPolicy, duri
 
 // harness owns the server process across kills and restarts.
 type harness struct {
-	t        *testing.T
-	bin      string
-	addr     string
-	dataDir  string
-	cache    string
-	srv      *proctest.Server
-	rng      *rand.Rand
-	startup  time.Duration // how long the last start took until ready
-	kills    map[killKind]int
-	drained  int // SIGTERMs whose drain finished before the SIGKILL came
-	faults   []string
-	restarts int
-	startups []time.Duration
+	t       *testing.T
+	bin     string
+	addr    string
+	dataDir string
+	cache   string
+	srv     *proctest.Server
+	rng     *rand.Rand
+	startup time.Duration // how long the last start took until ready
+	kills   map[killKind]int
+	drained int // SIGTERMs whose drain finished before the SIGKILL came
+	// emptyLogs counts starts that removed a log file a kill left empty.
+	emptyLogs int
+	faults    []string
+	restarts  int
+	startups  []time.Duration
 }
 
 func (h *harness) args() []string {
@@ -96,6 +98,9 @@ func (h *harness) up() {
 	h.startup = time.Since(began)
 	h.startups = append(h.startups, h.startup)
 	h.restarts++
+	if strings.Contains(h.srv.Logs(), "removed an empty log file") {
+		h.emptyLogs++
+	}
 }
 
 // kill ends srv with SIGKILL and records the kind.
@@ -471,8 +476,8 @@ func TestCrash(t *testing.T) {
 	}
 	sort.Strings(durable)
 	slices.Sort(h.startups)
-	t.Logf("kills: %d (%s); restarts: %d (median start-up %v); drains that finished before their kill: %d",
-		h.total(), strings.Join(kinds, ", "), h.restarts, h.startups[len(h.startups)/2].Round(time.Millisecond), h.drained)
+	t.Logf("kills: %d (%s); restarts: %d (median start-up %v, %d of them removing an empty log file a kill left); drains that finished before their kill: %d",
+		h.total(), strings.Join(kinds, ", "), h.restarts, h.startups[len(h.startups)/2].Round(time.Millisecond), h.emptyLogs, h.drained)
 	t.Logf("acknowledged steps: %d; retries: %d, of which answered as duplicates: %d; lifecycle retries finding the change made: %d",
 		f.n.acked.Load(), f.n.retries.Load(), f.n.dupOnRetry.Load(), f.n.controlSeen.Load())
 	t.Logf("deliberate resends answered as duplicates: %d", f.n.probes.Load())
