@@ -10,7 +10,7 @@ WEB      := examples/web
 WEB_DEPS := $(WEB)/node_modules/.package-lock.json
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: all build wasm run test test-race gen check-gen lint bench example web-example web-demo chromium clean FORCE
+.PHONY: all build wasm run test test-race crashtest fuzz gen check-gen lint bench example web-example web-demo chromium clean FORCE
 
 all: build
 
@@ -37,6 +37,28 @@ RACE_SERVER_TESTS := ManySenders|StreamSession|WatchSessions|RateLimits|Restart|
 test-race: wasm
 	$(GO) test -count=1 -race ./host/kernel/... ./host/store/... ./host/bus/... ./host/limits/... ./host/rpc/... ./host/auth/... ./internal/filewatch/...
 	$(GO) test -count=1 -race -run '$(RACE_SERVER_TESTS)' ./host/server/
+
+## crashtest: SIGKILL a real concord serve CRASH_KILLS times under load, in
+## start-up, in the drain and in uploads; nothing acknowledged may be lost
+CRASH_KILLS  ?= 25
+CRASH_BUDGET ?= 5m
+crashtest: build
+	CONCORD_BINARY=$(abspath $(BIN)) $(GO) test -count=1 -v -timeout 30m -run '^TestCrash$$' ./internal/crashtest \
+		-args -kills=$(CRASH_KILLS) -budget=$(CRASH_BUDGET) -replays=2
+
+## fuzz: run every fuzz target for FUZZTIME each (seed corpora in testdata/fuzz)
+FUZZTIME ?= 10s
+FUZZ_TARGETS := ./host/server:FuzzSend \
+	./abi/guest:FuzzDecodeStepRequest ./abi/guest:FuzzStepRequestRoundTrip \
+	./abi/guest:FuzzStepResponseRoundTrip ./abi/guest:FuzzDecodeCommitment \
+	./host/cmthash:FuzzCanonical ./host/cmthash:FuzzHashFromWire \
+	./policy:FuzzValidateDescriptor ./modes-wasm/decision:FuzzStep \
+	$(MODES:%=./modes-wasm/%:FuzzStepAfterHistory)
+fuzz: wasm
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; echo "== $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 ## gen: regenerate protobuf and Connect code, the example's TypeScript, the console's templ views and the guest codecs (guestgen)
 gen: $(WEB_DEPS)

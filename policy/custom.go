@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -109,9 +110,6 @@ func customDigest(rules ast.Object) (string, bool) {
 	return string(s), ok
 }
 
-// customTestTimeout bounds the shipped tests of one upload.
-const customTestTimeout = 10 * time.Second
-
 // RegisterCustom admits an uploaded policy: the descriptor (its rules are
 // parameters for the source and may be any JSON object; a commitment block
 // is checked like the built-in modes'), then the source — it must parse,
@@ -128,17 +126,50 @@ func (e *Engine) RegisterCustom(ctx context.Context, d *macpv1.PolicyDescriptor,
 		return nil, err
 	}
 	id := d.GetPolicyId()
+	limits := e.uploads.limits
+	if len(source) > limits.MaxSourceBytes {
+		return nil, invalidDefinition("policy %q: the Rego source is %d bytes, more than the limit of %d", id, len(source), limits.MaxSourceBytes)
+	}
 	if _, err := e.reg.Get(id); err == nil {
 		return nil, invalidDefinition("policy %q is already registered; policy ids are immutable, upload new source under a new id", id)
 	}
-	if err := e.checkCustom(ctx, stored, source); err != nil {
-		return nil, invalidDefinition("policy %q: %v", id, err)
+	if err := e.budgeted(ctx, id, func(ctx context.Context) error { return e.checkCustom(ctx, stored, source) }); err != nil {
+		return nil, err
 	}
 	digest := SourceDigest(source)
 	if err := e.sources.PutSource(ctx, digest, source); err != nil {
 		return nil, macperr.Wrap(macperr.InternalError, fmt.Errorf("store policy source %s: %w", digest, err), "the policy source could not be stored")
 	}
 	return e.reg.add(ctx, stored, nil)
+}
+
+// budgeted runs work — compiling and testing an upload — with the uploads'
+// admission: one at a time (by default), under a time and a memory budget,
+// since the server's process is theirs meanwhile. Going over a budget, or
+// work failing, is INVALID_POLICY_DEFINITION; a full queue is the
+// admission's own error.
+func (e *Engine) budgeted(ctx context.Context, id string, work func(context.Context) error) error {
+	limits := e.uploads.limits
+	release, err := e.uploads.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	checkCtx, stop := watchHeap(ctx, limits.MaxTestHeapBytes)
+	err = work(checkCtx)
+	overBudget := stop()
+	// Tests that build large values leave the heap grown; give the memory
+	// back to the system before the next upload takes its turn.
+	debug.FreeOSMemory()
+	release()
+	switch {
+	case overBudget:
+		return invalidDefinition("policy %q: compiling and testing it used more than %d MiB of memory, the limit of one upload", id, limits.MaxTestHeapBytes>>20)
+	case errors.Is(err, errTestTimeout):
+		return invalidDefinition("policy %q: its shipped tests ran longer than %v, the limit of one upload", id, limits.TestTimeout)
+	case err != nil:
+		return invalidDefinition("policy %q: %v", id, err)
+	}
+	return nil
 }
 
 // customDescriptor validates an upload's descriptor and returns the copy to
@@ -295,7 +326,7 @@ func (e *Engine) checkCustom(ctx context.Context, d *macpv1.PolicyDescriptor, so
 		return err
 	}
 
-	return runShippedTests(ctx, mods)
+	return runShippedTests(ctx, mods, e.uploads.limits.TestTimeout)
 }
 
 // constantString returns the value of the rule name := "<string>" in m.
@@ -359,10 +390,13 @@ func mayBeVerdict(t types.Type) bool {
 	}
 }
 
-// runShippedTests runs the test_ rules of the upload and fails unless
-// every one passes.
-func runShippedTests(ctx context.Context, mods map[string]*ast.Module) error {
-	results, err := runTests(ctx, mods)
+// errTestTimeout reports shipped tests that ran out of time.
+var errTestTimeout = errors.New("the shipped tests ran out of time")
+
+// runShippedTests runs the test_ rules of the upload, all of them within
+// timeout, and fails unless every one passes.
+func runShippedTests(ctx context.Context, mods map[string]*ast.Module, timeout time.Duration) error {
+	results, err := runTests(ctx, mods, timeout)
 	if err != nil {
 		return err
 	}
@@ -382,17 +416,23 @@ func runShippedTests(ctx context.Context, mods map[string]*ast.Module) error {
 	return nil
 }
 
-// runTests runs the test_ rules of an upload's package and reports each
-// one, in the order OPA ran them.
-func runTests(ctx context.Context, mods map[string]*ast.Module) ([]TestResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, customTestTimeout)
+// runTests runs the test_ rules of an upload's package within timeout and
+// reports each one, in the order OPA ran them. A run cut short fails: tests
+// it never started have no result, so only a finished run can pass.
+func runTests(ctx context.Context, mods map[string]*ast.Module, timeout time.Duration) (results []TestResult, err error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	defer func() {
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", errTestTimeout, err)
+		}
+	}()
 	c := newCustomCompiler(AnyMode)
 	ch, err := tester.NewRunner().
 		SetCompiler(c).
 		AddCustomBuiltins(testerBuiltins()).
 		SetDefaultRegoVersion(ast.RegoV1).
-		SetTimeout(customTestTimeout).
+		SetTimeout(timeout).
 		Filter("^data\\.concord\\.custom\\.").
 		SetModules(mods).
 		RunTests(ctx, nil)
@@ -410,6 +450,9 @@ func runTests(ctx context.Context, mods map[string]*ast.Module) ([]TestResult, e
 			r.Error = res.Error.Error()
 		}
 		out = append(out, r)
+	}
+	if err := ctx.Err(); err != nil {
+		return out, fmt.Errorf("the shipped tests did not finish: %w", err)
 	}
 	return out, nil
 }

@@ -63,6 +63,8 @@ type EngineOptions struct {
 	Logger  *slog.Logger
 	// CacheSize bounds the per-policy entries kept (default 1024).
 	CacheSize int
+	// Uploads bound the admission of uploaded Rego (RegisterCustom).
+	Uploads UploadLimits
 }
 
 // Engine is the Governor that evaluates every policy with OPA: the
@@ -79,6 +81,7 @@ type Engine struct {
 	modules map[string]*ast.Module     // built-in module name -> parsed module
 	builtin map[string]*builtinQueries // built-in module name -> its plan and queries
 	cache   *queryCache
+	uploads *admission
 }
 
 var _ Governor = (*Engine)(nil)
@@ -94,6 +97,7 @@ func NewEngine(ctx context.Context, opts EngineOptions) (*Engine, error) {
 		log:     opts.Logger,
 		modules: map[string]*ast.Module{},
 		cache:   newQueryCache(opts.CacheSize),
+		uploads: newAdmission(opts.Uploads),
 	}
 	if e.log == nil {
 		e.log = slog.Default()

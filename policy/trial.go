@@ -39,15 +39,21 @@ func (e *Engine) TestCustom(ctx context.Context, d *macpv1.PolicyDescriptor, sou
 	if err != nil {
 		return nil, err
 	}
+	if limit := e.uploads.limits.MaxSourceBytes; len(source) > limit {
+		return nil, invalidDefinition("policy %q: the Rego source is %d bytes, more than the limit of %d", d.GetPolicyId(), len(source), limit)
+	}
 	mods, err := e.compileCustom(stored, source)
 	if err != nil {
 		return nil, invalidDefinition("policy %q: %v", d.GetPolicyId(), err)
 	}
-	results, err := runTests(ctx, mods)
-	if err != nil {
-		return nil, invalidDefinition("policy %q: %v", d.GetPolicyId(), err)
-	}
-	return results, nil
+	// Tests cost what an upload's tests cost: they share its admission.
+	var results []TestResult
+	err = e.budgeted(ctx, d.GetPolicyId(), func(ctx context.Context) error {
+		var err error
+		results, err = runTests(ctx, mods, e.uploads.limits.TestTimeout)
+		return err
+	})
+	return results, err
 }
 
 // compileCustom is checkCustom without the tests.

@@ -36,9 +36,9 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var creds clientFlags
 	creds.registerCredentials(fs)
 	file := fs.String("file", "", "replay a session exported by `concord session export`, offline; --data-dir adds the uploaded modules and policies kept there")
-	cache := fs.String("wasm-cache-dir", defaultWasmCache(), "with --file: compiled-module cache for the built-in modes")
+	wasmCache := fs.String("wasm-cache-dir", "", "the compiled-module cache (default: DATA_DIR/wasm-cache with --data-dir, the user cache otherwise)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: concord replay (--data-dir DIR | --server URL [--token TOKEN | --as ID]) SESSION_ID\n       concord replay --file FILE [--data-dir DIR]")
+		fmt.Fprintln(stderr, "Usage: concord replay (--data-dir DIR [--wasm-cache-dir DIR] | --server URL [--token TOKEN | --as ID]) SESSION_ID\n       concord replay --file FILE [--data-dir DIR]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -52,7 +52,11 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fs.Usage()
 			return 2
 		}
-		sid, res, err := replayFile(ctx, *file, *dataDir, *cache)
+		cache := *wasmCache
+		if cache == "" && *dataDir == "" {
+			cache = defaultWasmCache()
+		}
+		sid, res, err := replayFile(ctx, *file, *dataDir, cache)
 		if err != nil {
 			fmt.Fprintln(stderr, "concord replay:", err)
 			return 1
@@ -75,7 +79,7 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *serverURL != "" {
 		res, err = replayRemote(ctx, *serverURL, creds.bearer(), sid)
 	} else {
-		res, err = replayLocal(ctx, *dataDir, sid)
+		res, err = replayLocal(ctx, *dataDir, *wasmCache, sid)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "concord replay:", err)
@@ -88,9 +92,9 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func replayLocal(ctx context.Context, dataDir, sid string) (*adminv1.ReplaySessionResponse, error) {
+func replayLocal(ctx context.Context, dataDir, wasmCache, sid string) (*adminv1.ReplaySessionResponse, error) {
 	srv, err := server.New(ctx, server.Config{
-		Addr: "127.0.0.1:0", DataDir: dataDir, SweepInterval: -1,
+		Addr: "127.0.0.1:0", DataDir: dataDir, WasmCacheDir: wasmCache, SweepInterval: -1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -174,7 +174,7 @@ func (k *Kernel) expireIfDue(ctx context.Context, s *session) (bool, error) {
 	}
 	t := transition{origin: storev1.Origin_ORIGIN_RUNTIME, at: now, lifecycle: macpv1.SessionState_SESSION_STATE_EXPIRED}
 	if err := k.recordNow(ctx, s, t); err != nil {
-		return false, macperr.Wrap(macperr.InternalError, err, "could not record the session's expiry")
+		return false, err
 	}
 	k.log.Info("session expired", "session_id", s.id(), "deadline_unix_ms", s.rec.GetDeadlineUnixMs())
 	return true, nil

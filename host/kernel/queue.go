@@ -56,7 +56,7 @@ func (k *Kernel) apply(ctx context.Context, env *macpv1.Envelope) (*macpv1.Ack, 
 		return k.duplicateAck(s, env), nil
 	}
 	if err := r.wait(ctx); err != nil {
-		return nil, macperr.Wrap(macperr.InternalError, err, "the message could not be made durable")
+		return nil, writeError(err, "the message could not be made durable")
 	}
 	return r.ack, nil
 }

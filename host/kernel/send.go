@@ -9,6 +9,7 @@ import (
 
 	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/limits"
+	"github.com/concord-macp/concord/host/storage"
 	"github.com/concord-macp/concord/macperr"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
@@ -45,7 +46,7 @@ func (k *Kernel) answer(env *macpv1.Envelope, ack *macpv1.Ack, err error) *macpv
 		return ack
 	}
 	e := macperr.As(err)
-	if e.Code == macperr.InternalError {
+	if e.Code == macperr.InternalError && !errors.Is(err, storage.ErrNoSpace) { // the store logs a full disk once
 		k.log.Error("send failed", "session_id", fmt.Sprintf("%.128s", env.GetSessionId()), "message_id", fmt.Sprintf("%.256s", env.GetMessageId()), "err", err)
 	}
 	sid, mid := env.GetSessionId(), env.GetMessageId()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/concord-macp/concord/macperr"
 	abiv1 "github.com/concord-macp/concord/proto/concord/abi/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -121,7 +120,7 @@ func (k *Kernel) fire(ctx context.Context, s *session, t *abiv1.Timer, due int64
 		return nil
 	}
 	if err := k.recordNow(ctx, s, transition{env: env, origin: storev1.Origin_ORIGIN_RUNTIME, at: due, stepped: out}); err != nil {
-		return macperr.Wrap(macperr.InternalError, err, "could not record the runtime's "+env.MessageType)
+		return err
 	}
 	k.log.Info("runtime wrote a timed record", "session_id", s.id(), "message_type", env.MessageType, "message_id", env.MessageId)
 	return nil

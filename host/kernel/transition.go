@@ -159,9 +159,19 @@ func (k *Kernel) record(ctx context.Context, s *session, t transition) (wait fun
 	entry.StateAfter = next.Metadata.State
 	wait, err = k.enqueue(ctx, s, next, entry)
 	if err != nil {
-		return nil, macperr.Wrap(macperr.InternalError, err, "the change could not be queued for writing")
+		return nil, writeError(err, "the change could not be queued for writing")
 	}
 	return wait, nil
+}
+
+// writeError reports a write of the session log that failed. A write the
+// store refused for want of space says so, so that the client knows nothing
+// was stored and that a retry can succeed later.
+func writeError(err error, message string) *macperr.Error {
+	if errors.Is(err, storage.ErrNoSpace) {
+		return macperr.Wrap(macperr.InternalError, err, storage.NoSpaceMessage)
+	}
+	return macperr.Wrap(macperr.InternalError, err, message)
 }
 
 // recordNow is record followed by the wait for durability, for writers
@@ -172,7 +182,7 @@ func (k *Kernel) recordNow(ctx context.Context, s *session, t transition) error 
 		return err
 	}
 	if err := wait(ctx); err != nil {
-		return macperr.Wrap(macperr.InternalError, err, "the change could not be made durable")
+		return writeError(err, "the change could not be made durable")
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/concord-macp/concord/host/audit"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/modes"
+	"github.com/concord-macp/concord/host/storage"
 	"github.com/concord-macp/concord/macperr"
 )
 
@@ -69,6 +70,9 @@ var sentinels = []struct {
 // logged with its details and answered "internal error", so internal
 // details never reach a client.
 func statusError(log *slog.Logger, procedure string, err error) error {
+	if errors.Is(err, storage.ErrNoSpace) {
+		return noSpaceError()
+	}
 	var me *macperr.Error
 	if errors.As(err, &me) {
 		if me.Code == macperr.InternalError && me.Err != nil {
@@ -101,9 +105,20 @@ func withMACPCode(ce *connect.Error, code macperr.Code) *connect.Error {
 	return ce
 }
 
+// noSpaceError answers a write the store refused because its disk is full:
+// RESOURCE_EXHAUSTED with INTERNAL_ERROR as the MACP code and a message that
+// says what happened, since the client can retry later.
+func noSpaceError() *connect.Error {
+	ce := connect.NewError(connect.CodeResourceExhausted, &codedMessage{code: macperr.InternalError, msg: storage.NoSpaceMessage})
+	return withMACPCode(ce, macperr.InternalError)
+}
+
 // inlineError is err as a MACPError for answers that carry errors inline
 // (StreamSession frames, registry responses).
 func inlineError(log *slog.Logger, procedure string, err error) *macperr.Error {
+	if errors.Is(err, storage.ErrNoSpace) {
+		return macperr.Wrap(macperr.InternalError, err, storage.NoSpaceMessage)
+	}
 	e := macperr.As(err)
 	if e.Code == macperr.InternalError {
 		log.Error("internal error", "procedure", procedure, "err", err)

@@ -47,6 +47,9 @@ type Options struct {
 	// Interceptors wrap every call of both services, outside
 	// authentication (tracing, metrics), first one outermost.
 	Interceptors []connect.Interceptor
+	// Readiness makes health report NOT_SERVING while writes are refused;
+	// nil reports SERVING always.
+	Readiness Readiness
 }
 
 // compressMinBytes is the smallest response worth compressing.
@@ -82,8 +85,7 @@ func NewHandler(opts Options) http.Handler {
 		interceptors,
 		connect.WithReadMaxBytes(modes.DefaultMaxModuleBytes+requestOverhead),
 		connect.WithCompressMinBytes(compressMinBytes)))
-	checker := grpchealth.NewStaticChecker(macpv1connect.MACPRuntimeServiceName)
-	mux.Handle(grpchealth.NewHandler(checker))
+	mux.Handle(grpchealth.NewHandler(newHealthChecker(opts.Readiness, macpv1connect.MACPRuntimeServiceName)))
 	reflector := grpcreflect.NewStaticReflector(macpv1connect.MACPRuntimeServiceName, adminv1connect.AdminServiceName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))

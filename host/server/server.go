@@ -93,6 +93,13 @@ type Config struct {
 	// Observe, when set, is told the outcome of every Send as well (the
 	// admin UI's overview).
 	Observe func(kernel.Outcome)
+	// PolicyUploads bound the compiling and testing of uploaded Rego
+	// policies (PushPolicy); zero fields take policy's defaults.
+	PolicyUploads policy.UploadLimits
+	// DiskSpace measures the data directory's filesystem for the store's
+	// full-disk guard; nil uses statfs. Tests that cannot mount a small
+	// filesystem pass a simulated one.
+	DiskSpace store.SpaceFunc
 	// Now overrides the clock (tests).
 	Now     func() time.Time
 	Logger  *slog.Logger
@@ -207,7 +214,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		s.metrics = metrics.New(s.metricSources(registry))
 		obs.metrics = s.metrics
 	}
-	s.store, err = store.Open(ctx, store.Options{Dir: filepath.Join(cfg.DataDir, "badger"), InMemory: cfg.Memory, Logger: cfg.Logger, Hooks: obs.storeHooks()})
+	s.store, err = store.Open(ctx, store.Options{Dir: filepath.Join(cfg.DataDir, "badger"), InMemory: cfg.Memory, Logger: cfg.Logger, Hooks: obs.storeHooks(), Space: cfg.DiskSpace})
 	if err != nil {
 		return nil, fmt.Errorf("server: open store: %w", err)
 	}
@@ -238,7 +245,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: policy registry: %w", err)
 	}
-	engine, err := policy.NewEngine(ctx, policy.EngineOptions{Registry: policies, Sources: policyStore{s.store}, Logger: cfg.Logger})
+	engine, err := policy.NewEngine(ctx, policy.EngineOptions{Registry: policies, Sources: policyStore{s.store}, Logger: cfg.Logger, Uploads: cfg.PolicyUploads})
 	if err != nil {
 		return nil, fmt.Errorf("server: policy engine: %w", err)
 	}
@@ -280,6 +287,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		AuthRecheck:     cfg.Auth.Recheck,
 		Audit:           s.trail,
 		Interceptors:    interceptors,
+		Readiness:       s.store,
 	})
 	if s.metrics != nil {
 		if cfg.MetricsAddr == "" {

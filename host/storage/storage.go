@@ -35,7 +35,15 @@ var (
 	// ErrStop may be returned by an iteration callback to end the
 	// iteration early; the iterating method then returns nil.
 	ErrStop = errors.New("stop iteration")
+	// ErrNoSpace: the store refused a write, before making any of it,
+	// because it has no room for it (a full disk). The store stays usable
+	// and takes writes again once there is room.
+	ErrNoSpace = errors.New("no space left for the write")
 )
+
+// NoSpaceMessage is what clients are told of a write refused with
+// ErrNoSpace; the details (sizes, paths) stay in the server's log.
+const NoSpaceMessage = "the server's disk is full: nothing was stored; retry once the operator has freed space"
 
 // Commit is one change to one session.
 type Commit struct {

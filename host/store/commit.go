@@ -27,7 +27,8 @@ type request struct {
 	keys     [][]byte
 	vals     [][]byte
 	entries  int        // how many log entries
-	size     int        // rough encoded size, for MaxGroupBytes
+	size     int        // rough encoded size, for MaxGroupBytes and the disk guard
+	admitted bool       // its size counts against the disk guard until it ends
 	done     chan error // buffered; receives the outcome once
 	// observed, when set, is told the outcome (Hooks.Commit).
 	observed func(error)
@@ -39,6 +40,14 @@ func (r *request) finish(err error) {
 		r.observed(err)
 	}
 	r.done <- err
+}
+
+// finish hands r its outcome and gives its bytes back to the disk guard.
+func (s *Store) finish(r *request, err error) {
+	if r.admitted {
+		s.release(r.size)
+	}
+	r.finish(err)
 }
 
 // perKeyOverhead approximates what Badger adds to each key and value.
@@ -78,6 +87,10 @@ func (s *Store) Enqueue(ctx context.Context, c storage.Commit) (storage.Pending,
 	if err := s.usable(); err != nil {
 		return nil, fmt.Errorf("store: commit %.64q: %w", req.id, err)
 	}
+	if err := s.admit(req.size); err != nil {
+		return nil, fmt.Errorf("store: commit %.64q: %w", req.id, err)
+	}
+	req.admitted = true
 	if s.hooks.Commit != nil {
 		req.observed = s.hooks.Commit(ctx)
 	}
@@ -89,6 +102,7 @@ func (s *Store) Enqueue(ctx context.Context, c storage.Commit) (storage.Pending,
 		err = ctx.Err()
 	}
 	if err != nil {
+		s.release(req.size)
 		if req.observed != nil {
 			req.observed(err)
 		}
@@ -297,7 +311,7 @@ func (s *Store) writeGroup(batch []*request) {
 	g := s.newGroup()
 	for _, r := range batch {
 		if err := s.usable(); err != nil && !errors.Is(err, ErrClosed) {
-			r.finish(fmt.Errorf("store: commit %.64q: %w", r.id, err))
+			s.finish(r, fmt.Errorf("store: commit %.64q: %w", r.id, err))
 			continue
 		}
 		if len(g.reqs) > 0 && g.size+r.size > s.maxBytes {
@@ -307,11 +321,11 @@ func (s *Store) writeGroup(batch []*request) {
 		prev, err := s.lastSequence(g, r.id)
 		if err != nil {
 			err = s.fail(fmt.Errorf("read log position: %w", err))
-			r.finish(fmt.Errorf("store: commit %.64q: %w", r.id, err))
+			s.finish(r, fmt.Errorf("store: commit %.64q: %w", r.id, err))
 			continue
 		}
 		if prev != r.prev {
-			r.finish(sequenceError(r, prev))
+			s.finish(r, sequenceError(r, prev))
 			continue
 		}
 		if err := g.add(r); err != nil {
@@ -319,7 +333,7 @@ func (s *Store) writeGroup(batch []*request) {
 			// groups stay under half of Badger's limit; be safe regardless.
 			g.txn.Discard()
 			for _, q := range append(g.reqs, r) {
-				q.finish(fmt.Errorf("store: commit %.64q: %w: %w", q.id, ErrTooLarge, err))
+				s.finish(q, fmt.Errorf("store: commit %.64q: %w: %w", q.id, ErrTooLarge, err))
 			}
 			g = s.newGroup()
 		}
@@ -393,7 +407,7 @@ func (s *Store) flush(g *group) {
 	}
 	if err != nil {
 		for _, r := range g.reqs {
-			r.finish(fmt.Errorf("store: commit %.64q: %w", r.id, err))
+			s.finish(r, fmt.Errorf("store: commit %.64q: %w", r.id, err))
 		}
 		return
 	}
@@ -410,7 +424,7 @@ func (s *Store) flush(g *group) {
 	if err != nil {
 		err = s.fail(fmt.Errorf("commit transaction of %d commits: %w", len(g.reqs), err))
 		for _, r := range g.reqs {
-			r.finish(fmt.Errorf("store: commit %.64q: %w", r.id, err))
+			s.finish(r, fmt.Errorf("store: commit %.64q: %w", r.id, err))
 		}
 		return
 	}
@@ -423,6 +437,6 @@ func (s *Store) flush(g *group) {
 		}
 		s.commits.Add(1)
 		s.entries.Add(uint64(r.entries))
-		r.finish(nil)
+		s.finish(r, nil)
 	}
 }

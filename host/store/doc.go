@@ -31,6 +31,17 @@
 // the directory recovers the last consistent state (Badger drops incomplete
 // transactions when it replays its write-ahead log).
 //
+// # A full disk
+//
+// Badger faults (SIGBUS) when a memory-mapped write finds the filesystem
+// full, also in the flushes and compactions it runs on its own. The store
+// therefore keeps a reserve of free space for Badger (see space.go) and
+// admits a write only while the reserve stays free after it. A refused
+// write wraps ErrDiskFull; it was never queued, so the store is not failed:
+// reads keep working and writes are admitted again once space is freed.
+// Writable reports the state for health checks. Open refuses a filesystem
+// without room to flush the write-ahead log Badger left behind.
+//
 // # Key layout
 //
 // Every key starts with one byte naming the kind of record. A session id is

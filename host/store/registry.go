@@ -74,7 +74,7 @@ func (s *Store) Put(ctx context.Context, r Registry, key string, value []byte) e
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(txn *badger.Txn) error { return txn.Set(k, value) })
+	return s.update(ctx, len(k)+len(value), func(txn *badger.Txn) error { return txn.Set(k, value) })
 }
 
 // Delete removes key from registry r, durably. Deleting a missing key is no
@@ -88,7 +88,7 @@ func (s *Store) Delete(ctx context.Context, r Registry, key string) error {
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(txn *badger.Txn) error { return txn.Delete(k) })
+	return s.update(ctx, len(k), func(txn *badger.Txn) error { return txn.Delete(k) })
 }
 
 // Each calls fn for every record of registry r in ascending key order.
@@ -206,7 +206,9 @@ func (s *Store) EachBefore(ctx context.Context, r Registry, before string, fn fu
 
 // PutBlob stores data under name (a content digest), in chunks; the blob
 // becomes visible once its manifest is written, after every chunk.
-// Writing an existing name again is a no-op.
+// Writing an existing name again is a no-op. The disk guard admits the
+// whole blob before the first chunk, so a full disk refuses it without
+// leaving chunks behind.
 func (s *Store) PutBlob(ctx context.Context, kind storage.BlobKind, name string, data []byte) error {
 	name, err := blobName(kind, name)
 	if err != nil {
@@ -220,15 +222,20 @@ func (s *Store) PutBlob(ctx context.Context, kind storage.BlobKind, name string,
 		return nil
 	}
 	chunks := (len(data) + blobChunk - 1) / blobChunk
+	size := len(data) + (chunks+1)*(len(mk)+8+perKeyOverhead)
+	if err := s.admit(size); err != nil {
+		return fmt.Errorf("store: blob %s: %w", name, err)
+	}
+	defer s.release(size)
 	for i := range chunks {
 		chunk := data[i*blobChunk : min((i+1)*blobChunk, len(data))]
 		ck := binary.BigEndian.AppendUint32(append(append([]byte{kindBlob}, name...), idEnd), uint32(i))
-		if err := s.update(ctx, func(txn *badger.Txn) error { return txn.Set(ck, chunk) }); err != nil {
+		if err := s.write(ctx, func(txn *badger.Txn) error { return txn.Set(ck, chunk) }); err != nil {
 			return fmt.Errorf("store: blob %s chunk %d: %w", name, i, err)
 		}
 	}
 	manifest := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(nil, uint64(len(data))), uint32(chunks))
-	return s.update(ctx, func(txn *badger.Txn) error { return txn.Set(mk, manifest) })
+	return s.write(ctx, func(txn *badger.Txn) error { return txn.Set(mk, manifest) })
 }
 
 // Blob returns the blob of kind stored under name, or an error wrapping
@@ -311,8 +318,20 @@ func (s *Store) BlobNames(ctx context.Context, kind storage.BlobKind) ([]string,
 	return names, err
 }
 
-// update runs one synced write transaction outside the session committer.
-func (s *Store) update(ctx context.Context, fn func(*badger.Txn) error) error {
+// update runs one synced write transaction of about size bytes outside
+// the session committer, once the disk guard admitted it.
+func (s *Store) update(ctx context.Context, size int, fn func(*badger.Txn) error) error {
+	size += perKeyOverhead
+	if err := s.admit(size); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer s.release(size)
+	return s.write(ctx, fn)
+}
+
+// write runs one synced write transaction whose size the disk guard has
+// admitted.
+func (s *Store) write(ctx context.Context, fn func(*badger.Txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

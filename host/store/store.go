@@ -63,6 +63,9 @@ type Options struct {
 	GCInterval time.Duration
 	// Hooks observe commits and synced transactions (metrics, traces).
 	Hooks Hooks
+	// Space measures the filesystem of Dir; nil means Statfs. Tests that
+	// cannot mount a small filesystem pass a fake one.
+	Space SpaceFunc
 }
 
 // Stats counts the committer's work since Open.
@@ -89,8 +92,13 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 	gcDone    chan struct{}
+	pollDone  chan struct{} // nil without a disk guard
 
 	failure atomic.Pointer[error]
+
+	// disk refuses writes that would leave less free space than Badger
+	// needs for itself; nil for an in-memory store.
+	disk *guard
 
 	// cursor maps a session id to the last sequence durably written. Only
 	// the committer goroutine touches it. Sessions in a terminal state are
@@ -119,6 +127,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	var (
 		bo   badger.Options
 		lock *os.File
+		disk *guard
 	)
 	if opts.InMemory {
 		bo = badger.DefaultOptions("").WithInMemory(true)
@@ -126,11 +135,26 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if opts.Dir == "" {
 			return nil, errors.New("store: open: no directory and not in memory")
 		}
-		var err error
+		var (
+			geo geometry
+			err error
+		)
 		if lock, err = lockDir(opts.Dir); err != nil {
 			return nil, fmt.Errorf("store: open: %w", err)
 		}
-		bo = badger.DefaultOptions(opts.Dir).WithSyncWrites(true)
+		if disk, geo, err = checkSpace(opts, log); err != nil {
+			_ = lock.Close()
+			return nil, err
+		}
+		bo = badger.DefaultOptions(opts.Dir).WithSyncWrites(true).
+			WithMemTableSize(geo.memTable).
+			WithBaseTableSize(geo.baseTable).
+			WithBaseLevelSize(geo.baseLevel).
+			WithValueThreshold(geo.valueThreshold).
+			WithValueLogFileSize(geo.valueLogFile).
+			// Two compactors (Badger's minimum): one for level 0, one for
+			// the rest, which is what the disk reserve allows for.
+			WithNumCompactors(2)
 	}
 	unlock := func() {
 		if lock != nil {
@@ -141,6 +165,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		WithDetectConflicts(false). // one writer: the committer
 		WithMetricsEnabled(false)   // Badger's metrics are process-global expvars
 
+	if !opts.InMemory {
+		if err := removeInterruptedLogs(opts.Dir, log); err != nil {
+			unlock()
+			return nil, fmt.Errorf("store: open %q: %w", opts.Dir, err)
+		}
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		unlock()
@@ -168,6 +198,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		stopped:  make(chan struct{}),
 		gcDone:   make(chan struct{}),
 		cursor:   make(map[string]uint64),
+		disk:     disk,
+	}
+	if disk != nil {
+		disk.start(db.Levels)
 	}
 	if s.maxGroup <= 0 {
 		s.maxGroup = DefaultMaxGroupCommits
@@ -189,7 +223,77 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	} else {
 		go s.collectGarbage(gcEvery)
 	}
+	if disk != nil {
+		s.pollDone = make(chan struct{})
+		go s.pollSpace()
+	}
 	return s, nil
+}
+
+// checkSpace measures the filesystem of opts.Dir before Badger opens it,
+// picks Badger's geometry for its size, and refuses to open when the free
+// space could not take the flush of the write-ahead logs Badger left
+// behind plus the reserve: Badger would fault part way through opening.
+func checkSpace(opts Options, log *slog.Logger) (*guard, geometry, error) {
+	measure := opts.Space
+	if measure == nil {
+		measure = Statfs
+	}
+	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
+		return nil, geometry{}, fmt.Errorf("store: open %q: %w", opts.Dir, err)
+	}
+	sp, err := measure(opts.Dir)
+	if err != nil {
+		return nil, geometry{}, fmt.Errorf("store: open %q: %w", opts.Dir, err)
+	}
+	geo := geometryFor(sp.Total)
+	backlog, err := walBacklog(opts.Dir)
+	if err != nil {
+		return nil, geometry{}, fmt.Errorf("store: open %q: %w", opts.Dir, err)
+	}
+	tables, err := tableBytes(opts.Dir)
+	if err != nil {
+		return nil, geometry{}, fmt.Errorf("store: open %q: %w", opts.Dir, err)
+	}
+	if need := geo.openNeed(backlog, tables); sp.Free < need {
+		return nil, geometry{}, fmt.Errorf("store: open %q: %w: %s free on its filesystem, opening needs %s "+
+			"(%s to flush the write-ahead log, the rest for compactions); free some space and start again",
+			opts.Dir, ErrDiskFull, bytesText(sp.Free), bytesText(need), bytesText(backlog))
+	}
+	return newGuard(opts.Dir, measure, geo, tables, log), geo, nil
+}
+
+// pollSpace measures the filesystem every second while writes are refused,
+// so that the store reports the disk usable again as soon as space is
+// freed, whether or not a write tries.
+func (s *Store) pollSpace() {
+	defer close(s.pollDone)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+		}
+		if _, full := s.disk.state(); full != nil {
+			s.disk.poll()
+		}
+	}
+}
+
+// Writable reports why the store refuses writes now (an error wrapping
+// ErrDiskFull, ErrFailed or ErrClosed), or nil, and a channel closed when
+// the disk's state next changes (nil when it cannot change). Health checks
+// use it.
+func (s *Store) Writable() (changed <-chan struct{}, err error) {
+	if err := s.usable(); err != nil {
+		return nil, err
+	}
+	if s.disk == nil {
+		return nil, nil
+	}
+	return s.disk.state()
 }
 
 // Close flushes pending Commits and closes the database. Call it once, after
@@ -199,6 +303,9 @@ func (s *Store) Close() error {
 		close(s.closing)
 		<-s.stopped
 		<-s.gcDone
+		if s.pollDone != nil {
+			<-s.pollDone
+		}
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("store: close: %w", err)
 		}
@@ -423,6 +530,11 @@ func (s *Store) collectGarbage(every time.Duration) {
 		case <-t.C:
 		}
 		for {
+			// A rewrite needs up to a value log file of space before it
+			// frees anything; never let it eat into the reserve.
+			if s.disk != nil && !s.disk.roomFor(uint64(s.disk.geo.valueLogFile)) {
+				break
+			}
 			err := s.db.RunValueLogGC(0.5)
 			if err == nil {
 				select {

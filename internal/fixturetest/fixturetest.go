@@ -135,7 +135,7 @@ func play(t *testing.T, m guest.Mode, file string, opts Options) {
 }
 
 // fixtureSession builds the bound session the host would pass.
-func fixtureSession(t *testing.T, f *fixture.Fixture) guest.Session {
+func fixtureSession(t testing.TB, f *fixture.Fixture) guest.Session {
 	t.Helper()
 	s := guest.Session{
 		SessionID:            "fixture-session-0000000001",

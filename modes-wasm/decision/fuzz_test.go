@@ -1,0 +1,16 @@
+package decision
+
+import (
+	"testing"
+
+	"github.com/concord-macp/concord/internal/fixturetest"
+)
+
+// FuzzStepAfterHistory runs Step natively on one fuzzed envelope after a
+// prefix of the happy-path fixture; see fixturetest.FuzzStep for the
+// properties it checks. Run with:
+//
+//	go test -run '^$' -fuzz FuzzStepAfterHistory ./modes-wasm/decision/
+func FuzzStepAfterHistory(f *testing.F) {
+	fixturetest.FuzzStep(f, Mode{}, "decision_happy_path.json")
+}

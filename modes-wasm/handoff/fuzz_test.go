@@ -1,0 +1,16 @@
+package handoff
+
+import (
+	"testing"
+
+	"github.com/concord-macp/concord/internal/fixturetest"
+)
+
+// FuzzStepAfterHistory runs Step natively on one fuzzed envelope after a
+// prefix of the happy-path fixture; see fixturetest.FuzzStep for the
+// properties it checks. Run with:
+//
+//	go test -run '^$' -fuzz FuzzStepAfterHistory ./modes-wasm/handoff/
+func FuzzStepAfterHistory(f *testing.F) {
+	fixturetest.FuzzStep(f, Mode{}, "handoff_happy_path.json")
+}
