@@ -16,7 +16,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/concord-macp/concord/host/store"
+	"github.com/concord-macp/concord/host/storage"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 )
@@ -29,6 +29,10 @@ type Options struct {
 	// Now overrides the clock (tests).
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Node, when set, ends every key this Log writes ("<sequence>-<node>"),
+	// so that the nodes of a cluster sharing one store never write the
+	// same key.
+	Node string
 }
 
 // DefaultMaxRecords is the trail's default cap.
@@ -47,7 +51,7 @@ var ErrBadPage = errors.New("audit: invalid page_size or page_token")
 // Keys are a 16-hex-digit sequence number, so byte order is write order
 // whatever the clock does.
 type Log struct {
-	store *store.Store
+	store storage.Records
 	opts  Options
 	mu    sync.Mutex
 	next  uint64 // sequence of the next record
@@ -55,7 +59,7 @@ type Log struct {
 }
 
 // Open loads the trail's position from st.
-func Open(ctx context.Context, st *store.Store, opts Options) (*Log, error) {
+func Open(ctx context.Context, st storage.Records, opts Options) (*Log, error) {
 	if opts.MaxRecords <= 0 {
 		opts.MaxRecords = DefaultMaxRecords
 	}
@@ -66,8 +70,8 @@ func Open(ctx context.Context, st *store.Store, opts Options) (*Log, error) {
 		opts.Logger = slog.Default()
 	}
 	l := &Log{store: st, opts: opts}
-	err := st.Each(ctx, store.GovernanceAudit, func(key string, _ []byte) error {
-		seq, err := strconv.ParseUint(key, 16, 64)
+	err := st.EachPrefix(ctx, storage.GovernanceAudit, "", func(key string, _ []byte) error {
+		seq, err := keySeq(key)
 		if err != nil {
 			return fmt.Errorf("audit: record key %q: %w", key, err)
 		}
@@ -81,7 +85,20 @@ func Open(ctx context.Context, st *store.Store, opts Options) (*Log, error) {
 	return l, nil
 }
 
-func seqKey(seq uint64) string { return fmt.Sprintf("%016x", seq) }
+func (l *Log) seqKey(seq uint64) string {
+	if l.opts.Node != "" {
+		return fmt.Sprintf("%016x-%s", seq, l.opts.Node)
+	}
+	return fmt.Sprintf("%016x", seq)
+}
+
+// keySeq reads the sequence a record key starts with.
+func keySeq(key string) (uint64, error) {
+	if len(key) < 16 || len(key) > 16 && key[16] != '-' {
+		return 0, errors.New("not a record key")
+	}
+	return strconv.ParseUint(key[:16], 16, 64)
+}
 
 // Record appends one action, durably, and drops the oldest records past
 // the cap.
@@ -95,21 +112,21 @@ func (l *Log) Record(ctx context.Context, a *storev1.AuditAction) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.store.Put(ctx, store.GovernanceAudit, seqKey(l.next), b); err != nil {
+	if err := l.store.Put(ctx, storage.GovernanceAudit, l.seqKey(l.next), b); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	l.next++
 	l.count++
 	for l.count > l.opts.MaxRecords {
 		var oldest string
-		_ = l.store.Each(ctx, store.GovernanceAudit, func(key string, _ []byte) error {
+		_ = l.store.EachPrefix(ctx, storage.GovernanceAudit, "", func(key string, _ []byte) error {
 			oldest = key
-			return store.ErrStop
+			return storage.ErrStop
 		})
 		if oldest == "" {
 			break
 		}
-		if err := l.store.Delete(ctx, store.GovernanceAudit, oldest); err != nil {
+		if err := l.store.Delete(ctx, storage.GovernanceAudit, oldest); err != nil {
 			return fmt.Errorf("audit: drop the oldest record: %w", err)
 		}
 		l.count--
@@ -129,16 +146,16 @@ func (l *Log) List(ctx context.Context, pageSize int, pageToken string) ([]*admi
 		pageSize = MaxPageSize
 	}
 	if pageToken != "" {
-		if _, err := strconv.ParseUint(pageToken, 16, 64); err != nil || len(pageToken) != 16 {
+		if _, err := keySeq(pageToken); err != nil || len(pageToken) > 16+65 {
 			return nil, "", ErrBadPage
 		}
 	}
 	var out []*adminv1.AuditRecord
 	more := false
-	err := l.store.EachBefore(ctx, store.GovernanceAudit, pageToken, func(key string, v []byte) error {
+	err := l.store.EachBefore(ctx, storage.GovernanceAudit, pageToken, func(key string, v []byte) error {
 		if len(out) == pageSize {
 			more = true
-			return store.ErrStop
+			return storage.ErrStop
 		}
 		var a storev1.AuditAction
 		if err := proto.Unmarshal(v, &a); err != nil {

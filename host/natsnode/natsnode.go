@@ -131,6 +131,9 @@ func splitHostPort(addr string) (string, int, error) {
 	if err != nil {
 		return "", 0, err
 	}
+	if port == 0 {
+		port = server.RANDOM_PORT // the server reads 0 as its default port
+	}
 	return host, port, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +16,9 @@ import (
 	"github.com/concord-macp/concord/host/natsnode"
 )
 
-// Logger writes warnings and errors to the test's log.
+// Logger writes errors to the test's log (a forming cluster warns a lot).
 func Logger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(writer{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(slog.NewTextHandler(writer{t}, &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
 type writer struct{ t testing.TB }
@@ -41,38 +42,61 @@ func Single(t testing.TB) *natsnode.Node {
 }
 
 // Cluster starts size nodes routed to each other on loopback, each with
-// its own directory, and waits until JetStream answers on every one. The
+// its own directory and a client port (ClientURL), and waits until JetStream answers on every one. The
 // test stops them (those it has not stopped itself).
 func Cluster(t testing.TB, size int) []*natsnode.Node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var nodes []*natsnode.Node
-	var seed string
+	routes := FreeAddrs(t, size)
+	nodes := make([]*natsnode.Node, size)
+	errs := make(chan error, size)
+	// The nodes start together: each waits for its routes to the others.
 	for i := range size {
-		opts := natsnode.Options{
-			Name:          fmt.Sprintf("n%d", i+1),
-			Dir:           t.TempDir(),
-			ClusterListen: "127.0.0.1:0",
-			Logger:        Logger(t),
-		}
-		if seed != "" {
-			opts.Peers = []string{seed}
-		}
-		n, err := natsnode.Start(ctx, opts)
-		if err != nil {
+		go func() {
+			n, err := natsnode.Start(ctx, natsnode.Options{
+				Name:          fmt.Sprintf("n%d", i+1),
+				Dir:           t.TempDir(),
+				ClusterListen: routes[i],
+				ClientListen:  "127.0.0.1:0",
+				Peers:         routes,
+				Logger:        Logger(t),
+			})
+			nodes[i] = n
+			errs <- err
+		}()
+	}
+	for range size {
+		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+	for _, n := range nodes {
 		t.Cleanup(n.Shutdown)
-		if seed == "" {
-			seed = n.ClusterAddr()
-		}
-		nodes = append(nodes, n)
 	}
 	for _, n := range nodes {
 		WaitJetStream(t, n)
 	}
 	return nodes
+}
+
+// FreeAddrs returns n loopback addresses with ports free right now.
+func FreeAddrs(t testing.TB, n int) []string {
+	t.Helper()
+	var out []string
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().String())
+	}
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	return out
 }
 
 // WaitJetStream waits until node n's JetStream answers account requests.

@@ -20,9 +20,10 @@
 // load is one or two reads of single messages and a read of the log's tail
 // walks back from the last message.
 //
-// Records are in one KV bucket per kind (<PREFIX>_POLICIES, …), blobs in
-// one object store per kind (<PREFIX>_MODULES, <PREFIX>_REGO), all with the
-// same replicas as the log.
+// Records are in one KV bucket, <PREFIX>_RECORDS, under "<kind>.<key>"
+// (the key's parts between 0x00 bytes hex-encoded as tokens); blobs in one
+// object store, <PREFIX>_BLOBS, named "<kind>/<name>"; both with the same
+// replicas as the log. Few buckets mean few replicated groups to run.
 //
 // # Writers
 //

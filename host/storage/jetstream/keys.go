@@ -46,7 +46,7 @@ func plainToken(s string) bool {
 	return s != ""
 }
 
-// recordKey is a record's key as a KV key: each part of the key between
+// recordKey is a record's key as the rest of a KV key: each part of the key between
 // 0x00 bytes becomes one token, "x" and the part in hex. Hex keeps any
 // byte legal in a KV key, and the tokens let a watch select one session's
 // audit records ("<session id>\x00…") by its first token.

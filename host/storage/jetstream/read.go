@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -165,51 +166,74 @@ func (s *Store) Heads(ctx context.Context, fn func(*storev1.Session) error) erro
 }
 
 // scan reads, with an ordered consumer, every message cfg selects that is
-// in the stream when the scan starts, and calls fn for each.
+// in the stream when the scan starts, and calls fn for each. A consumer
+// that fails before its first message (a stream leader just elected) is
+// made again, a few times.
 func (s *Store) scan(ctx context.Context, cfg natsjs.OrderedConsumerConfig, fn func(natsjs.Msg) error) error {
-	info, err := s.log.Info(ctx)
+	return s.scanStream(ctx, s.log, cfg, fn)
+}
+
+// scanStream is scan on any stream.
+func (s *Store) scanStream(ctx context.Context, stream natsjs.Stream, cfg natsjs.OrderedConsumerConfig, fn func(natsjs.Msg) error) error {
+	for attempt := 0; ; attempt++ {
+		delivered, err := s.scanOnce(ctx, stream, cfg, fn)
+		if err == nil || delivered || attempt == 4 || ctx.Err() != nil {
+			return err
+		}
+		s.logger.Debug("a log scan failed before its first message; again", "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		}
+	}
+}
+
+func (s *Store) scanOnce(ctx context.Context, stream natsjs.Stream, cfg natsjs.OrderedConsumerConfig, fn func(natsjs.Msg) error) (delivered bool, err error) {
+	info, err := stream.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("read stream info: %w", err)
+		return false, fmt.Errorf("read stream info: %w", err)
 	}
 	end := info.State.LastSeq
 	if info.State.Msgs == 0 {
-		return nil
+		return false, nil
 	}
-	cons, err := s.log.OrderedConsumer(ctx, cfg)
+	cons, err := stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("create a consumer: %w", err)
+		return false, fmt.Errorf("create a consumer: %w", err)
 	}
 	ci, err := cons.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("read consumer info: %w", err)
+		return false, fmt.Errorf("read consumer info: %w", err)
 	}
 	if ci.NumPending == 0 {
-		return nil
+		return false, nil
 	}
 	for {
 		batch, err := cons.Fetch(256, natsjs.FetchMaxWait(s.timeout))
 		if err != nil {
-			return fmt.Errorf("fetch: %w", err)
+			return delivered, fmt.Errorf("fetch: %w", err)
 		}
 		n := 0
 		for msg := range batch.Messages() {
 			n++
+			delivered = true
 			if err := fn(msg); err != nil {
-				return err
+				return true, err
 			}
 			meta, err := msg.Metadata()
 			if err != nil {
-				return fmt.Errorf("message metadata: %w", err)
+				return true, fmt.Errorf("message metadata: %w", err)
 			}
 			if meta.NumPending == 0 || meta.Sequence.Stream >= end {
-				return nil
+				return true, nil
 			}
 		}
 		if err := batch.Error(); err != nil {
-			return fmt.Errorf("fetch: %w", err)
+			return delivered, fmt.Errorf("fetch: %w", err)
 		}
 		if n == 0 {
-			return fmt.Errorf("fetch: no message within %s while more were pending", s.timeout)
+			return delivered, fmt.Errorf("fetch: no message within %s while more were pending", s.timeout)
 		}
 	}
 }

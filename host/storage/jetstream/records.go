@@ -17,11 +17,10 @@ import (
 const maxRecordKeyLen = 512
 
 func (s *Store) bucket(kind storage.Kind) (natsjs.KeyValue, error) {
-	kv, ok := s.records[kind]
-	if !ok {
+	if !recordKinds[kind] {
 		return nil, fmt.Errorf("jetstream: unknown record kind %q", kind)
 	}
-	return kv, nil
+	return s.records, nil
 }
 
 func checkKey(key string) error {
@@ -45,7 +44,7 @@ func (s *Store) Put(ctx context.Context, kind storage.Kind, key string, value []
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	if _, err := kv.Put(ctx, recordKey(key), value); err != nil {
+	if _, err := kv.Put(ctx, string(kind)+"."+recordKey(key), value); err != nil {
 		return fmt.Errorf("jetstream: put %s record: %w", kind, err)
 	}
 	return nil
@@ -65,7 +64,7 @@ func (s *Store) Delete(ctx context.Context, kind storage.Kind, key string) error
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	if err := kv.Delete(ctx, recordKey(key)); err != nil {
+	if err := kv.Delete(ctx, string(kind)+"."+recordKey(key)); err != nil {
 		return fmt.Errorf("jetstream: delete %s record: %w", kind, err)
 	}
 	return nil
@@ -77,38 +76,35 @@ type kvRecord struct {
 }
 
 // current returns the records of kind whose KV keys match filter, as they
-// are now (deleted keys left out).
+// are now (deleted keys left out). It reads the bucket's stream with a
+// consumer of each key's last message, up to the stream's end as its
+// leader reports it, so that every write acknowledged before is seen.
 func (s *Store) current(ctx context.Context, kind storage.Kind, filter string) ([]kvRecord, error) {
-	kv, err := s.bucket(kind)
-	if err != nil {
+	if _, err := s.bucket(kind); err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	w, err := kv.Watch(ctx, filter, natsjs.IgnoreDeletes())
+	prefix := s.recordSubject + string(kind) + "."
+	var out []kvRecord
+	err := s.scanStream(ctx, s.recordStream, natsjs.OrderedConsumerConfig{
+		FilterSubjects: []string{prefix + filter},
+		DeliverPolicy:  natsjs.DeliverLastPerSubjectPolicy,
+	}, func(m natsjs.Msg) error {
+		if op := m.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			return nil
+		}
+		key, err := recordKeyOf(strings.TrimPrefix(m.Subject(), prefix))
+		if err != nil {
+			return err
+		}
+		out = append(out, kvRecord{key, m.Data()})
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: read %s records: %w", kind, err)
 	}
-	defer func() { _ = w.Stop() }()
-	var out []kvRecord
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("jetstream: read %s records: %w", kind, ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("jetstream: read %s records: the watch ended early", kind)
-			}
-			if e == nil { // every current value has been delivered
-				return out, nil
-			}
-			key, err := recordKeyOf(e.Key())
-			if err != nil {
-				return nil, fmt.Errorf("jetstream: %s records: %w", kind, err)
-			}
-			out = append(out, kvRecord{key, e.Value()})
-		}
-	}
+	return out, nil
 }
 
 // EachPrefix implements storage.Records.
@@ -166,7 +162,7 @@ func (s *Store) WatchRecords(ctx context.Context, kind storage.Kind, fn func(Cha
 	if err != nil {
 		return err
 	}
-	w, err := kv.WatchAll(ctx, natsjs.UpdatesOnly())
+	w, err := kv.Watch(ctx, string(kind)+".>", natsjs.UpdatesOnly())
 	if err != nil {
 		return fmt.Errorf("jetstream: watch %s records: %w", kind, err)
 	}
@@ -182,7 +178,7 @@ func (s *Store) WatchRecords(ctx context.Context, kind storage.Kind, fn func(Cha
 			if e == nil {
 				continue
 			}
-			key, err := recordKeyOf(e.Key())
+			key, err := recordKeyOf(strings.TrimPrefix(e.Key(), string(kind)+"."))
 			if err != nil {
 				s.logger.Warn("a record with a malformed key", "kind", kind, "err", err)
 				continue
@@ -193,12 +189,14 @@ func (s *Store) WatchRecords(ctx context.Context, kind storage.Kind, fn func(Cha
 }
 
 func (s *Store) objects(kind storage.BlobKind) (natsjs.ObjectStore, error) {
-	obs, ok := s.blobs[kind]
-	if !ok {
+	if !blobKinds[kind] {
 		return nil, fmt.Errorf("jetstream: unknown blob kind %q", kind)
 	}
-	return obs, nil
+	return s.blobs, nil
 }
+
+// objectName is blob name's object name: its kind, "/", the name.
+func objectName(kind storage.BlobKind, name string) string { return string(kind) + "/" + name }
 
 // PutBlob implements storage.Blobs.
 func (s *Store) PutBlob(ctx context.Context, kind storage.BlobKind, name string, data []byte) error {
@@ -214,12 +212,12 @@ func (s *Store) PutBlob(ctx context.Context, kind storage.BlobKind, name string,
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	if _, err := obs.GetInfo(ctx, name); err == nil {
+	if _, err := obs.GetInfo(ctx, objectName(kind, name)); err == nil {
 		return nil // content-addressed: already there
 	} else if !errors.Is(err, natsjs.ErrObjectNotFound) {
 		return fmt.Errorf("jetstream: blob %s: %w", name, err)
 	}
-	if _, err := obs.PutBytes(ctx, name, data); err != nil {
+	if _, err := obs.PutBytes(ctx, objectName(kind, name), data); err != nil {
 		return fmt.Errorf("jetstream: store blob %s: %w", name, err)
 	}
 	return nil
@@ -236,7 +234,7 @@ func (s *Store) Blob(ctx context.Context, kind storage.BlobKind, name string) ([
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	b, err := obs.GetBytes(ctx, name)
+	b, err := obs.GetBytes(ctx, objectName(kind, name))
 	if errors.Is(err, natsjs.ErrObjectNotFound) || errors.Is(err, natsjs.ErrInvalidStoreName) {
 		return nil, fmt.Errorf("jetstream: blob %.64s: %w", name, storage.ErrNotFound)
 	}
@@ -266,8 +264,8 @@ func (s *Store) BlobNames(ctx context.Context, kind storage.BlobKind) ([]string,
 	}
 	names := make([]string, 0, len(infos))
 	for _, in := range infos {
-		if !in.Deleted {
-			names = append(names, in.Name)
+		if name, ok := strings.CutPrefix(in.Name, string(kind)+"/"); ok && !in.Deleted {
+			names = append(names, name)
 		}
 	}
 	sort.Strings(names)

@@ -52,8 +52,12 @@ type Store struct {
 	maxBytes int // largest message the server takes, less headroom
 	logger   *slog.Logger
 
-	records map[storage.Kind]natsjs.KeyValue
-	blobs   map[storage.BlobKind]natsjs.ObjectStore
+	records natsjs.KeyValue
+	// recordStream is the records bucket's stream, recordSubject the
+	// prefix of its subjects.
+	recordStream  natsjs.Stream
+	recordSubject string
+	blobs         natsjs.ObjectStore
 
 	mu       sync.Mutex
 	sessions map[string]*sessionLog
@@ -62,19 +66,16 @@ type Store struct {
 
 var _ storage.Store = (*Store)(nil)
 
-// recordBuckets and blobBuckets name each kind's bucket (after the prefix).
+// recordKinds and blobKinds are the kinds the store keeps: each kind is
+// the first token of its records' keys in the one records bucket, and the
+// first part of its blobs' names in the one object store. Fewer buckets
+// are fewer replicated groups for the cluster to run.
 var (
-	recordBuckets = map[storage.Kind]string{
-		storage.Policies:         "POLICIES",
-		storage.ModeBindings:     "MODE_BINDINGS",
-		storage.ModeDeclarations: "MODE_DECLARATIONS",
-		storage.Audit:            "AUDIT",
-		storage.GovernanceAudit:  "GOVERNANCE_AUDIT",
+	recordKinds = map[storage.Kind]bool{
+		storage.Policies: true, storage.ModeBindings: true, storage.ModeDeclarations: true,
+		storage.Audit: true, storage.GovernanceAudit: true,
 	}
-	blobBuckets = map[storage.BlobKind]string{
-		storage.Modules:     "MODULES",
-		storage.RegoSources: "REGO",
-	}
+	blobKinds = map[storage.BlobKind]bool{storage.Modules: true, storage.RegoSources: true}
 )
 
 // Open creates the streams and buckets if they are missing (or updates
@@ -113,8 +114,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		timeout:  opts.Timeout,
 		maxBytes: int(opts.Conn.MaxPayload()) - 4<<10,
 		logger:   opts.Logger.With("component", "store", "backend", "jetstream"),
-		records:  map[storage.Kind]natsjs.KeyValue{},
-		blobs:    map[storage.BlobKind]natsjs.ObjectStore{},
 		sessions: map[string]*sessionLog{},
 	}
 	err = retry(ctx, func(ctx context.Context) error {
@@ -141,38 +140,34 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: create stream %s: %w", s.logName, err)
 	}
-	for kind, name := range recordBuckets {
-		var kv natsjs.KeyValue
-		err := retry(ctx, func(ctx context.Context) error {
-			kv, err = js.CreateOrUpdateKeyValue(ctx, natsjs.KeyValueConfig{
-				Bucket:      upper + "_" + name,
-				Description: "Concord records: " + string(kind),
-				History:     1,
-				Storage:     natsjs.FileStorage,
-				Replicas:    opts.Replicas,
-			})
-			return err
+	err = retry(ctx, func(ctx context.Context) error {
+		s.records, err = js.CreateOrUpdateKeyValue(ctx, natsjs.KeyValueConfig{
+			Bucket:      upper + "_RECORDS",
+			Description: "Concord records: policies, mode bindings and declarations, audit",
+			History:     1,
+			Storage:     natsjs.FileStorage,
+			Replicas:    opts.Replicas,
 		})
-		if err != nil {
-			return nil, fmt.Errorf("jetstream: create bucket %s_%s: %w", upper, name, err)
-		}
-		s.records[kind] = kv
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: create bucket %s_RECORDS: %w", upper, err)
 	}
-	for kind, name := range blobBuckets {
-		var obs natsjs.ObjectStore
-		err := retry(ctx, func(ctx context.Context) error {
-			obs, err = js.CreateOrUpdateObjectStore(ctx, natsjs.ObjectStoreConfig{
-				Bucket:      upper + "_" + name,
-				Description: "Concord blobs: " + string(kind),
-				Storage:     natsjs.FileStorage,
-				Replicas:    opts.Replicas,
-			})
-			return err
+	s.recordSubject = "$KV." + upper + "_RECORDS."
+	if s.recordStream, err = js.Stream(ctx, "KV_"+upper+"_RECORDS"); err != nil {
+		return nil, fmt.Errorf("jetstream: bucket %s_RECORDS: %w", upper, err)
+	}
+	err = retry(ctx, func(ctx context.Context) error {
+		s.blobs, err = js.CreateOrUpdateObjectStore(ctx, natsjs.ObjectStoreConfig{
+			Bucket:      upper + "_BLOBS",
+			Description: "Concord blobs: mode modules, Rego sources",
+			Storage:     natsjs.FileStorage,
+			Replicas:    opts.Replicas,
 		})
-		if err != nil {
-			return nil, fmt.Errorf("jetstream: create object store %s_%s: %w", upper, name, err)
-		}
-		s.blobs[kind] = obs
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: create object store %s_BLOBS: %w", upper, err)
 	}
 	return s, nil
 }

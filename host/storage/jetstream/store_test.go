@@ -2,6 +2,7 @@ package jetstream_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 
 func open(t *testing.T, n *natsnode.Node, prefix, writer string, replicas int) *jetstream.Store {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	s, err := jetstream.Open(ctx, jetstream.Options{
 		Conn: natstest.Connect(t, n, writer), Prefix: prefix, Writer: writer, Replicas: replicas, Logger: natstest.Logger(t),
@@ -26,46 +27,27 @@ func open(t *testing.T, n *natsnode.Node, prefix, writer string, replicas int) *
 	return s
 }
 
+// harness opens every store of one run on the same streams (each test
+// keeps to data of its own), through handles on nodes a and b.
+func harness(a, b *natsnode.Node, replicas int) storagetest.Harness {
+	prefix := fmt.Sprintf("t%d", time.Now().UnixNano()%1_000_000_000)
+	return storagetest.Harness{
+		Open:   func(t *testing.T) storage.Store { return open(t, a, prefix, "writer-a", replicas) },
+		Second: func(t *testing.T, _ storage.Store) storage.Store { return open(t, b, prefix, "writer-b", replicas) },
+	}
+}
+
 // TestContract runs the storage contract against one JetStream node; the
 // second handle of the fencing tests is a second connection, as another
 // Concord node would hold.
 func TestContract(t *testing.T) {
 	node := natstest.Single(t)
-	prefixes := map[storage.Store]string{}
-	n := 0
-	storagetest.Run(t, storagetest.Harness{
-		Open: func(t *testing.T) storage.Store {
-			n++
-			prefix := "t" + string(rune('a'+n%26)) + time.Now().Format("150405")
-			s := open(t, node, prefix, "writer-a", 1)
-			prefixes[s] = prefix
-			return s
-		},
-		Second: func(t *testing.T, s storage.Store) storage.Store {
-			return open(t, node, prefixes[s], "writer-b", 1)
-		},
-	})
+	storagetest.Run(t, harness(node, node, 1))
 }
 
 // TestContractReplicated runs it against a three-node cluster, R3, with the
 // two handles on different nodes.
 func TestContractReplicated(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a three-node cluster")
-	}
 	nodes := natstest.Cluster(t, 3)
-	prefixes := map[storage.Store]string{}
-	n := 0
-	storagetest.Run(t, storagetest.Harness{
-		Open: func(t *testing.T) storage.Store {
-			n++
-			prefix := "r" + string(rune('a'+n%26)) + time.Now().Format("150405")
-			s := open(t, nodes[0], prefix, "writer-a", 3)
-			prefixes[s] = prefix
-			return s
-		},
-		Second: func(t *testing.T, s storage.Store) storage.Store {
-			return open(t, nodes[2], prefixes[s], "writer-b", 3)
-		},
-	})
+	storagetest.Run(t, harness(nodes[0], nodes[2], 3))
 }
