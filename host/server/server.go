@@ -84,13 +84,13 @@ type Config struct {
 
 // Server is a running Concord server.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	store  storage.Store
+	cfg   Config
+	log   *slog.Logger
+	store storage.Store
 	// badger is the store when it is Badger (not a cluster).
 	badger *store.Store
 	// node is this server's cluster node, when it is one.
-	node *cluster.Node
+	node   *cluster.Node
 	engine *wasm.Engine
 	// sandbox runs uploaded modules.
 	sandbox *wasm.Engine
