@@ -1,0 +1,316 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/concord-macp/concord/host/access"
+	"github.com/concord-macp/concord/host/cluster"
+	"github.com/concord-macp/concord/host/server"
+	"github.com/concord-macp/concord/internal/natstest"
+	"github.com/concord-macp/concord/internal/servertest"
+	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
+	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
+	decisionv1 "github.com/concord-macp/concord/proto/macp/modes/decision/v1"
+	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
+)
+
+// The cluster tests run three real NATS servers with JetStream and three
+// real Concord servers on loopback ports, and talk to them as clients do.
+
+const (
+	decisionMode = "macp.mode.decision.v1"
+	leaseTTL     = 2 * time.Second
+)
+
+// concordCluster starts three NATS nodes and one Concord node on each.
+func concordCluster(t *testing.T) []*servertest.Server {
+	t.Helper()
+	ns := natstest.Cluster(t, 3)
+	nodes := make([]*servertest.Server, len(ns))
+	for i, n := range ns {
+		nodes[i] = servertest.Start(t, server.Config{
+			Logger: natstest.Logger(t),
+			Cluster: &cluster.Config{
+				Name: fmt.Sprintf("c%d", i+1), URLs: []string{n.ClientURL()}, LeaseTTL: leaseTTL,
+			},
+		})
+	}
+	return nodes
+}
+
+func startPayload() *macpv1.SessionStartPayload {
+	return &macpv1.SessionStartPayload{
+		Intent: "choose", Participants: []string{"alice", "bob"},
+		ModeVersion: "1.0.0", ConfigurationVersion: "cfg-1", TtlMs: 600_000,
+	}
+}
+
+func proposal(sid, id string) *macpv1.Envelope {
+	return servertest.Envelope(decisionMode, "Proposal", id, sid, &decisionv1.ProposalPayload{ProposalId: id, Option: "x"})
+}
+
+// send sends env as identity through node n, returning the Ack or the
+// transport error.
+func send(n *servertest.Server, identity string, env *macpv1.Envelope) (*macpv1.Ack, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := n.Client(servertest.GRPC, identity).Send(ctx, connect.NewRequest(&macpv1.SendRequest{Envelope: env}))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg.GetAck(), nil
+}
+
+func mustSend(t *testing.T, n *servertest.Server, identity string, env *macpv1.Envelope) *macpv1.Ack {
+	t.Helper()
+	ack, err := send(n, identity, env)
+	if err != nil {
+		t.Fatalf("%s %s: %v", env.GetMessageType(), env.GetMessageId(), err)
+	}
+	if !ack.GetOk() {
+		t.Fatalf("%s %s refused: %v", env.GetMessageType(), env.GetMessageId(), ack.GetError())
+	}
+	return ack
+}
+
+func ownerOf(t *testing.T, n *servertest.Server, sid string) string {
+	t.Helper()
+	owner, _ := n.Server().Node().Owner(sid)
+	return owner
+}
+
+// logIDs returns the message ids of session sid's log, read on node n.
+func logIDs(t *testing.T, n *servertest.Server, sid string) []string {
+	t.Helper()
+	var ids []string
+	seq := uint64(0)
+	err := n.Server().Kernel().As(access.Operator("test")).Log(context.Background(), sid, 0, func(e *storev1.Entry) error {
+		seq++
+		if e.GetSequence() != seq {
+			return fmt.Errorf("entry %d has sequence %d", seq, e.GetSequence())
+		}
+		ids = append(ids, e.GetEnvelope().GetMessageId())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func expectExactReplay(t *testing.T, n *servertest.Server, sid string, entries int) {
+	t.Helper()
+	rep, err := n.Admin("alice").ReplaySession(context.Background(), connect.NewRequest(&adminv1.ReplaySessionRequest{SessionId: sid}))
+	if err != nil {
+		t.Fatalf("replay %s: %v", sid, err)
+	}
+	if !rep.Msg.GetExact() || rep.Msg.GetEntries() != uint64(entries) {
+		t.Fatalf("replay of %s over %d entries (want %d): exact=%t %v", sid, rep.Msg.GetEntries(), entries, rep.Msg.GetExact(), rep.Msg.GetDivergences())
+	}
+}
+
+// TestCluster: sessions started on every node, messages through the wrong
+// node, a subscriber on a node that does not own its session, then the
+// owner of some sessions stopped abruptly while clients keep sending:
+// every acknowledged message is in its log exactly once, retries are
+// duplicates, the sessions continue on the other nodes, and each replays
+// exactly.
+func TestCluster(t *testing.T) {
+	nodes := concordCluster(t)
+	const sessions = 6
+	sids := make([]string, sessions)
+	for i := range sids {
+		sids[i] = servertest.NewSessionID()
+		mustSend(t, nodes[i%3], "alice", servertest.Envelope(decisionMode, "SessionStart", "start", sids[i], startPayload()))
+		if got, want := ownerOf(t, nodes[i%3], sids[i]), fmt.Sprintf("c%d", i%3+1); got != want {
+			t.Fatalf("session %d started on %s is owned by %q", i, want, got)
+		}
+	}
+	// Every node reads every session, and any node takes any message.
+	for i, sid := range sids {
+		for j, n := range nodes {
+			env := proposal(sid, fmt.Sprintf("p-%d", j))
+			mustSend(t, n, "bob", env)
+			if ack := mustSend(t, nodes[(j+1)%3], "bob", env); !ack.GetDuplicate() {
+				t.Fatalf("session %d: a retry of %s through another node was not a duplicate", i, env.GetMessageId())
+			}
+		}
+		for _, n := range nodes {
+			if got := logIDs(t, n, sid); !slices.Equal(got, []string{"start", "p-0", "p-1", "p-2"}) {
+				t.Fatalf("session %d read on %s: %v", i, n.Server().Node().Name(), got)
+			}
+		}
+	}
+
+	// A subscriber on a node that does not own the session.
+	watched := sids[0] // owned by c1
+	sub := subscribe(t, nodes[1], "alice", watched)
+
+	// Load: one client per session, each sending through the nodes in
+	// turn, retrying what failed (on the next node, same message id)
+	// until acknowledged. c1 stops abruptly under it.
+	victim := nodes[0]
+	acked := make([][]string, sessions)
+	var (
+		mu       sync.Mutex
+		crashAt  time.Time
+		resumed  = map[string]time.Duration{} // session -> first ack after the crash
+		wg       sync.WaitGroup
+		perShard = 40
+	)
+	crashed := make(chan struct{})
+	for i, sid := range sids {
+		wg.Go(func() {
+			for k := 0; k < perShard; k++ {
+				env := proposal(sid, fmt.Sprintf("load-%03d", k))
+				deadline := time.Now().Add(60 * time.Second)
+				for try := 0; ; try++ {
+					n := nodes[(i+k+try)%3]
+					select {
+					case <-crashed:
+						if n == victim {
+							continue
+						}
+					default:
+					}
+					ack, err := send(n, "bob", env)
+					if err == nil && ack.GetOk() {
+						mu.Lock()
+						acked[i] = append(acked[i], env.GetMessageId())
+						if !crashAt.IsZero() {
+							if _, ok := resumed[sid]; !ok {
+								resumed[sid] = time.Since(crashAt)
+							}
+						}
+						mu.Unlock()
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("session %d: %s not acknowledged within 60s: %v %v", i, env.GetMessageId(), err, ack.GetError())
+						return
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	crashAt = time.Now()
+	mu.Unlock()
+	victim.Crash()
+	close(crashed)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	survivors := nodes[1:]
+	var waits []time.Duration
+	for i, sid := range sids {
+		if i%3 == 0 {
+			if d, ok := resumed[sid]; ok {
+				waits = append(waits, d)
+			}
+		}
+		owner := ownerOf(t, survivors[0], sid)
+		if owner == "c1" || owner == "" {
+			t.Errorf("session %d is still owned by %q after the crash", i, owner)
+		}
+	}
+	sort.Slice(waits, func(i, j int) bool { return waits[i] < waits[j] })
+	t.Logf("sessions of the crashed node writable again after %v (lease TTL %s)", waits, leaseTTL)
+
+	for i, sid := range sids {
+		ids := logIDs(t, survivors[i%2], sid)
+		count := map[string]int{}
+		for _, id := range ids {
+			count[id]++
+		}
+		for id, c := range count {
+			if c != 1 {
+				t.Errorf("session %d: %s is in the log %d times", i, id, c)
+			}
+		}
+		for _, id := range acked[i] {
+			if count[id] != 1 {
+				t.Errorf("session %d: acknowledged %s is not in the log", i, id)
+			}
+		}
+		// Dedup still answers duplicates, on both survivors.
+		for _, n := range survivors {
+			if ack := mustSend(t, n, "bob", proposal(sid, "load-000")); !ack.GetDuplicate() {
+				t.Errorf("session %d: a retry after the failover was not a duplicate", i)
+			}
+		}
+		expectExactReplay(t, survivors[(i+1)%2], sid, len(ids))
+	}
+
+	// The subscriber on c2 saw the watched session's log in order, once.
+	want := logIDs(t, survivors[0], watched)
+	if got := sub.next(t, len(want)); !slices.Equal(got, want) {
+		t.Errorf("the subscriber on c2 saw %v, want %v", got, want)
+	}
+}
+
+type subscription struct {
+	stream *connect.BidiStreamForClient[macpv1.StreamSessionRequest, macpv1.StreamSessionResponse]
+	ids    chan string
+}
+
+func subscribe(t *testing.T, n *servertest.Server, identity, sid string) *subscription {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stream := n.Client(servertest.GRPC, identity).StreamSession(ctx)
+	if err := stream.Send(&macpv1.StreamSessionRequest{SubscribeSessionId: sid}); err != nil {
+		t.Fatal(err)
+	}
+	s := &subscription{stream: stream, ids: make(chan string, 4096)}
+	go func() {
+		defer close(s.ids)
+		for {
+			res, err := stream.Receive()
+			if err != nil {
+				return
+			}
+			if env := res.GetEnvelope(); env != nil {
+				s.ids <- env.GetMessageId()
+			}
+		}
+	}()
+	return s
+}
+
+func (s *subscription) next(t *testing.T, n int) []string {
+	t.Helper()
+	var got []string
+	timeout := time.After(30 * time.Second)
+	for len(got) < n {
+		select {
+		case id, ok := <-s.ids:
+			if !ok {
+				t.Fatalf("the stream ended after %d of %d", len(got), n)
+			}
+			got = append(got, id)
+		case <-timeout:
+			t.Fatalf("the stream delivered %d of %d", len(got), n)
+		}
+	}
+	select {
+	case id := <-s.ids:
+		t.Errorf("an extra entry: %s", id)
+	case <-time.After(200 * time.Millisecond):
+	}
+	return got
+}
+
+var _ = errors.New
