@@ -32,6 +32,7 @@ type serveFlags struct {
 	shutdownGrace                                                time.Duration
 	auth                                                         auth.Config
 	jwksTTL                                                      seconds
+	cluster                                                      clusterFlags
 }
 
 // envNames lists the environment variables of each flag, in priority order.
@@ -96,10 +97,11 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.auth.OIDC.SenderClaim, "oidc-sender-claim", "sub", "JWT claim that is the sender")
 	fs.StringVar(&f.auth.ClientCAFile, "tls-client-ca", "", "CA bundle (PEM) of client certificates that authenticate their connection (mTLS; needs --tls-cert)")
 	fs.DurationVar(&f.auth.Recheck, "auth-recheck", auth.DefaultRecheck, "how often open streams check that their credentials still hold")
+	f.cluster.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: concord serve [flags]\n\nFlags (environment variables in brackets):")
 		fs.VisitAll(func(fl *flag.Flag) {
-			fmt.Fprintf(stderr, "  --%s [%s]\n\t%s (default %q)\n", fl.Name, strings.Join(envNames[fl.Name], ", "), fl.Usage, fl.DefValue)
+			fmt.Fprintf(stderr, "  --%s [%s]\n\t%s (default %q)\n", fl.Name, strings.Join(flagEnv(fl.Name), ", "), fl.Usage, fl.DefValue)
 		})
 	}
 	return fs
@@ -115,7 +117,7 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		if given[fl.Name] {
 			return
 		}
-		for _, name := range envNames[fl.Name] {
+		for _, name := range flagEnv(fl.Name) {
 			if v := getenv(name); v != "" {
 				if err := fl.Value.Set(v); err != nil {
 					errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
@@ -125,6 +127,14 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// flagEnv returns the environment variables of flag name.
+func flagEnv(name string) []string {
+	if names, ok := envNames[name]; ok {
+		return names
+	}
+	return clusterEnv[name]
 }
 
 // splitList splits a comma-separated flag value, dropping blanks around
@@ -189,6 +199,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		logger.Error("--tls-cert and --tls-key go together")
 		return 2
 	}
+	clusterCfg, err := f.cluster.config()
+	if err != nil {
+		logger.Error("cluster", "err", err)
+		return 2
+	}
+	cfg.Cluster = clusterCfg
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		logger.Error("cannot start", "err", err)

@@ -314,3 +314,42 @@ func (s *subscription) next(t *testing.T, n int) []string {
 }
 
 var _ = errors.New
+
+// TestEmbedded: three Concord nodes, each running its own NATS server
+// (--cluster-embedded), form a cluster with nothing else running.
+func TestEmbedded(t *testing.T) {
+	routes := natstest.FreeAddrs(t, 3)
+	nodes := make([]*servertest.Server, 3)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Go(func() {
+			nodes[i] = servertest.Start(t, server.Config{
+				Logger: natstest.Logger(t),
+				Cluster: &cluster.Config{
+					Name: fmt.Sprintf("e%d", i+1), LeaseTTL: leaseTTL,
+					Embedded: &cluster.Embedded{Listen: routes[i], Peers: routes},
+				},
+			})
+		})
+	}
+	wg.Wait()
+	sid := servertest.NewSessionID()
+	mustSend(t, nodes[0], "alice", servertest.Envelope(decisionMode, "SessionStart", "start", sid, startPayload()))
+	mustSend(t, nodes[1], "bob", proposal(sid, "p-1"))
+	mustSend(t, nodes[2], "bob", proposal(sid, "p-2"))
+	if ack := mustSend(t, nodes[2], "bob", proposal(sid, "p-1")); !ack.GetDuplicate() {
+		t.Fatal("a retry through a third node was not a duplicate")
+	}
+	for _, n := range nodes {
+		if got := logIDs(t, n, sid); !slices.Equal(got, []string{"start", "p-1", "p-2"}) {
+			t.Fatalf("log read on %s: %v", n.Server().Node().Name(), got)
+		}
+	}
+	if owner := ownerOf(t, nodes[2], sid); owner != "e1" {
+		t.Fatalf("owner seen from e3: %q, want e1", owner)
+	}
+	// A graceful stop hands the session over at once.
+	nodes[0].Stop()
+	mustSend(t, nodes[1], "bob", proposal(sid, "p-3"))
+	expectExactReplay(t, nodes[2], sid, 4)
+}

@@ -32,7 +32,10 @@ type Options struct {
 	// Dir holds JetStream's files (required).
 	Dir string
 	// ClientListen, when set, also serves NATS clients on this address
-	// (host:port; port 0 picks one). Empty serves in-process clients only.
+	// (host:port; port 0 picks one). Empty serves in-process clients only,
+	// except in a cluster: the server starts its routes only after its
+	// client listener, so a clustered node listens on a loopback port the
+	// system picks.
 	ClientListen string
 	// ClusterListen is this node's route address (host:port; port 0 picks
 	// one). Empty runs a single node without routes.
@@ -78,6 +81,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		// Slow consumers of a big backfill are cut off otherwise.
 		MaxPending: 64 << 20,
 		NoSigs:     true,
+	}
+	if opts.ClientListen == "" && opts.ClusterListen != "" {
+		opts.ClientListen = "127.0.0.1:0"
 	}
 	if opts.ClientListen == "" {
 		so.DontListen = true
