@@ -11,10 +11,14 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/cluster"
+	"github.com/concord-macp/concord/host/natsnode"
 	"github.com/concord-macp/concord/host/server"
+	"github.com/concord-macp/concord/host/storage"
 	"github.com/concord-macp/concord/internal/natstest"
 	"github.com/concord-macp/concord/internal/servertest"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
@@ -313,7 +317,6 @@ func (s *subscription) next(t *testing.T, n int) []string {
 	return got
 }
 
-var _ = errors.New
 
 // TestEmbedded: three Concord nodes, each running its own NATS server
 // (--cluster-embedded), form a cluster with nothing else running.
@@ -352,4 +355,141 @@ func TestEmbedded(t *testing.T) {
 	nodes[0].Stop()
 	mustSend(t, nodes[1], "bob", proposal(sid, "p-3"))
 	expectExactReplay(t, nodes[2], sid, 4)
+}
+
+// TestPartitionedOwner cuts the owner of a session off from NATS (its only
+// NATS server stops): what it is sent meanwhile is not acknowledged, another
+// node takes the session over, and when the partition heals the old owner's
+// stale append is refused by the log's fence, while calls through it reach
+// the new owner.
+func TestPartitionedOwner(t *testing.T) {
+	routes := natstest.FreeAddrs(t, 3)
+	clients := natstest.FreeAddrs(t, 3)
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	startNATS := func(i int) *natsnode.Node {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		n, err := natsnode.Start(ctx, natsnode.Options{
+			Name: fmt.Sprintf("n%d", i+1), Dir: dirs[i], ClusterListen: routes[i], Peers: routes,
+			ClientListen: clients[i], Logger: natstest.Logger(t),
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		return n
+	}
+	ns := make([]*natsnode.Node, 3)
+	var wg sync.WaitGroup
+	for i := range ns {
+		wg.Go(func() { ns[i] = startNATS(i) })
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Cleanup(func() {
+		for _, n := range ns {
+			n.Shutdown()
+		}
+	})
+	for _, n := range ns {
+		natstest.WaitJetStream(t, n)
+	}
+	nodes := make([]*servertest.Server, 3)
+	for i := range nodes {
+		nodes[i] = servertest.Start(t, server.Config{
+			Logger: natstest.Logger(t),
+			Cluster: &cluster.Config{
+				Name: fmt.Sprintf("c%d", i+1), URLs: []string{"nats://" + clients[i]}, LeaseTTL: leaseTTL,
+				NATSOptions: []nats.Option{nats.ReconnectWait(100 * time.Millisecond), nats.IgnoreDiscoveredServers()},
+			},
+		})
+	}
+	sid := servertest.NewSessionID()
+	mustSend(t, nodes[0], "alice", servertest.Envelope(decisionMode, "SessionStart", "start", sid, startPayload()))
+	mustSend(t, nodes[1], "bob", proposal(sid, "p-1"))
+	stale, err := nodes[0].Server().Node().Store().Head(context.Background(), sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cut := time.Now()
+	ns[0].Shutdown() // c1 is alone now
+	partitioned := make(chan error, 1)
+	go func() {
+		ack, err := send(nodes[0], "bob", proposal(sid, "p-2"))
+		if err == nil && ack.GetOk() {
+			err = errors.New("the partitioned owner acknowledged a message")
+		} else {
+			err = nil
+		}
+		partitioned <- err
+	}()
+	var took time.Duration
+	for {
+		ack, err := send(nodes[1], "bob", proposal(sid, "p-3"))
+		if err == nil && ack.GetOk() {
+			took = time.Since(cut)
+			break
+		}
+		if time.Since(cut) > 60*time.Second {
+			t.Fatalf("no node took the session over: %v %v", err, ack.GetError())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("the session was writable on c2 %v after its owner was cut off", took)
+	if err := <-partitioned; err != nil {
+		t.Fatal(err)
+	}
+	if owner := ownerOf(t, nodes[2], sid); owner == "c1" || owner == "" {
+		t.Fatalf("owner after the partition: %q", owner)
+	}
+
+	ns[0] = startNATS(0) // the partition heals
+	natstest.WaitJetStream(t, ns[0])
+	// c1's store handle still believes the log ends at p-1: its append is
+	// fenced.
+	next := proto.Clone(stale).(*storev1.Session)
+	next.LastSequence++
+	next.StateSequence = next.LastSequence
+	entry := &storev1.Entry{Sequence: next.LastSequence, Origin: storev1.Origin_ORIGIN_AGENT,
+		Envelope: proposal(sid, "p-stale"), StateAfter: macpv1.SessionState_SESSION_STATE_OPEN}
+	entry.Envelope.Sender = "bob"
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		p, err := nodes[0].Server().Node().Store().Enqueue(context.Background(), storage.Commit{Session: next, Entries: []*storev1.Entry{entry}, SaveState: true})
+		if err == nil {
+			err = p.Wait(context.Background())
+		}
+		if errors.Is(err, storage.ErrSequence) {
+			break
+		}
+		if err == nil {
+			t.Fatal("the stale owner's append landed")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stale append never reached the log: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond) // still reconnecting
+	}
+	// Calls through c1 reach the new owner.
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		ack, err := send(nodes[0], "bob", proposal(sid, "p-4"))
+		if err == nil && ack.GetOk() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("c1 could not reach the new owner: %v %v", err, ack.GetError())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	got := logIDs(t, nodes[2], sid)
+	if !slices.Equal(got, []string{"start", "p-1", "p-3", "p-4"}) && !slices.Equal(got, []string{"start", "p-1", "p-2", "p-3", "p-4"}) {
+		t.Fatalf("log %v", got)
+	}
+	if slices.Contains(got, "p-stale") {
+		t.Fatal("the stale append is in the log")
+	}
+	expectExactReplay(t, nodes[1], sid, len(got))
 }
