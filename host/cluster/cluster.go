@@ -85,7 +85,8 @@ type Node struct {
 	// begins after it, the kernel's restore read everything before.
 	startSeq uint64
 
-	kernel *kernel.Kernel
+	kernel   *kernel.Kernel
+	watchers []watcher
 
 	mu sync.Mutex
 	// held are the leases this node holds, by session id.
@@ -229,6 +230,9 @@ func (n *Node) Attach(ctx context.Context, k *kernel.Kernel) error {
 	n.run(n.renewLoop)
 	n.run(n.follow)
 	n.run(n.adoptLoop)
+	for _, w := range n.watchers {
+		n.run(func(ctx context.Context) { n.watch(ctx, w) })
+	}
 	n.log.Info("joined the cluster", "replicas", n.cfg.Replicas, "lease_ttl", n.ttl)
 	return nil
 }

@@ -317,7 +317,6 @@ func (s *subscription) next(t *testing.T, n int) []string {
 	return got
 }
 
-
 // TestEmbedded: three Concord nodes, each running its own NATS server
 // (--cluster-embedded), form a cluster with nothing else running.
 func TestEmbedded(t *testing.T) {
@@ -351,9 +350,46 @@ func TestEmbedded(t *testing.T) {
 	if owner := ownerOf(t, nodes[2], sid); owner != "e1" {
 		t.Fatalf("owner seen from e3: %q, want e1", owner)
 	}
+	// A policy registered on e1 and a mode declared on e2 reach every node.
+	ctx := context.Background()
+	res, err := nodes[0].Client(servertest.GRPC, "operator").RegisterPolicy(ctx, connect.NewRequest(&macpv1.RegisterPolicyRequest{
+		PolicyDescriptor: &macpv1.PolicyDescriptor{PolicyId: "policy.team.majority", Mode: decisionMode, Description: "majority",
+			SchemaVersion: 3, Rules: `{"voting":{"algorithm":"majority","threshold":0.5}}`}}))
+	if err != nil || !res.Msg.GetOk() {
+		t.Fatalf("register a policy: %v %v", res, err)
+	}
+	decl, err := nodes[1].Client(servertest.GRPC, "operator").RegisterExtMode(ctx, connect.NewRequest(&macpv1.RegisterExtModeRequest{
+		ModeDescriptor: &macpv1.ModeDescriptor{Mode: "ext.cluster.test.v1", ModeVersion: "1.0.0", Title: "declared on e2",
+			MessageTypes: []string{"SessionStart", "Note"}}}))
+	if err != nil || !decl.Msg.GetOk() {
+		t.Fatalf("declare a mode: %v %v", decl, err)
+	}
+	eventually(t, "every node serves the policy and lists the declared mode", func() bool {
+		for _, n := range nodes {
+			c := n.Client(servertest.GRPC, "operator")
+			if _, err := c.GetPolicy(ctx, connect.NewRequest(&macpv1.GetPolicyRequest{PolicyId: "policy.team.majority"})); err != nil {
+				return false
+			}
+			ext, err := c.ListExtModes(ctx, connect.NewRequest(&macpv1.ListExtModesRequest{}))
+			if err != nil || !slices.ContainsFunc(ext.Msg.GetModes(), func(d *macpv1.ModeDescriptor) bool { return d.GetMode() == "ext.cluster.test.v1" }) {
+				return false
+			}
+		}
+		return true
+	})
+	bound := servertest.NewSessionID()
+	p := startPayload()
+	p.PolicyVersion = "policy.team.majority"
+	mustSend(t, nodes[2], "alice", servertest.Envelope(decisionMode, "SessionStart", "start", bound, p))
+
 	// A graceful stop hands the session over at once.
 	nodes[0].Stop()
 	mustSend(t, nodes[1], "bob", proposal(sid, "p-3"))
+	// e3 reads what the shared log holds, a moment behind the new owner.
+	eventually(t, "e3 reads the entry e2 wrote", func() bool {
+		md, err := nodes[2].Server().Kernel().As(access.Operator("test")).Session(ctx, sid)
+		return err == nil && len(md.GetParticipantActivity()) > 0 && activity(md, "bob") == 3
+	})
 	expectExactReplay(t, nodes[2], sid, 4)
 }
 
@@ -492,4 +528,26 @@ func TestPartitionedOwner(t *testing.T) {
 		t.Fatal("the stale append is in the log")
 	}
 	expectExactReplay(t, nodes[1], sid, len(got))
+}
+
+// eventually polls cond until it holds, failing the test after 30 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 30s: %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// activity is how many messages sender has in md's participant activity.
+func activity(md *macpv1.SessionMetadata, sender string) uint64 {
+	for _, a := range md.GetParticipantActivity() {
+		if a.GetParticipantId() == sender {
+			return uint64(a.GetMessageCount())
+		}
+	}
+	return 0
 }

@@ -208,6 +208,11 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: policy engine: %w", err)
 	}
+	if s.node != nil {
+		// Every node serves the modes and policies any node registers.
+		s.node.OnChange([]storage.Kind{storage.ModeBindings, storage.ModeDeclarations}, registry.Sync)
+		s.node.OnChange([]storage.Kind{storage.Policies}, policies.Sync)
+	}
 	s.kernel, err = kernel.New(ctx, kernel.Options{
 		Store:           s.store,
 		Catalog:         registry,
