@@ -109,7 +109,7 @@ var _ kernel.Cluster = (*Node)(nil)
 // Start connects to the cluster (starting the embedded server first, if
 // configured) and opens the shared store. The node serves no session
 // until Attach gives it its kernel.
-func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if !validName(cfg.Name) {
 		return nil, fmt.Errorf("cluster: node name %q: use 1 to 64 letters, digits, _ and -", cfg.Name)
 	}
@@ -135,7 +135,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		}
 	}
 	log := cfg.Logger.With("component", "cluster", "node", cfg.Name)
-	n = &Node{
+	n := &Node{
 		name: cfg.Name, cfg: cfg, log: log, ttl: cfg.LeaseTTL,
 		held: map[string]*lease{}, owners: map[string]string{}, live: map[string]bool{},
 	}
@@ -148,14 +148,16 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		if cfg.DataDir == "" {
 			return nil, errors.New("cluster: an embedded NATS server needs a data directory")
 		}
-		n.server, err = natsnode.Start(ctx, natsnode.Options{
-			Name:          cfg.Name,
-			Dir:           filepath.Join(cfg.DataDir, "nats"),
-			ClientListen:  cfg.Embedded.ClientListen,
-			ClusterListen: cfg.Embedded.Listen,
-			Peers:         cfg.Embedded.Peers,
-			Logger:        cfg.Logger,
-		})
+		opts := natsnode.Options{
+			Name:         cfg.Name,
+			Dir:          filepath.Join(cfg.DataDir, "nats"),
+			ClientListen: cfg.Embedded.ClientListen,
+			Logger:       cfg.Logger,
+		}
+		if len(cfg.Embedded.Peers) > 0 { // a node without peers runs alone, without routes
+			opts.ClusterListen, opts.Peers = cfg.Embedded.Listen, cfg.Embedded.Peers
+		}
+		n.server, err = natsnode.Start(ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}

@@ -25,6 +25,7 @@ import (
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	decisionv1 "github.com/concord-macp/concord/proto/macp/modes/decision/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
+	"github.com/concord-macp/concord/proto/macp/v1/macpv1connect"
 )
 
 // The cluster tests run three real NATS servers with JetStream and three
@@ -62,12 +63,25 @@ func proposal(sid, id string) *macpv1.Envelope {
 	return servertest.Envelope(decisionMode, "Proposal", id, sid, &decisionv1.ProposalPayload{ProposalId: id, Option: "x"})
 }
 
+// clients keeps one client per node and identity, so that calls share
+// their connection as an SDK's do.
+var clients sync.Map // "url identity" -> macpv1connect.MACPRuntimeServiceClient
+
+func client(n *servertest.Server, identity string) macpv1connect.MACPRuntimeServiceClient {
+	key := n.URL + " " + identity
+	if c, ok := clients.Load(key); ok {
+		return c.(macpv1connect.MACPRuntimeServiceClient)
+	}
+	c, _ := clients.LoadOrStore(key, n.Client(servertest.GRPC, identity))
+	return c.(macpv1connect.MACPRuntimeServiceClient)
+}
+
 // send sends env as identity through node n, returning the Ack or the
 // transport error.
 func send(n *servertest.Server, identity string, env *macpv1.Envelope) (*macpv1.Ack, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := n.Client(servertest.GRPC, identity).Send(ctx, connect.NewRequest(&macpv1.SendRequest{Envelope: env}))
+	res, err := client(n, identity).Send(ctx, connect.NewRequest(&macpv1.SendRequest{Envelope: env}))
 	if err != nil {
 		return nil, err
 	}

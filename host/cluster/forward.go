@@ -80,6 +80,7 @@ func (n *Node) forwardPatience() time.Duration { return 3*n.ttl + 5*time.Second 
 // a lifecycle call is not, since it might have been applied.
 func (n *Node) Forward(ctx context.Context, call kernel.Call) (*macpv1.Ack, error) {
 	id := call.SessionID
+	create := call.Envelope != nil && call.Envelope.GetMessageType() == "SessionStart"
 	wc := wireCall{Caller: call.Caller, Control: call.Control, SessionID: id, Reason: call.Reason}
 	if call.Envelope != nil {
 		id = call.Envelope.GetSessionId()
@@ -106,7 +107,7 @@ func (n *Node) Forward(ctx context.Context, call kernel.Call) (*macpv1.Ack, erro
 			case <-time.After(time.Duration(50+rand.IntN(150)) * time.Millisecond):
 			}
 		}
-		local, acquired, err := n.Place(ctx, id, false)
+		local, acquired, err := n.Place(ctx, id, create)
 		if err != nil {
 			n.log.Debug("forward: look up the owner", "session_id", id, "err", err)
 			continue

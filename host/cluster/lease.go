@@ -33,6 +33,7 @@ import (
 type lease struct {
 	rev   uint64
 	until time.Time // this node may write until then
+	since time.Time // when this node took it
 }
 
 func (l *lease) valid(now time.Time) bool { return now.Before(l.until) }
@@ -137,7 +138,7 @@ func (n *Node) acquireAgain(ctx context.Context, id string) (string, error) {
 
 func (n *Node) took(id string, rev uint64, sent time.Time) {
 	n.mu.Lock()
-	n.held[id] = &lease{rev: rev, until: sent.Add(n.ttl - n.margin())}
+	n.held[id] = &lease{rev: rev, until: sent.Add(n.ttl - n.margin()), since: sent}
 	n.owners[id] = n.name
 	n.mu.Unlock()
 	n.stats.acquired.Add(1)
@@ -183,10 +184,20 @@ func (n *Node) renewAll(ctx context.Context) {
 	}
 	n.mu.Lock()
 	rs := make([]*renewal, 0, len(n.held))
+	var unused []string
 	for id, l := range n.held {
+		// A lease taken for a SessionStart that failed: no live session
+		// has appeared in the log within a TTL.
+		if !n.live[id] && time.Since(l.since) > n.ttl {
+			unused = append(unused, id)
+			continue
+		}
 		rs = append(rs, &renewal{id: id, rev: l.rev})
 	}
 	n.mu.Unlock()
+	for _, id := range unused {
+		n.release(ctx, id)
+	}
 	for _, r := range rs {
 		key, _ := jetstream.Token(r.id)
 		r.sent = time.Now()
