@@ -13,6 +13,17 @@ import (
 	"github.com/concord-macp/concord/internal/natstest"
 )
 
+func openB(b *testing.B, n *natsnode.Node, replicas int) *jetstream.Store {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := jetstream.Open(ctx, jetstream.Options{Conn: natstest.Connect(b, n, "bench"), Prefix: "bench", Writer: "bench", Replicas: replicas, Logger: natstest.Logger(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
 func open(t *testing.T, n *natsnode.Node, prefix, writer string, replicas int) *jetstream.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
