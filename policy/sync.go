@@ -11,12 +11,15 @@ import (
 // processes change too (the nodes of a cluster). Each difference is
 // announced to subscribers as the change that caused it.
 func (r *Registry) Sync(ctx context.Context) error {
+	// Read under changeMu: a registration of this process that finished
+	// before is in what is read, and none runs meanwhile, so a stale read
+	// never undoes one.
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
 	stored, err := r.persist.All(ctx)
 	if err != nil {
 		return fmt.Errorf("policy registry: sync: %w", err)
 	}
-	r.changeMu.Lock()
-	defer r.changeMu.Unlock()
 	want := map[string]bool{}
 	var events []Event
 	r.mu.Lock()
