@@ -10,7 +10,7 @@ WEB      := examples/web
 WEB_DEPS := $(WEB)/node_modules/.package-lock.json
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: all build wasm run test test-race crashtest fuzz gen check-gen lint bench example web-example web-demo chromium clean FORCE
+.PHONY: all build wasm run test test-race crashtest fuzz gen check-gen lint bench example web-example web-demo cluster-demo chromium clean FORCE
 
 all: build
 
@@ -81,6 +81,19 @@ lint: wasm
 ## bench: the benchmarks (Wasm step cost, store throughput, Send load)
 bench: wasm
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## cluster-demo: three nodes on this machine, each with an embedded NATS
+## server (ports 50051-50053, routes 6221-6223, data in ./.concord-cluster);
+## Ctrl-C stops them
+CLUSTER_DIR   ?= ./.concord-cluster
+CLUSTER_PEERS := 127.0.0.1:6221,127.0.0.1:6222,127.0.0.1:6223
+cluster-demo: build
+	@mkdir -p $(CLUSTER_DIR)
+	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM; \
+	for i in 1 2 3; do \
+	  $(BIN) serve --dev --addr 127.0.0.1:5005$$i --data-dir $(CLUSTER_DIR)/n$$i --node-name n$$i --wasm-cache-dir $(CLUSTER_DIR)/wasm-cache \
+	    --cluster-embedded --cluster-listen 127.0.0.1:622$$i --cluster-peers $(CLUSTER_PEERS) & \
+	done; wait
 
 ## example: run the example Decision session against a running server
 example:

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -19,7 +20,9 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/concord-macp/concord/host/access"
+	"github.com/concord-macp/concord/host/cluster"
 	"github.com/concord-macp/concord/host/server"
+	"github.com/concord-macp/concord/internal/natstest"
 	"github.com/concord-macp/concord/internal/servertest"
 	adminv1 "github.com/concord-macp/concord/proto/concord/admin/v1"
 
@@ -90,7 +93,30 @@ func loadFixtures(t *testing.T) map[string]fixture {
 // TestFixtures runs every fixture. A fixture that needs something Concord
 // does not serve yet is reported as skipped with the reason, never as passed.
 func TestFixtures(t *testing.T) {
-	srv := servertest.Start(t, server.Config{Memory: true})
+	runFixtures(t, servertest.Start(t, server.Config{Memory: true}))
+}
+
+// TestFixturesOnACluster runs every fixture against one node of a cluster
+// of three, each node with an embedded NATS server (host/cluster).
+func TestFixturesOnACluster(t *testing.T) {
+	routes := natstest.FreeAddrs(t, 3)
+	nodes := make([]*servertest.Server, 3)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Go(func() {
+			nodes[i] = servertest.Start(t, server.Config{
+				Logger: natstest.Logger(t),
+				Cluster: &cluster.Config{
+					Name: fmt.Sprintf("f%d", i+1), Embedded: &cluster.Embedded{Listen: routes[i], Peers: routes},
+				},
+			})
+		})
+	}
+	wg.Wait()
+	runFixtures(t, nodes[1])
+}
+
+func runFixtures(t *testing.T, srv *servertest.Server) {
 	served := map[string]bool{}
 	init, err := srv.Client(servertest.GRPC, "").Initialize(context.Background(),
 		connect.NewRequest(&macpv1.InitializeRequest{SupportedProtocolVersions: []string{"1.0"}}))

@@ -36,6 +36,7 @@ type serveFlags struct {
 	auth                                                         auth.Config
 	jwksTTL                                                      seconds
 	ui                                                           uiFlags
+	cluster                                                      clusterFlags
 }
 
 // uiFlags configure the admin console's OIDC login.
@@ -119,10 +120,11 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&f.metrics, "metrics", true, "serve Prometheus metrics at GET /metrics")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve the metrics on this address instead of --addr")
 	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318 (empty: no traces)")
+	f.cluster.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: concord serve [flags]\n\nFlags (environment variables in brackets):")
 		fs.VisitAll(func(fl *flag.Flag) {
-			fmt.Fprintf(stderr, "  --%s [%s]\n\t%s (default %q)\n", fl.Name, strings.Join(envNames[fl.Name], ", "), fl.Usage, fl.DefValue)
+			fmt.Fprintf(stderr, "  --%s [%s]\n\t%s (default %q)\n", fl.Name, strings.Join(flagEnv(fl.Name), ", "), fl.Usage, fl.DefValue)
 		})
 	}
 	return fs
@@ -138,7 +140,7 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		if given[fl.Name] {
 			return
 		}
-		for _, name := range envNames[fl.Name] {
+		for _, name := range flagEnv(fl.Name) {
 			if v := getenv(name); v != "" {
 				if err := fl.Value.Set(v); err != nil {
 					errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
@@ -148,6 +150,14 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// flagEnv returns the environment variables of flag name.
+func flagEnv(name string) []string {
+	if names, ok := envNames[name]; ok {
+		return names
+	}
+	return clusterEnv[name]
 }
 
 // splitList splits a comma-separated flag value, dropping blanks around
@@ -223,6 +233,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		logger.Error("--tls-cert and --tls-key go together")
 		return 2
 	}
+	clusterCfg, err := f.cluster.config()
+	if err != nil {
+		logger.Error("cluster", "err", err)
+		return 2
+	}
+	cfg.Cluster = clusterCfg
 	if f.otlpEndpoint != "" {
 		tp, err := tracing.NewProvider(ctx, f.otlpEndpoint, version)
 		if err != nil {

@@ -29,6 +29,10 @@ type Options struct {
 	// Now overrides the clock (tests).
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Node, when set, ends every key this Log writes ("<sequence>-<node>"),
+	// so that the nodes of a cluster sharing one store never write the
+	// same key.
+	Node string
 }
 
 // DefaultMaxRecords is the trail's default cap.
@@ -67,7 +71,7 @@ func Open(ctx context.Context, st storage.Records, opts Options) (*Log, error) {
 	}
 	l := &Log{store: st, opts: opts}
 	err := st.EachPrefix(ctx, storage.GovernanceAudit, "", func(key string, _ []byte) error {
-		seq, err := strconv.ParseUint(key, 16, 64)
+		seq, err := keySeq(key)
 		if err != nil {
 			return fmt.Errorf("audit: record key %q: %w", key, err)
 		}
@@ -81,7 +85,20 @@ func Open(ctx context.Context, st storage.Records, opts Options) (*Log, error) {
 	return l, nil
 }
 
-func seqKey(seq uint64) string { return fmt.Sprintf("%016x", seq) }
+func (l *Log) seqKey(seq uint64) string {
+	if l.opts.Node != "" {
+		return fmt.Sprintf("%016x-%s", seq, l.opts.Node)
+	}
+	return fmt.Sprintf("%016x", seq)
+}
+
+// keySeq reads the sequence a record key starts with.
+func keySeq(key string) (uint64, error) {
+	if len(key) < 16 || len(key) > 16 && key[16] != '-' {
+		return 0, errors.New("not a record key")
+	}
+	return strconv.ParseUint(key[:16], 16, 64)
+}
 
 // Record appends one action, durably, and drops the oldest records past
 // the cap.
@@ -95,7 +112,7 @@ func (l *Log) Record(ctx context.Context, a *storev1.AuditAction) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.store.Put(ctx, storage.GovernanceAudit, seqKey(l.next), b); err != nil {
+	if err := l.store.Put(ctx, storage.GovernanceAudit, l.seqKey(l.next), b); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	l.next++
@@ -129,7 +146,7 @@ func (l *Log) List(ctx context.Context, pageSize int, pageToken string) ([]*admi
 		pageSize = MaxPageSize
 	}
 	if pageToken != "" {
-		if _, err := strconv.ParseUint(pageToken, 16, 64); err != nil || len(pageToken) != 16 {
+		if _, err := keySeq(pageToken); err != nil || len(pageToken) > 16+65 {
 			return nil, "", ErrBadPage
 		}
 	}

@@ -26,7 +26,7 @@ func (k *Kernel) lookup(ctx context.Context, id string) (*session, error) {
 	if v, ok := k.sessions.Load(id); ok {
 		return v.(*session), nil
 	}
-	if !k.index.has(id) {
+	if !k.index.has(id) && !k.discover(ctx, id) {
 		return nil, notFound(id)
 	}
 	s := &session{sid: id, advanced: make(chan struct{})}

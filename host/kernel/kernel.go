@@ -57,6 +57,9 @@ type Options struct {
 	// answers (metrics, the admin UI's overview). It runs on the sender's
 	// goroutine and must be fast and must not block.
 	Observe func(Outcome)
+	// Cluster, when set, makes the kernel one node of a cluster sharing
+	// Store: it writes only the sessions this node owns (see cluster.go).
+	Cluster Cluster
 }
 
 // Outcome is what Send answered one envelope.

@@ -66,6 +66,20 @@ func (k *Kernel) Control(ctx context.Context, caller access.Caller, op Control, 
 	if op < Cancel || op > Resume {
 		return nil, macperr.New(macperr.InternalError, "unknown lifecycle operation %d", op)
 	}
+	if ack, done, err := k.routeControl(ctx, caller, op, id, reason); done {
+		return ack, err
+	}
+	return k.control(ctx, caller, op, id, reason)
+}
+
+// control is Control on the node that owns the session.
+func (k *Kernel) control(ctx context.Context, caller access.Caller, op Control, id, reason string) (*macpv1.Ack, error) {
+	if caller.Anonymous() {
+		return nil, macperr.New(macperr.Unauthenticated, "no credentials presented")
+	}
+	if op < Cancel || op > Resume {
+		return nil, macperr.New(macperr.InternalError, "unknown lifecycle operation %d", op)
+	}
 	s, err := k.locked(ctx, id)
 	if err != nil {
 		return nil, err
@@ -148,6 +162,9 @@ func notOpenAck(id string, st macpv1.SessionState) *macpv1.Ack {
 // time ran out. It reports whether the session expired now. The caller
 // holds s.mu.
 func (k *Kernel) catchUp(ctx context.Context, s *session) (expired bool, err error) {
+	if !k.owns(s.sid) {
+		return false, nil // the owner node catches up (cluster.go)
+	}
 	if err := k.fireDueTimers(ctx, s); err != nil {
 		return false, err
 	}

@@ -137,6 +137,9 @@ func (k *Kernel) sweepDue(ctx context.Context) {
 		if !ok {
 			break
 		}
+		if !k.owns(id) {
+			continue // the owner node sweeps it (cluster.go)
+		}
 		s, err := k.locked(ctx, id)
 		if err != nil {
 			k.log.Error("sweep: load a due session", "session_id", id, "err", err)

@@ -42,6 +42,11 @@ func (k *Kernel) answer(env *macpv1.Envelope, ack *macpv1.Ack, err error) *macpv
 	if k.opts.Observe != nil {
 		k.opts.Observe(outcomeOf(env, ack, err))
 	}
+	return k.ackOf(env, ack, err)
+}
+
+// ackOf renders the outcome of a Send as its Ack.
+func (k *Kernel) ackOf(env *macpv1.Envelope, ack *macpv1.Ack, err error) *macpv1.Ack {
 	if err == nil {
 		return ack
 	}
@@ -95,7 +100,11 @@ func (k *Kernel) sendChecked(ctx context.Context, caller access.Caller, authErr 
 		if env.SessionId == "" {
 			return k.ambient(env)
 		}
-	case typeSessionStart:
+	}
+	if ack, done, err := k.route(ctx, caller, env); done {
+		return ack, err
+	}
+	if env.MessageType == typeSessionStart {
 		return k.start(ctx, caller, env)
 	}
 	return k.apply(ctx, env)

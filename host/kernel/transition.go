@@ -119,6 +119,9 @@ func (k *Kernel) modeRejection(rec *storev1.Session, env *macpv1.Envelope, res *
 // The returned wait blocks until they are durable and then publishes the
 // entry (see enqueue). The caller holds s.mu.
 func (k *Kernel) record(ctx context.Context, s *session, t transition) (wait func(context.Context) error, err error) {
+	if !k.owns(s.sid) {
+		return nil, notOwner(s.sid) // cluster.go
+	}
 	next := successor(s.rec)
 	entry := &storev1.Entry{
 		Envelope:         t.env,
@@ -240,6 +243,7 @@ func (k *Kernel) enqueue(ctx context.Context, s *session, next *storev1.Session,
 	// it may land, and the session must then reflect it.
 	p, err := k.store.Enqueue(context.WithoutCancel(ctx), storage.Commit{Session: next, Entries: []*storev1.Entry{entry}, SaveState: save})
 	if err != nil {
+		k.writeFailed(s)
 		return nil, fmt.Errorf("queue commit of session %s: %w", s.id(), err)
 	}
 	if isLive(prev) && !isLive(next.GetMetadata().GetState()) {
@@ -262,6 +266,7 @@ func (k *Kernel) enqueue(ctx context.Context, s *session, next *storev1.Session,
 	}
 	return func(ctx context.Context) error {
 		if err := p.Wait(context.WithoutCancel(ctx)); err != nil {
+			k.writeFailed(s)
 			k.log.Error("a write of the session log failed; the store refuses further writes until restarted",
 				"session_id", s.id(), "message_id", entry.GetEnvelope().GetMessageId(), "sequence", entry.GetSequence(), "err", err)
 			return fmt.Errorf("commit session %s: %w", s.id(), err)

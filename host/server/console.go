@@ -27,13 +27,13 @@ func (s *Server) newConsole(ctx context.Context, rec *stats.Recorder, policies *
 	opts := ui.Options{
 		Kernel: s.kernel, Modes: s.modes, Policies: policies, PolicyEngine: s.policy, Stats: rec,
 		StoreSize: func() (int64, int64) {
-			lsm, vlog, err := s.store.Size()
+			lsm, vlog, err := s.storeSize()
 			if err != nil {
 				s.log.Warn("admin console: store size", "err", err)
 			}
 			return lsm, vlog
 		},
-		StoredEntries:  func() uint64 { return s.store.Stats().Entries },
+		StoredEntries:  func() uint64 { return s.StoreStats().Entries },
 		Dev:            cfg.Dev && isLoopback(cfg.Addr),
 		MaxModuleBytes: cfg.MaxModuleBytes,
 		Logger:         cfg.Logger,

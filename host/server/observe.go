@@ -123,7 +123,7 @@ func (s *Server) metricSources(registry *modes.Registry) metrics.Sources {
 			}
 			return pools
 		},
-		StoreSize: func() (int64, int64, error) { return s.store.Size() },
+		StoreSize: s.storeSize,
 		KnownMode: func(name string) bool {
 			if _, _, err := registry.Lookup(name); err == nil {
 				return true

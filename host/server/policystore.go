@@ -8,15 +8,14 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/concord-macp/concord/host/storage"
-	"github.com/concord-macp/concord/host/store"
 	"github.com/concord-macp/concord/policy"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 
 // policyStore keeps the policy registry and uploaded Rego sources in the
-// Badger store, so that policies and the sessions bound to them survive a
+// store, so that policies and the sessions bound to them survive a
 // restart.
-type policyStore struct{ st *store.Store }
+type policyStore struct{ st storage.Store }
 
 var (
 	_ policy.Persister   = policyStore{}
@@ -28,16 +27,16 @@ func (p policyStore) Put(ctx context.Context, d *macpv1.PolicyDescriptor) error 
 	if err != nil {
 		return fmt.Errorf("encode policy %s: %w", d.GetPolicyId(), err)
 	}
-	return p.st.Put(ctx, store.Policies, d.GetPolicyId(), b)
+	return p.st.Put(ctx, storage.Policies, d.GetPolicyId(), b)
 }
 
 func (p policyStore) Delete(ctx context.Context, id string) error {
-	return p.st.Delete(ctx, store.Policies, id)
+	return p.st.Delete(ctx, storage.Policies, id)
 }
 
 func (p policyStore) All(ctx context.Context) ([]*macpv1.PolicyDescriptor, error) {
 	var out []*macpv1.PolicyDescriptor
-	err := p.st.Each(ctx, store.Policies, func(id string, v []byte) error {
+	err := p.st.EachPrefix(ctx, storage.Policies, "", func(id string, v []byte) error {
 		d := &macpv1.PolicyDescriptor{}
 		if err := proto.Unmarshal(v, d); err != nil {
 			return fmt.Errorf("decode policy %s: %w", id, err)
@@ -56,7 +55,7 @@ func (p policyStore) PutSource(ctx context.Context, digest string, source []byte
 
 func (p policyStore) Source(ctx context.Context, digest string) ([]byte, error) {
 	b, err := p.st.Blob(ctx, storage.RegoSources, digest)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s", policy.ErrSourceNotFound, digest)
 	}
 	return b, err

@@ -22,12 +22,14 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/concord-macp/concord/host/auth"
+	"github.com/concord-macp/concord/host/cluster"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/limits"
 	"github.com/concord-macp/concord/host/metrics"
 	"github.com/concord-macp/concord/host/mode"
 	"github.com/concord-macp/concord/host/modes"
 	"github.com/concord-macp/concord/host/rpc"
+	"github.com/concord-macp/concord/host/storage"
 	"github.com/concord-macp/concord/host/store"
 	"github.com/concord-macp/concord/host/tracing"
 	"github.com/concord-macp/concord/host/wasm"
@@ -100,6 +102,11 @@ type Config struct {
 	// full-disk guard; nil uses statfs. Tests that cannot mount a small
 	// filesystem pass a simulated one.
 	DiskSpace store.SpaceFunc
+	// Cluster, when set, makes this server one node of a Concord cluster on
+	// NATS JetStream: the store is the cluster's (DataDir keeps the Wasm
+	// cache and an embedded NATS server's files), and each open session is
+	// served by the node that holds its lease.
+	Cluster *cluster.Config
 	// Now overrides the clock (tests).
 	Now     func() time.Time
 	Logger  *slog.Logger
@@ -108,9 +115,13 @@ type Config struct {
 
 // Server is a running Concord server.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *store.Store
+	cfg   Config
+	log   *slog.Logger
+	store storage.Store
+	// badger is the store when it is Badger (not a cluster).
+	badger *store.Store
+	// node is this server's cluster node, when it is one.
+	node   *cluster.Node
 	engine *wasm.Engine
 	// sandbox runs uploaded modules.
 	sandbox *wasm.Engine
@@ -214,9 +225,8 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		s.metrics = metrics.New(s.metricSources(registry))
 		obs.metrics = s.metrics
 	}
-	s.store, err = store.Open(ctx, store.Options{Dir: filepath.Join(cfg.DataDir, "badger"), InMemory: cfg.Memory, Logger: cfg.Logger, Hooks: obs.storeHooks(), Space: cfg.DiskSpace})
-	if err != nil {
-		return nil, fmt.Errorf("server: open store: %w", err)
+	if err := s.openStore(ctx, obs.storeHooks()); err != nil {
+		return nil, err
 	}
 	s.engine, err = wasm.NewEngine(ctx, wasm.Options{CacheDir: cfg.WasmCacheDir, Logger: cfg.Logger, StepHook: obs.stepHook()})
 	if err != nil {
@@ -251,6 +261,11 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 	}
 	s.modes, s.policy, s.governor = registry, engine, engine
 	consoleStats := stats.New(cfg.Now)
+	if s.node != nil {
+		// Every node serves the modes and policies any node registers.
+		s.node.OnChange([]storage.Kind{storage.ModeBindings, storage.ModeDeclarations}, registry.Sync)
+		s.node.OnChange([]storage.Kind{storage.Policies}, policies.Sync)
+	}
 	s.kernel, err = kernel.New(ctx, kernel.Options{
 		Store:           s.store,
 		Catalog:         registry,
@@ -261,11 +276,17 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		SweepInterval:   cfg.SweepInterval,
 		Limits:          limits.New(cfg.Limits),
 		Observe:         fanOut(s.observeMetrics(), consoleStats.Observe, cfg.Observe),
+		Cluster:         s.clusterHooks(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	s.trail, err = audit.Open(ctx, s.store, audit.Options{Now: cfg.Now, Logger: cfg.Logger})
+	if s.node != nil {
+		if err := s.node.Attach(ctx, s.kernel); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	s.trail, err = audit.Open(ctx, s.store, audit.Options{Now: cfg.Now, Logger: cfg.Logger, Node: s.nodeName()})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -287,7 +308,7 @@ func New(ctx context.Context, cfg Config) (srv *Server, err error) {
 		AuthRecheck:     cfg.Auth.Recheck,
 		Audit:           s.trail,
 		Interceptors:    interceptors,
-		Readiness:       s.store,
+		Readiness:       s.readiness(),
 	})
 	if s.metrics != nil {
 		if cfg.MetricsAddr == "" {
@@ -336,8 +357,17 @@ func (s *Server) tlsEnabled() bool { return s.cfg.TLSCert != "" && s.cfg.TLSKey 
 // Handler returns the server's API handler.
 func (s *Server) Handler() http.Handler { return s.http.Handler }
 
-// StoreStats returns the store's commit counters.
-func (s *Server) StoreStats() store.Stats { return s.store.Stats() }
+// StoreStats returns the Badger store's commit counters (zero for a
+// cluster node).
+func (s *Server) StoreStats() store.Stats {
+	if s.badger == nil {
+		return store.Stats{}
+	}
+	return s.badger.Stats()
+}
+
+// Node returns the server's cluster node, or nil when it is not one.
+func (s *Server) Node() *cluster.Node { return s.node }
 
 // Kernel returns the server's kernel.
 func (s *Server) Kernel() *kernel.Kernel { return s.kernel }
@@ -420,6 +450,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(err, s.close(ctx))
 }
 
+// Halt stops the server the way a crash would, for failover tests:
+// connections are cut without draining, and a cluster node releases no
+// lease and stops its embedded NATS server at once.
+func (s *Server) Halt() {
+	s.closeOnce.Do(func() { close(s.streamsDone) })
+	_ = s.http.Close()
+	if s.node != nil {
+		s.node.Halt()
+		s.node = nil
+	}
+	_ = s.close(context.Background())
+}
+
 func (s *Server) close(ctx context.Context) error {
 	var errs []error
 	if s.authn != nil {
@@ -437,14 +480,17 @@ func (s *Server) close(ctx context.Context) error {
 	if s.kernel != nil {
 		s.kernel.Close()
 	}
+	if s.node != nil {
+		s.node.Close() // releases its leases: the other nodes take over
+	}
 	if s.engine != nil {
 		errs = append(errs, s.engine.Close(ctx))
 	}
 	if s.sandbox != nil {
 		errs = append(errs, s.sandbox.Close(ctx))
 	}
-	if s.store != nil {
-		errs = append(errs, s.store.Close())
+	if s.badger != nil {
+		errs = append(errs, s.badger.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -474,4 +520,64 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// openStore opens Badger, or joins the cluster and uses its store.
+func (s *Server) openStore(ctx context.Context, hooks store.Hooks) error {
+	if s.cfg.Cluster == nil {
+		b, err := store.Open(ctx, store.Options{Dir: filepath.Join(s.cfg.DataDir, "badger"), InMemory: s.cfg.Memory, Logger: s.cfg.Logger, Hooks: hooks, Space: s.cfg.DiskSpace})
+		if err != nil {
+			return fmt.Errorf("server: open store: %w", err)
+		}
+		s.badger, s.store = b, b
+		return nil
+	}
+	if s.cfg.Memory {
+		return errors.New("server: a cluster node keeps its sessions in the cluster; --memory does not apply")
+	}
+	cc := *s.cfg.Cluster
+	if cc.DataDir == "" {
+		cc.DataDir = s.cfg.DataDir
+	}
+	if cc.Logger == nil {
+		cc.Logger = s.cfg.Logger
+	}
+	node, err := cluster.Start(ctx, cc)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	s.node, s.store = node, node.Store()
+	return nil
+}
+
+// clusterHooks is the kernel's view of the cluster, nil for one node.
+func (s *Server) clusterHooks() kernel.Cluster {
+	if s.node == nil {
+		return nil
+	}
+	return s.node
+}
+
+// readiness is what health reports on: the Badger store's full-disk
+// guard, nil (always ready) for a cluster node.
+func (s *Server) readiness() rpc.Readiness {
+	if s.badger == nil {
+		return nil
+	}
+	return s.badger
+}
+
+// storeSize is the Badger store's size on disk (zero for a cluster node).
+func (s *Server) storeSize() (lsm, vlog int64, err error) {
+	if s.badger == nil {
+		return 0, 0, nil
+	}
+	return s.badger.Size()
+}
+
+func (s *Server) nodeName() string {
+	if s.node == nil {
+		return ""
+	}
+	return s.node.Name()
 }

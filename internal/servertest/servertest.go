@@ -106,6 +106,17 @@ func (s *Server) Stop() {
 	s.srv = nil
 }
 
+// Crash stops the server the way a crash would (Server.Halt): nothing is
+// drained and a cluster node keeps its leases until they run out.
+func (s *Server) Crash() {
+	if s.srv == nil {
+		return
+	}
+	s.srv.Halt()
+	<-s.done
+	s.srv = nil
+}
+
 // Restart stops the server and starts a new one on the same address and
 // data directory.
 func (s *Server) Restart() {
