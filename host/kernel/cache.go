@@ -26,8 +26,14 @@ func (k *Kernel) lookup(ctx context.Context, id string) (*session, error) {
 	if v, ok := k.sessions.Load(id); ok {
 		return v.(*session), nil
 	}
-	if !k.index.has(id) && !k.discover(ctx, id) {
-		return nil, notFound(id)
+	if !k.index.has(id) {
+		found, err := k.discover(ctx, id)
+		if err != nil {
+			return nil, macperr.Wrap(macperr.InternalError, err, "could not look session "+quote(id)+" up in the store; retry")
+		}
+		if !found {
+			return nil, notFound(id)
+		}
 	}
 	s := &session{sid: id, advanced: make(chan struct{})}
 	s.mu.Lock()

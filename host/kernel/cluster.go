@@ -3,10 +3,12 @@ package kernel
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/concord-macp/concord/host/access"
+	"github.com/concord-macp/concord/host/storage"
 	"github.com/concord-macp/concord/macperr"
 	storev1 "github.com/concord-macp/concord/proto/concord/store/v1"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
@@ -107,7 +109,9 @@ func (k *Kernel) place(ctx context.Context, id string, create bool, call Call) (
 	}
 	if local {
 		if acquired {
-			k.adopted(ctx, id)
+			if err := k.adopted(ctx, id); err != nil {
+				return nil, true, macperr.Wrap(macperr.InternalError, err, "could not read session "+quote(id)+" this node took over; retry")
+			}
 		}
 		return nil, false, nil
 	}
@@ -174,7 +178,9 @@ func (k *Kernel) Forget(id string) {
 // indexed if it was unknown here, loaded from the store (its snapshot and
 // log tail), and scheduled, so that its timers and expiry run here.
 func (k *Kernel) Adopt(ctx context.Context, id string) error {
-	k.adopted(ctx, id)
+	if err := k.adopted(ctx, id); err != nil {
+		return err
+	}
 	s, err := k.locked(ctx, id)
 	if err != nil {
 		return err
@@ -187,27 +193,40 @@ func (k *Kernel) Adopt(ctx context.Context, id string) error {
 // adopted prepares for this node's first call on a session whose lease it
 // just took: a copy loaded while another node owned it is dropped, and a
 // session this node has not heard of yet is indexed if the store has it.
-func (k *Kernel) adopted(ctx context.Context, id string) {
+// A store that could not answer is an error: the session may exist.
+func (k *Kernel) adopted(ctx context.Context, id string) error {
 	k.Forget(id)
-	if !k.index.has(id) {
-		if _, err := k.store.Head(ctx, id); err == nil {
-			k.index.add(id)
-		}
+	if k.index.has(id) {
+		return nil
 	}
+	switch _, err := k.store.Head(ctx, id); {
+	case err == nil:
+		k.index.add(id)
+	case !errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("kernel: read the head of session %.128q: %w", id, err)
+	}
+	return nil
 }
 
 // discover looks for a session this node has not heard of in the store,
 // when the kernel is one node of a cluster: another node may have created
-// it a moment ago. A session found is indexed.
-func (k *Kernel) discover(ctx context.Context, id string) bool {
+// it a moment ago. A session found is indexed. Only the store's
+// storage.ErrNotFound means the session does not exist; any other error
+// (JetStream electing a leader, a lost connection) is returned, so that
+// the caller reports it as an error to retry rather than SESSION_NOT_FOUND.
+func (k *Kernel) discover(ctx context.Context, id string) (bool, error) {
 	if k.opts.Cluster == nil || !ValidSessionID(id) {
-		return false
+		return false, nil
 	}
-	if _, err := k.store.Head(context.WithoutCancel(ctx), id); err != nil {
-		return false
+	_, err := k.store.Head(context.WithoutCancel(ctx), id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("kernel: look session %.128q up in the store: %w", id, err)
 	}
 	k.index.add(id)
-	return true
+	return true, nil
 }
 
 // writeFailed drops session s's copy after the store refused or failed

@@ -3,9 +3,11 @@ package kernel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,7 +90,12 @@ func (o *owners) move(id, to string) {
 // twoNodes returns kernels a and b over one memory store.
 func twoNodes(t *testing.T) (a, b *Kernel, o *owners, clk *clock) {
 	t.Helper()
-	st := memory.New()
+	return twoNodesOver(t, memory.New())
+}
+
+// twoNodesOver returns kernels a and b over store st.
+func twoNodesOver(t *testing.T, st storage.Store) (a, b *Kernel, o *owners, clk *clock) {
+	t.Helper()
 	clk = &clock{t: time.UnixMilli(1_700_000_000_000)}
 	o = &owners{owner: map[string]string{}, kernels: map[string]*Kernel{}, st: st}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -345,5 +352,55 @@ func TestReplicated(t *testing.T) {
 	md, err := b.As(agent("alice")).Session(ctx, sid)
 	if err != nil || md.GetState() != macpv1.SessionState_SESSION_STATE_RESOLVED {
 		t.Errorf("b reads %v %v after the replica, want RESOLVED", md.GetState(), err)
+	}
+}
+
+// failingHeads is a store whose Head fails, while fail is set, with an
+// error that is not storage.ErrNotFound: a shared store that cannot
+// answer for a moment (JetStream electing a stream leader).
+type failingHeads struct {
+	storage.Store
+	fail atomic.Bool
+}
+
+var errUnavailable = errors.New("store temporarily unavailable")
+
+func (f *failingHeads) Head(ctx context.Context, id string) (*storev1.Session, error) {
+	if f.fail.Load() {
+		return nil, fmt.Errorf("read the head: %w", errUnavailable)
+	}
+	return f.Store.Head(ctx, id)
+}
+
+// TestStoreErrorIsNotNotFound: a node that has not heard of a session yet
+// looks it up in the store; when the store fails, the call fails with
+// INTERNAL_ERROR (retry), not SESSION_NOT_FOUND, and so does a takeover,
+// and both work once the store answers again.
+func TestStoreErrorIsNotNotFound(t *testing.T) {
+	st := &failingHeads{Store: memory.New()}
+	a, b, o, _ := twoNodesOver(t, st)
+	ctx := context.Background()
+	mustOK(t, a.Send(ctx, agent("alice"), env("alice", "SessionStart", "m0", startPayload("alice", "bob"))))
+	st.fail.Store(true)
+	_, err := b.As(agent("alice")).Session(ctx, sid)
+	if macperr.CodeOf(err) != macperr.InternalError || !errors.Is(err, errUnavailable) {
+		t.Fatalf("a read on b while the store fails: %v, want INTERNAL_ERROR caused by the store", err)
+	}
+	a.Forget(sid)
+	o.move(sid, "b")
+	if err := b.Adopt(ctx, sid); !errors.Is(err, errUnavailable) {
+		t.Fatalf("a takeover while the store fails: %v, want the store's error", err)
+	}
+	// A session that does not exist is still SESSION_NOT_FOUND.
+	st.fail.Store(false)
+	if _, err := b.As(agent("alice")).Session(ctx, "00000000-0000-4000-8000-000000000000"); macperr.CodeOf(err) != macperr.SessionNotFound {
+		t.Fatalf("an unknown session: %v, want SESSION_NOT_FOUND", err)
+	}
+	if err := b.Adopt(ctx, sid); err != nil {
+		t.Fatalf("the takeover once the store answers: %v", err)
+	}
+	mustOK(t, b.Send(ctx, agent("bob"), env("bob", "Note", "n1", nil)))
+	if got, want := logOf(t, st), []string{"m0", "n1"}; !equal(got, want) {
+		t.Errorf("log %v, want %v", got, want)
 	}
 }
