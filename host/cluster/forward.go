@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/concord-macp/concord/host/access"
 	"github.com/concord-macp/concord/host/kernel"
 	"github.com/concord-macp/concord/host/storage"
+	"github.com/concord-macp/concord/host/storage/jetstream"
 	macpv1 "github.com/concord-macp/concord/proto/macp/v1"
 )
 
@@ -128,11 +130,14 @@ func (n *Node) Forward(ctx context.Context, call kernel.Call) (*macpv1.Ack, erro
 		msg, err := n.nc.RequestWithContext(c, n.callSubject(owner), body)
 		cancel()
 		switch {
-		case errors.Is(err, nats.ErrNoResponders):
-			continue // the owner is gone; its lease will run out
 		case err != nil && ctx.Err() != nil:
 			return nil, ctx.Err()
+		case errors.Is(err, nats.ErrNoResponders):
+			// The owner is gone; its lease will run out.
+			n.recheckOwner(ctx, id, owner)
+			continue
 		case err != nil:
+			n.recheckOwner(ctx, id, owner)
 			if call.Envelope == nil {
 				return nil, fmt.Errorf("cluster: node %s did not answer a lifecycle call on %.64q: %w", owner, id, err)
 			}
@@ -165,6 +170,37 @@ func (n *Node) forgetOwner(id, owner string) {
 	defer n.mu.Unlock()
 	if n.owners[id] == owner {
 		delete(n.owners, id)
+	}
+}
+
+// recheckOwner reads session id's lease from the bucket after its owner,
+// as this node knew it, did not answer. The lease watch is not enough to
+// notice that the lease ran out: it can miss the delete marker of an
+// expiry (it is being re-created after a NATS server left, or the stream's
+// new leader expired the key without writing one), and the owners map
+// would name the silent node forever. A lease gone or taken by another
+// node updates the map, so that the next Place takes the session or
+// forwards to the new owner.
+func (n *Node) recheckOwner(ctx context.Context, id, owner string) {
+	key, ok := jetstream.Token(id)
+	if !ok {
+		return
+	}
+	c, cancel := context.WithTimeout(ctx, n.ttl)
+	defer cancel()
+	e, err := n.leases.Get(c, key)
+	switch {
+	case errors.Is(err, natsjs.ErrKeyNotFound) || errors.Is(err, natsjs.ErrKeyDeleted):
+		n.log.Debug("forward: the silent owner's lease ran out", "session_id", id, "owner", owner)
+		n.forgetOwner(id, owner)
+	case err != nil:
+		n.log.Debug("forward: read the lease of a silent owner", "session_id", id, "owner", owner, "err", err)
+	case string(e.Value()) != owner:
+		n.mu.Lock()
+		if n.owners[id] == owner {
+			n.owners[id] = string(e.Value())
+		}
+		n.mu.Unlock()
 	}
 }
 

@@ -307,30 +307,67 @@ func (n *Node) releaseAll() {
 
 // watchOwners follows the lease bucket: who owns what, and which leases
 // ran out or were released, whose live sessions this node then tries to
-// take over. ready receives nil once the current leases are known.
+// take over. ready receives nil once the current leases are known, or the
+// first watch's error. A watch that ends (the client gave up re-creating
+// its consumer after a NATS server left) is started again.
 func (n *Node) watchOwners(ctx context.Context, ready chan<- error) {
-	w, err := n.leases.WatchAll(ctx)
-	if err != nil {
-		ready <- fmt.Errorf("cluster: watch the leases: %w", err)
-		return
-	}
-	defer func() { _ = w.Stop() }()
-	initial := true
-	for {
+	first := true
+	for wait := 100 * time.Millisecond; ctx.Err() == nil; wait = min(2*wait, 5*time.Second) {
+		err := n.watchOwnersOnce(ctx, func() {
+			if first {
+				first = false
+				ready <- nil
+			}
+			wait = 100 * time.Millisecond
+		})
+		if first {
+			ready <- err
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		n.log.Warn("the lease watch ended; watching again", "err", err)
 		select {
 		case <-ctx.Done():
 			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// watchOwnersOnce runs one watch of the lease bucket until it ends;
+// caughtUp is called once the current leases are known. Owners that the
+// watch's first pass did not name are forgotten: their leases went while
+// no watch was running.
+func (n *Node) watchOwnersOnce(ctx context.Context, caughtUp func()) error {
+	w, err := n.leases.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster: watch the leases: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	initial := true
+	seen := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
 		case e, ok := <-w.Updates():
 			if !ok {
-				if ctx.Err() == nil {
-					n.log.Error("the lease watch ended")
-				}
-				return
+				return errors.New("cluster: the lease watch ended")
 			}
 			if e == nil {
 				if initial {
 					initial = false
-					ready <- nil
+					n.mu.Lock()
+					for id := range n.owners {
+						if !seen[id] && n.owners[id] != n.name {
+							delete(n.owners, id)
+						}
+					}
+					n.mu.Unlock()
+					seen = nil
+					caughtUp()
 				}
 				continue
 			}
@@ -342,8 +379,12 @@ func (n *Node) watchOwners(ctx context.Context, ready chan<- error) {
 				n.mu.Lock()
 				n.owners[id] = string(e.Value())
 				n.mu.Unlock()
+				if initial {
+					seen[id] = true
+				}
 				continue
 			}
+			n.log.Debug("a lease ran out or was released", "session_id", id, "operation", e.Operation(), "revision", e.Revision())
 			n.mu.Lock()
 			delete(n.owners, id)
 			live := n.live[id]
