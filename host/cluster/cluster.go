@@ -49,6 +49,10 @@ type Config struct {
 	// NATSOptions are extra options of the client connection (credentials,
 	// TLS) to an existing cluster.
 	NATSOptions []nats.Option
+	// JoinTimeout bounds how long Start waits for the embedded server's
+	// routes and for JetStream to create the streams and buckets; zero
+	// waits until Start's context ends (a NATS cluster still forming).
+	JoinTimeout time.Duration
 }
 
 // Embedded configures the NATS server a node runs itself.
@@ -133,6 +137,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if cfg.Embedded != nil && len(cfg.Embedded.Peers) == 0 {
 			cfg.Replicas = 1
 		}
+	}
+	if cfg.JoinTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.JoinTimeout)
+		defer cancel()
 	}
 	log := cfg.Logger.With("component", "cluster", "node", cfg.Name)
 	n := &Node{

@@ -34,6 +34,9 @@ import (
 const (
 	decisionMode = "macp.mode.decision.v1"
 	leaseTTL     = 2 * time.Second
+	// joinTimeout ends a test whose NATS cluster never forms instead of
+	// letting cluster.Start wait for it forever.
+	joinTimeout = 2 * time.Minute
 )
 
 // concordCluster starts three NATS nodes and one Concord node on each.
@@ -45,7 +48,7 @@ func concordCluster(t *testing.T) []*servertest.Server {
 		nodes[i] = servertest.Start(t, server.Config{
 			Logger: natstest.Logger(t),
 			Cluster: &cluster.Config{
-				Name: fmt.Sprintf("c%d", i+1), URLs: []string{n.ClientURL()}, LeaseTTL: leaseTTL,
+				Name: fmt.Sprintf("c%d", i+1), URLs: []string{n.ClientURL()}, LeaseTTL: leaseTTL, JoinTimeout: joinTimeout,
 			},
 		})
 	}
@@ -133,7 +136,9 @@ func logIDs(t *testing.T, n *servertest.Server, sid string) []string {
 	t.Helper()
 	var ids []string
 	seq := uint64(0)
-	err := n.Server().Kernel().As(access.Operator("test")).Log(context.Background(), sid, 0, func(e *storev1.Entry) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := n.Server().Kernel().As(access.Operator("test")).Log(ctx, sid, 0, func(e *storev1.Entry) error {
 		seq++
 		if e.GetSequence() != seq {
 			return fmt.Errorf("entry %d has sequence %d", seq, e.GetSequence())
@@ -392,7 +397,7 @@ func TestEmbedded(t *testing.T) {
 			nodes[i] = servertest.Start(t, server.Config{
 				Logger: natstest.Logger(t),
 				Cluster: &cluster.Config{
-					Name: fmt.Sprintf("e%d", i+1), LeaseTTL: leaseTTL,
+					Name: fmt.Sprintf("e%d", i+1), LeaseTTL: leaseTTL, JoinTimeout: joinTimeout,
 					Embedded: &cluster.Embedded{Listen: routes[i], Peers: routes},
 				},
 			})
@@ -453,7 +458,9 @@ func TestEmbedded(t *testing.T) {
 	sendRetrying(t, nodes[1], "bob", proposal(sid, "p-3"))
 	// e3 reads what the shared log holds, a moment behind the new owner.
 	eventually(t, "e3 reads the entry e2 wrote", func() bool {
-		md, err := nodes[2].Server().Kernel().As(access.Operator("test")).Session(ctx, sid)
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		md, err := nodes[2].Server().Kernel().As(access.Operator("test")).Session(c, sid)
 		return err == nil && len(md.GetParticipantActivity()) > 0 && activity(md, "bob") == 3
 	})
 	expectExactReplay(t, nodes[2], sid, 4)
@@ -502,7 +509,7 @@ func TestPartitionedOwner(t *testing.T) {
 		nodes[i] = servertest.Start(t, server.Config{
 			Logger: natstest.Logger(t),
 			Cluster: &cluster.Config{
-				Name: fmt.Sprintf("c%d", i+1), URLs: []string{"nats://" + clients[i]}, LeaseTTL: leaseTTL,
+				Name: fmt.Sprintf("c%d", i+1), URLs: []string{"nats://" + clients[i]}, LeaseTTL: leaseTTL, JoinTimeout: joinTimeout,
 				NATSOptions: []nats.Option{nats.ReconnectWait(100 * time.Millisecond), nats.IgnoreDiscoveredServers()},
 			},
 		})

@@ -40,6 +40,12 @@ func (n *Node) watch(ctx context.Context, w watcher) {
 					case <-ctx.Done():
 					case <-time.After(time.Second):
 					}
+					// The new watch reports changes made after it starts:
+					// read the registry again for those made meanwhile.
+					select {
+					case changed <- struct{}{}:
+					default:
+					}
 				}
 			}
 		})
