@@ -45,12 +45,30 @@ func (k *Kernel) lookup(ctx context.Context, id string) (*session, error) {
 	if err := k.load(ctx, s); err != nil {
 		s.dead = true
 		k.sessions.CompareAndDelete(id, s)
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, notFound(id)
-		}
-		return nil, macperr.Wrap(macperr.InternalError, err, "the session could not be loaded")
+		s.loadErr = k.loadError(id, err)
+		return nil, s.loadErr
 	}
 	return s, nil
+}
+
+// loadError is what a caller sees when session id could not be loaded.
+func (k *Kernel) loadError(id string, err error) error {
+	if errors.Is(err, storage.ErrNotFound) && k.opts.Cluster == nil {
+		return notFound(id)
+	}
+	// In a cluster an indexed session that the shared store does not
+	// find is one the store cannot read yet (a stream leader elected a
+	// moment ago): the session exists, so the client retries.
+	return macperr.Wrap(macperr.InternalError, err, "the session could not be loaded; retry")
+}
+
+// deadError is the error of a call on s, marked dead: its load failed,
+// or its SessionStart did. The caller holds s.mu.
+func (s *session) deadError() error {
+	if s.loadErr != nil {
+		return s.loadErr
+	}
+	return notFound(s.sid)
 }
 
 // locked returns session id with its lock held; an unknown session, or one
@@ -67,8 +85,9 @@ func (k *Kernel) locked(ctx context.Context, id string) (*session, error) {
 			s.mu.Unlock()
 			continue
 		case s.dead:
+			err := s.deadError()
 			s.mu.Unlock()
-			return nil, notFound(id)
+			return nil, err
 		}
 		s.touch(k.now())
 		return s, nil

@@ -361,6 +361,16 @@ func TestReplicated(t *testing.T) {
 type failingHeads struct {
 	storage.Store
 	fail atomic.Bool
+	// lagging makes Load answer storage.ErrNotFound: a stream leader
+	// elected a moment ago that has not applied the log yet.
+	lagging atomic.Bool
+}
+
+func (f *failingHeads) Load(ctx context.Context, id string) (*storev1.Session, *storev1.StateSnapshot, error) {
+	if f.lagging.Load() {
+		return nil, nil, fmt.Errorf("load: %w", storage.ErrNotFound)
+	}
+	return f.Store.Load(ctx, id)
 }
 
 var errUnavailable = errors.New("store temporarily unavailable")
@@ -403,4 +413,92 @@ func TestStoreErrorIsNotNotFound(t *testing.T) {
 	if got, want := logOf(t, st), []string{"m0", "n1"}; !equal(got, want) {
 		t.Errorf("log %v, want %v", got, want)
 	}
+}
+
+// TestLaggingStoreIsNotNotFound: a session this node knows exists, that
+// the shared store does not find for a moment, is INTERNAL_ERROR (retry),
+// not SESSION_NOT_FOUND.
+func TestLaggingStoreIsNotNotFound(t *testing.T) {
+	st := &failingHeads{Store: memory.New()}
+	a, b, _, _ := twoNodesOver(t, st)
+	ctx := context.Background()
+	mustOK(t, a.Send(ctx, agent("alice"), env("alice", "SessionStart", "m0", startPayload("alice", "bob"))))
+	if _, err := b.As(agent("alice")).Session(ctx, sid); err != nil {
+		t.Fatal(err)
+	}
+	b.Forget(sid)
+	st.lagging.Store(true)
+	if _, err := b.As(agent("alice")).Session(ctx, sid); macperr.CodeOf(err) != macperr.InternalError {
+		t.Fatalf("a read on b while the store lags: %v, want INTERNAL_ERROR", err)
+	}
+	st.lagging.Store(false)
+	if md, err := b.As(agent("alice")).Session(ctx, sid); err != nil || md.GetState() != macpv1.SessionState_SESSION_STATE_OPEN {
+		t.Fatalf("a read on b once the store caught up: %v %v", md.GetState(), err)
+	}
+}
+
+// failingLoads is a store whose Load, while failing is set, waits until
+// release is closed and then fails with errUnavailable.
+type failingLoads struct {
+	storage.Store
+	failing atomic.Bool
+	entered chan struct{}
+	once    sync.Once
+	release chan struct{}
+}
+
+func (f *failingLoads) Load(ctx context.Context, id string) (*storev1.Session, *storev1.StateSnapshot, error) {
+	if !f.failing.Load() {
+		return f.Store.Load(ctx, id)
+	}
+	f.once.Do(func() { close(f.entered) })
+	<-f.release
+	return nil, nil, fmt.Errorf("load: %w", errUnavailable)
+}
+
+// TestFailedLoadIsNotNotFound: calls that found a session while another
+// call was loading it, and the load failed, fail with the load's error
+// (INTERNAL_ERROR), not SESSION_NOT_FOUND.
+func TestFailedLoadIsNotNotFound(t *testing.T) {
+	st := &failingLoads{Store: memory.New(), entered: make(chan struct{}), release: make(chan struct{})}
+	a, b, o, _ := twoNodesOver(t, st)
+	ctx := context.Background()
+	mustOK(t, a.Send(ctx, agent("alice"), env("alice", "SessionStart", "m0", startPayload("alice", "bob"))))
+	if _, err := b.As(agent("alice")).Session(ctx, sid); err != nil {
+		t.Fatal(err)
+	}
+	b.Forget(sid)
+	a.Forget(sid)
+	o.move(sid, "b")
+	st.failing.Store(true)
+	errs := make(chan error, 3)
+	go func() {
+		_, err := b.As(agent("alice")).Session(ctx, sid)
+		errs <- err
+	}()
+	<-st.entered // the first load runs; these find the session it loads
+	go func() {
+		_, err := b.As(agent("alice")).Session(ctx, sid)
+		errs <- err
+	}()
+	go func() {
+		errs <- ackErr(b.Send(ctx, agent("bob"), env("bob", "Note", "n1", nil)))
+	}()
+	time.Sleep(50 * time.Millisecond) // let them reach the session (they pass either way if not)
+	close(st.release)
+	for range 3 {
+		if err := <-errs; macperr.CodeOf(err) != macperr.InternalError {
+			t.Errorf("a call during a failed load: %v, want INTERNAL_ERROR", err)
+		}
+	}
+	st.failing.Store(false)
+	mustOK(t, b.Send(ctx, agent("bob"), env("bob", "Note", "n1", nil)))
+}
+
+// ackErr turns a refused Ack into an error that keeps its code.
+func ackErr(ack *macpv1.Ack) error {
+	if ack.GetOk() {
+		return nil
+	}
+	return &macperr.Error{Code: macperr.Code(ack.GetError().GetCode()), Message: ack.GetError().GetMessage()}
 }

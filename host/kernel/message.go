@@ -14,7 +14,7 @@ import (
 // original. The caller holds s.mu.
 func (k *Kernel) applyHeld(ctx context.Context, s *session, env *macpv1.Envelope) (ack *macpv1.Ack, wait func(context.Context) error, dupSeq uint64, err error) {
 	if s.dead {
-		return nil, nil, 0, notFound(env.SessionId)
+		return nil, nil, 0, s.deadError()
 	}
 	if err := ctx.Err(); err != nil {
 		// The caller gave up while the envelope waited in the queue.

@@ -29,8 +29,13 @@ type session struct {
 	rec  *storev1.Session
 	mode mode.Module
 	// dead marks a session whose SessionStart (or load) failed after it was
-	// published in the map; whoever finds it treats it as unknown.
+	// published in the map; whoever finds it treats it as unknown, or
+	// fails with the load's error.
 	dead bool
+	// loadErr, for a session marked dead because loading it failed, is
+	// the error of that load: callers that waited for the load see it too
+	// (a store that could not answer is not a session that does not exist).
+	loadErr error
 	// evicted marks a session removed from memory (set under mu and qmu);
 	// whoever finds it looks the session up again.
 	evicted bool
