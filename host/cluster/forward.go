@@ -55,7 +55,14 @@ func (n *Node) Place(ctx context.Context, id string, create bool) (local, acquir
 	}
 	if !create {
 		head, err := n.store.Head(ctx, id)
+		n.mu.Lock()
+		known := n.live[id]
+		n.mu.Unlock()
 		switch {
+		case errors.Is(err, storage.ErrNotFound) && known:
+			// The log showed this session live: the stream's leader,
+			// elected a moment ago, has not applied its messages yet.
+			return false, false, fmt.Errorf("cluster: the store does not find live session %.64q yet: %w", id, err)
 		case errors.Is(err, storage.ErrNotFound):
 			return true, false, nil // unknown: answered here
 		case err != nil:
