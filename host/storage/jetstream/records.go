@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
@@ -235,6 +236,17 @@ func (s *Store) Blob(ctx context.Context, kind storage.BlobKind, name string) ([
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	b, err := obs.GetBytes(ctx, objectName(kind, name))
+	// On R3 a read right after the write was seen to return chunks that
+	// do not match the object's digest (a replica not caught up yet): the
+	// digest guards the content, so read again, a few times.
+	for try := 1; errors.Is(err, natsjs.ErrDigestMismatch) && try < 5; try++ {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("jetstream: blob %.64s: %w (last error: %w)", name, ctx.Err(), err)
+		case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+		}
+		b, err = obs.GetBytes(ctx, objectName(kind, name))
+	}
 	if errors.Is(err, natsjs.ErrObjectNotFound) || errors.Is(err, natsjs.ErrInvalidStoreName) {
 		return nil, fmt.Errorf("jetstream: blob %.64s: %w", name, storage.ErrNotFound)
 	}
