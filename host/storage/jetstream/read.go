@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -206,8 +207,11 @@ func (s *Store) scanOnce(ctx context.Context, stream natsjs.Stream, cfg natsjs.O
 	if err != nil {
 		return false, fmt.Errorf("read consumer info: %w", err)
 	}
+	var last uint64 // the stream sequence of the last message delivered
 	if ci.NumPending == 0 {
-		return false, nil
+		if more, err := s.missed(ctx, stream, cfg, last, end); err != nil || !more {
+			return false, err
+		}
 	}
 	for {
 		batch, err := cons.Fetch(256, natsjs.FetchMaxWait(s.timeout))
@@ -225,8 +229,14 @@ func (s *Store) scanOnce(ctx context.Context, stream natsjs.Stream, cfg natsjs.O
 			if err != nil {
 				return true, fmt.Errorf("message metadata: %w", err)
 			}
-			if meta.NumPending == 0 || meta.Sequence.Stream >= end {
+			last = meta.Sequence.Stream
+			if last >= end {
 				return true, nil
+			}
+			if meta.NumPending == 0 {
+				if more, err := s.missed(ctx, stream, cfg, last, end); err != nil || !more {
+					return true, err
+				}
 			}
 		}
 		if err := batch.Error(); err != nil {
@@ -236,6 +246,51 @@ func (s *Store) scanOnce(ctx context.Context, stream natsjs.Stream, cfg natsjs.O
 			return delivered, fmt.Errorf("fetch: no message within %s while more were pending", s.timeout)
 		}
 	}
+}
+
+// missed reports whether the stream leader holds a message cfg selects
+// after sequence last and no later than end, which the consumer has not
+// delivered: an ordered consumer may run on a replica that has not yet
+// applied the newest writes, and then reports nothing pending too early.
+// The consumer delivers such a message once its replica catches up.
+func (s *Store) missed(ctx context.Context, stream natsjs.Stream, cfg natsjs.OrderedConsumerConfig, last, end uint64) (bool, error) {
+	if len(cfg.FilterSubjects) != 1 {
+		return false, nil
+	}
+	req, err := json.Marshal(struct {
+		Seq  uint64 `json:"seq"`
+		Next string `json:"next_by_subj"`
+	}{last + 1, cfg.FilterSubjects[0]})
+	if err != nil {
+		return false, err
+	}
+	// The JetStream API (not a direct get) is answered by the leader.
+	msg, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream.CachedInfo().Config.Name, req)
+	if err != nil {
+		return false, fmt.Errorf("ask the stream leader for a later message: %w", err)
+	}
+	var res struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *struct {
+			Code    int    `json:"code"`
+			ErrCode int    `json:"err_code"`
+			Desc    string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &res); err != nil {
+		return false, fmt.Errorf("the stream leader's answer: %w", err)
+	}
+	switch {
+	case res.Error != nil && res.Error.Code == 404:
+		return false, nil
+	case res.Error != nil:
+		return false, fmt.Errorf("ask the stream leader for a later message: %s (%d)", res.Error.Desc, res.Error.ErrCode)
+	case res.Message == nil:
+		return false, errors.New("ask the stream leader for a later message: an empty answer")
+	}
+	return res.Message.Seq <= end, nil
 }
 
 // walkBack bounds how many messages Entries reads backwards from the end

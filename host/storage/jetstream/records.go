@@ -87,23 +87,30 @@ func (s *Store) current(ctx context.Context, kind storage.Kind, filter string) (
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	prefix := s.recordSubject + string(kind) + "."
-	var out []kvRecord
+	// A key may come twice (a write the consumer's replica applied during
+	// the scan, see missed): the later message is the record.
+	latest := map[string][]byte{}
 	err := s.scanStream(ctx, s.recordStream, natsjs.OrderedConsumerConfig{
 		FilterSubjects: []string{prefix + filter},
 		DeliverPolicy:  natsjs.DeliverLastPerSubjectPolicy,
 	}, func(m natsjs.Msg) error {
-		if op := m.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-			return nil
-		}
 		key, err := recordKeyOf(strings.TrimPrefix(m.Subject(), prefix))
 		if err != nil {
 			return err
 		}
-		out = append(out, kvRecord{key, m.Data()})
+		if op := m.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			delete(latest, key)
+			return nil
+		}
+		latest[key] = m.Data()
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: read %s records: %w", kind, err)
+	}
+	out := make([]kvRecord, 0, len(latest))
+	for key, value := range latest {
+		out = append(out, kvRecord{key, value})
 	}
 	return out, nil
 }
