@@ -216,7 +216,8 @@ func (a *mpacAgent) close() {
 }
 
 // cycle runs announce → commit → withdraw for the agent's n-th intent and
-// returns the number of steps acknowledged.
+// returns the number of steps acknowledged. Each agent works on one path
+// of its own, so intents never conflict.
 func (a *mpacAgent) cycle(ctx context.Context, n int, lat *Latencies) (int, error) {
 	intent := fmt.Sprintf("%s-%d", a.name, n)
 	step := func(typ, id, payload string) error {
@@ -228,7 +229,7 @@ func (a *mpacAgent) cycle(ctx context.Context, n int, lat *Latencies) (int, erro
 	}
 	announce := "a:" + intent
 	a.awaited.Store(announce)
-	if err := step("AnnounceIntent", announce, fmt.Sprintf(`{"intent_id":%q,"scope":["%s/%d"]}`, intent, a.name, n)); err != nil {
+	if err := step("AnnounceIntent", announce, fmt.Sprintf(`{"intent_id":%q,"scope":["%s/work"]}`, intent, a.name)); err != nil {
 		return 0, err
 	}
 	// The watermark is what this agent has seen: wait for its own
