@@ -58,8 +58,8 @@ lint: wasm
 bench: wasm
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-## loadtest: every `concord bench` scenario against a fresh local server (about 10 minutes; not part of make test)
-LOADTEST_FLAGS ?= --duration 10s --runs 3 --idle-sessions 100000 --fill 500000
+## loadtest: every `concord bench` scenario against a fresh local server (10–15 minutes; not part of make test)
+LOADTEST_FLAGS ?= --duration 5s --runs 3 --idle-sessions 20000 --fill 100000
 loadtest: build bin/mpac.wasm
 	$(BIN) bench --spawn --scenario all --mpac-wasm bin/mpac.wasm $(LOADTEST_FLAGS)
 
