@@ -160,6 +160,11 @@ func TestMPAC(t *testing.T) {
 	if res.Errors != 0 || res.Cycles < 1 || res.Steps != 3*res.Cycles {
 		t.Fatalf("result %+v: want error-free cycles of three steps", res)
 	}
+	// A second run finds the mode served and uses it.
+	again, err := MPAC(context.Background(), MPACConfig{Target: Target{URL: srv.URL}, Wasm: module, Agents: 2, Duration: 20 * time.Millisecond})
+	if err != nil || again.Cycles < 1 || again.SessionID == res.SessionID {
+		t.Fatalf("second run: %+v, %v", again, err)
+	}
 	// Every step of the window reached all three agents' streams.
 	if res.Delivered < 3*res.Steps {
 		t.Fatalf("%d envelopes streamed for %d steps to 3 agents", res.Delivered, res.Steps)
