@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,8 @@ type MPACResult struct {
 	StepLatency  Quantiles  `json:"step_latency"`
 	CycleLatency Quantiles  `json:"cycle_latency"`
 	Server       *ProcUsage `json:"server,omitempty"`
+	// LoadGenerator is this process's use: the 32 agents.
+	LoadGenerator ProcUsage `json:"load_generator"`
 }
 
 // MPAC runs the configuration.
@@ -113,7 +116,12 @@ func MPAC(ctx context.Context, cfg MPACConfig) (*MPACResult, error) {
 	for _, a := range agents {
 		delivered0 += a.delivered.Load()
 	}
+	self := Meter{PID: os.Getpid()}
 	before, err := cfg.Server.Sample()
+	if err != nil {
+		return nil, err
+	}
+	selfBefore, err := self.Sample()
 	if err != nil {
 		return nil, err
 	}
@@ -144,6 +152,11 @@ func MPAC(ctx context.Context, cfg MPACConfig) (*MPACResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	selfAfter, err := self.Sample()
+	if err != nil {
+		return nil, err
+	}
+	res.LoadGenerator = *self.Between(selfBefore, selfAfter)
 	for _, a := range agents {
 		res.Delivered += a.delivered.Load()
 	}

@@ -171,6 +171,7 @@ func (p *printer) mpac(run int, m *MPACResult) {
 	if m.Server != nil {
 		p.f("; server %.2f cores, %s RSS", m.Server.Cores, bytesText(m.Server.RSSBytes))
 	}
+	p.f("; load generator %.2f cores", m.LoadGenerator.Cores)
 	p.f("\n")
 	if m.Errors > 0 {
 		p.f("  %d errors, first: %s\n", m.Errors, m.FirstError)
