@@ -36,7 +36,7 @@ Scenarios:
   idle          --idle-sessions open idle sessions: RSS per session, idle CPU
   restart       fill a data dir with --fill messages through a real server,
                 then time concord serve from process start to first Initialize
-  all           every scenario in this order
+  all           every scenario in this order (per-mode covers decision)
 
 A server under load needs no rate limits: concord serve --dev
 --starts-per-minute 0 --messages-per-minute 0 --max-open-sessions 0
