@@ -192,7 +192,7 @@ func TestBlobOnFullDisk(t *testing.T) {
 		t.Fatalf("PutBlob of 18 MiB on a 20 MiB disk: %v, want ErrDiskFull", err)
 	}
 	var chunks int
-	if err := s.EachPrefix(ctx, Registry(kindBlob), "", func(string, []byte) error { chunks++; return nil }); err != nil {
+	if err := s.eachPrefix(ctx, kindBlob, "", func(string, []byte) error { chunks++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if names, err := s.BlobNames(ctx, storage.Modules); err != nil || len(names) != 0 || chunks != 0 {

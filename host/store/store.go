@@ -256,9 +256,9 @@ func checkSpace(opts Options, log *slog.Logger) (*guard, geometry, error) {
 		return nil, geometry{}, fmt.Errorf("store: open %q: %w", opts.Dir, err)
 	}
 	if need := geo.openNeed(backlog, tables); sp.Free < need {
-		return nil, geometry{}, fmt.Errorf("store: open %q: %w: %s free on its filesystem, opening needs %s "+
-			"(%s to flush the write-ahead log, the rest for compactions); free some space and start again",
-			opts.Dir, ErrDiskFull, bytesText(sp.Free), bytesText(need), bytesText(backlog))
+		return nil, geometry{}, fmt.Errorf("store: open %q: disk full: %s free on its filesystem, opening needs %s "+
+			"(%s to flush the write-ahead log, the rest for compactions); free some space and start again (%w)",
+			opts.Dir, bytesText(sp.Free), bytesText(need), bytesText(backlog), ErrDiskFull)
 	}
 	return newGuard(opts.Dir, measure, geo, tables, log), geo, nil
 }

@@ -1,5 +1,5 @@
 // Package fulldisk holds the full-disk test: a real `concord serve` on a
-// 20 MiB tmpfs filled by agents sending Decision sessions with 60 KB
+// 48 MiB tmpfs filled by agents sending Decision sessions with 60 KB
 // proposals. The server must stay up, answer every write it cannot make
 // durable with a code that names the disk, keep serving reads, report
 // NOT_SERVING, take writes again by itself once the filesystem grows,

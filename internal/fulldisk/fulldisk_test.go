@@ -41,8 +41,8 @@ const (
 )
 
 // wasmCache is the compilation cache shared by every test server of the
-// machine (see internal/servertest); it stays off the small disk, whose
-// 20 MiB could not even hold the compiled built-in modes.
+// machine (see internal/servertest); it stays off the small disk, which
+// could not hold the compiled built-in modes besides the stored ones.
 var wasmCache = filepath.Join(os.TempDir(), "concord-test-wasm-cache")
 
 // ledger records every acknowledged message, per session, in order.
@@ -370,10 +370,11 @@ func noFault(t *testing.T, srv *proctest.Server) {
 	}
 }
 
-// TestFullDisk runs the real binary on a 20 MiB tmpfs.
+// TestFullDisk runs the real binary on a 48 MiB tmpfs: the built-in
+// modules it stores at start-up take 20 MB of it.
 func TestFullDisk(t *testing.T) {
 	disk := t.TempDir()
-	if err := mountTmpfs(disk, "20m"); err != nil {
+	if err := mountTmpfs(disk, "48m"); err != nil {
 		t.Logf("cannot mount a small filesystem (%v): simulating one at the store's lowest layer", err)
 		testSimulatedFullDisk(t)
 		return
@@ -407,11 +408,11 @@ func TestFullDisk(t *testing.T) {
 	checkFullButServing(t, tm, l, 1)
 
 	// Space returns: writes resume by themselves.
-	resizeTmpfs(t, disk, "28m")
+	resizeTmpfs(t, disk, "56m")
 	waitHealth(t, srv.URL, grpchealth.StatusServing)
 	finishOne(t, tm, l)
 	refusals = fill(t, tm, l, 2)
-	t.Logf("second fill after growing to 28 MiB: %d more acknowledged, %d refused", l.count()-acked, refusals)
+	t.Logf("second fill after growing to 56 MiB: %d more acknowledged, %d refused", l.count()-acked, refusals)
 	if l.count() <= acked+4 {
 		t.Fatalf("only %d messages acknowledged after the disk grew", l.count()-acked)
 	}
@@ -475,7 +476,7 @@ func TestFullDisk(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	resizeTmpfs(t, disk, "64m")
+	resizeTmpfs(t, disk, "96m")
 	srv = startReady(t, bin, addr, dataDir)
 	if st := health(t, srv.URL); st != grpchealth.StatusServing {
 		t.Fatalf("health after space was freed = %v", st)
@@ -526,11 +527,11 @@ func (d *simulatedDisk) space(string) (store.Space, error) {
 	return store.Space{Free: d.sz - min(used, d.sz), Total: d.sz}, nil
 }
 
-// testSimulatedFullDisk is TestFullDisk in process, on a simulated 20 MiB
+// testSimulatedFullDisk is TestFullDisk in process, on a simulated 48 MiB
 // disk: the same refusals, health, reads, resumption and recovery.
 func testSimulatedFullDisk(t *testing.T) {
 	dataDir := t.TempDir()
-	disk := &simulatedDisk{dir: dataDir, sz: 20 << 20}
+	disk := &simulatedDisk{dir: dataDir, sz: 48 << 20}
 	srv := servertest.Start(t, server.Config{DataDir: dataDir, WasmCacheDir: wasmCache, DiskSpace: disk.space})
 	tm := &team{url: srv.URL}
 	l := newLedger()
@@ -538,17 +539,17 @@ func testSimulatedFullDisk(t *testing.T) {
 		t.Fatalf("%d refusals, want one per agent", refusals)
 	}
 	checkFullButServing(t, tm, l, 1)
-	disk.resize(28 << 20)
+	disk.resize(56 << 20)
 	waitHealth(t, srv.URL, grpchealth.StatusServing)
 	finishOne(t, tm, l)
 	fill(t, tm, l, 2)
 	srv.Stop()
 	if _, err := server.New(context.Background(), server.Config{Addr: "127.0.0.1:0", DataDir: dataDir, WasmCacheDir: wasmCache, DiskSpace: func(string) (store.Space, error) {
-		return store.Space{Free: 0, Total: 20 << 20}, nil
+		return store.Space{Free: 0, Total: 48 << 20}, nil
 	}}); err == nil || !errors.Is(err, store.ErrDiskFull) {
 		t.Fatalf("start on a full disk: %v, want ErrDiskFull", err)
 	}
-	disk.resize(64 << 20)
+	disk.resize(96 << 20)
 	srv.Restart()
 	verify(t, tm, l, 0)
 	finishOne(t, tm, l)
