@@ -10,7 +10,7 @@ WEB      := examples/web
 WEB_DEPS := $(WEB)/node_modules/.package-lock.json
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: all build wasm run test test-race crashtest fuzz gen check-gen lint bench example web-example web-demo cluster-demo chromium clean FORCE
+.PHONY: all build wasm run test test-race crashtest fuzz gen check-gen lint bench loadtest mpac-reference example web-example web-demo cluster-demo chromium clean FORCE
 
 all: build
 
@@ -94,6 +94,19 @@ cluster-demo: build
 	  $(BIN) serve --dev --addr 127.0.0.1:5005$$i --data-dir $(CLUSTER_DIR)/n$$i --node-name n$$i --wasm-cache-dir $(CLUSTER_DIR)/wasm-cache \
 	    --cluster-embedded --cluster-listen 127.0.0.1:622$$i --cluster-peers $(CLUSTER_PEERS) & \
 	done; wait
+
+## loadtest: every `concord bench` scenario against a fresh local server (10–15 minutes; not part of make test)
+LOADTEST_FLAGS ?= --duration 5s --runs 3 --idle-sessions 20000 --fill 100000
+loadtest: build bin/mpac.wasm
+	$(BIN) bench --spawn --scenario all --mpac-wasm bin/mpac.wasm $(LOADTEST_FLAGS)
+
+## bin/mpac.wasm: the example MPAC-style mode, uploaded by the mpac scenario
+bin/mpac.wasm: FORCE
+	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildmode=c-shared -ldflags='-s -w' -o $@ ./examples/modes/mpac/wasm
+
+## mpac-reference: the MPAC reference coordinator's cycles/s (needs MPAC_SRC, see bench/mpac-reference)
+mpac-reference:
+	bench/mpac-reference/run.sh
 
 ## example: run the example Decision session against a running server
 example:

@@ -29,6 +29,7 @@ Usage:
   concord session ...     list, show, watch, cancel and export sessions (concord session for help)
   concord replay ...      replay a session's log and report divergences
   concord token ...       make a bearer token and its tokens-file entry
+  concord bench ...       load-test a server against the transport ceiling (concord bench -h)
   concord version         print the version
 
 `
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return replay(ctx, args[1:], stdout, stderr)
 	case "token":
 		return token(args[1:], stdout, stderr)
+	case "bench":
+		return bench(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "concord", version)
 		return 0

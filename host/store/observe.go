@@ -33,8 +33,9 @@ type GroupStats struct {
 	Err error
 }
 
-// Size reports the bytes the database takes on disk: its LSM tables and
-// its value log (both zero in memory). It reads the directory, since
+// Size reports the bytes the database takes on disk: its LSM (the tables,
+// and the write-ahead logs of the memtables not yet flushed into tables)
+// and its value log (both zero in memory). It reads the directory, since
 // Badger's own counters are process-global and switched off here, and
 // counts allocated blocks, since Badger preallocates its value log as a
 // large sparse file.
@@ -52,7 +53,7 @@ func (s *Store) Size() (lsm, vlog int64, err error) {
 			continue // removed by a compaction meanwhile
 		}
 		switch filepath.Ext(f.Name()) {
-		case ".sst":
+		case ".sst", ".mem":
 			lsm += onDisk(info)
 		case ".vlog":
 			vlog += onDisk(info)

@@ -251,7 +251,12 @@ func FuzzStep(f *testing.F) {
 		if res.Accepted {
 			in, err := Unmarshal(state)
 			if err != nil {
-				t.Fatalf("accepted on corrupt state %x", state)
+				// A step reads only the groups its rules need (the
+				// evaluations and objections never), so damage elsewhere
+				// goes unseen: the host only ever passes back the bytes
+				// the mode wrote. The property for such input is that
+				// Step does not panic.
+				return
 			}
 			// Step keeps the bytes it is given, so only a canonical input
 			// must give a canonical output.
