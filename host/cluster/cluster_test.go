@@ -389,7 +389,8 @@ func (s *subscription) next(t *testing.T, n int) []string {
 // TestEmbedded: three Concord nodes, each running its own NATS server
 // (--cluster-embedded), form a cluster with nothing else running.
 func TestEmbedded(t *testing.T) {
-	routes := natstest.FreeAddrs(t, 3)
+	addrs := natstest.FreeAddrs(t, 6)
+	routes, clients := addrs[:3], addrs[3:]
 	nodes := make([]*servertest.Server, 3)
 	var wg sync.WaitGroup
 	for i := range nodes {
@@ -398,7 +399,7 @@ func TestEmbedded(t *testing.T) {
 				Logger: natstest.Logger(t),
 				Cluster: &cluster.Config{
 					Name: fmt.Sprintf("e%d", i+1), LeaseTTL: leaseTTL, JoinTimeout: joinTimeout,
-					Embedded: &cluster.Embedded{Listen: routes[i], Peers: routes},
+					Embedded: &cluster.Embedded{Listen: routes[i], Peers: routes, ClientListen: clients[i]},
 				},
 			})
 		})
@@ -472,8 +473,8 @@ func TestEmbedded(t *testing.T) {
 // stale append is refused by the log's fence, while calls through it reach
 // the new owner.
 func TestPartitionedOwner(t *testing.T) {
-	routes := natstest.FreeAddrs(t, 3)
-	clients := natstest.FreeAddrs(t, 3)
+	addrs := natstest.FreeAddrs(t, 6)
+	routes, clients := addrs[:3], addrs[3:]
 	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
 	startNATS := func(i int) *natsnode.Node {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -157,10 +157,12 @@ func MPAC(ctx context.Context, cfg MPACConfig) (*MPACResult, error) {
 		return nil, err
 	}
 	res.LoadGenerator = *self.Between(selfBefore, selfAfter)
-	for _, a := range agents {
-		res.Delivered += a.delivered.Load()
-	}
-	res.Delivered -= delivered0
+	res.Delivered = settled(ctx, func() (n int64) {
+		for _, a := range agents {
+			n += a.delivered.Load()
+		}
+		return n
+	}) - delivered0
 	res.Cycles, res.Steps, res.Errors, res.FirstError = cycles.Load(), steps.Load(), errs.n, firstErrorText(errs.first)
 	res.Seconds = elapsed.Seconds()
 	res.CyclesPerSec = float64(res.Cycles) / res.Seconds
@@ -285,4 +287,20 @@ func (a *mpacAgent) cycle(ctx context.Context, n int, lat *Latencies) (int, erro
 		return 2, err
 	}
 	return 3, nil
+}
+
+// settled returns count once it has stopped changing for 200 ms (at most
+// 3 s after the call): the last steps' envelopes are still on their way to
+// the other agents' streams when the window's last acknowledgement comes.
+func settled(ctx context.Context, count func() int64) int64 {
+	n, still := count(), time.Now()
+	for limit := time.Now().Add(3 * time.Second); time.Now().Before(limit) && ctx.Err() == nil; {
+		time.Sleep(20 * time.Millisecond)
+		if m := count(); m != n {
+			n, still = m, time.Now()
+		} else if time.Since(still) >= 200*time.Millisecond {
+			break
+		}
+	}
+	return n
 }

@@ -48,7 +48,11 @@ func Cluster(t testing.TB, size int) []*natsnode.Node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	routes := FreeAddrs(t, size)
+	// The client ports come from the same batch as the routes: a client
+	// listener on port 0 could be given a route port freed a moment ago
+	// whose node has not bound it yet.
+	addrs := FreeAddrs(t, 2*size)
+	routes, clients := addrs[:size], addrs[size:]
 	nodes := make([]*natsnode.Node, size)
 	errs := make(chan error, size)
 	// The nodes start together: each waits for its routes to the others.
@@ -58,7 +62,7 @@ func Cluster(t testing.TB, size int) []*natsnode.Node {
 				Name:          fmt.Sprintf("n%d", i+1),
 				Dir:           t.TempDir(),
 				ClusterListen: routes[i],
-				ClientListen:  "127.0.0.1:0",
+				ClientListen:  clients[i],
 				Peers:         routes,
 				Logger:        Logger(t),
 			})
@@ -80,7 +84,9 @@ func Cluster(t testing.TB, size int) []*natsnode.Node {
 	return nodes
 }
 
-// FreeAddrs returns n loopback addresses with ports free right now.
+// FreeAddrs returns n distinct loopback addresses with ports free right
+// now. Take every address a test needs from one call: the ports of one
+// call are held open together, those of two calls may coincide.
 func FreeAddrs(t testing.TB, n int) []string {
 	t.Helper()
 	var out []string
