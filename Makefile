@@ -64,7 +64,7 @@ fuzz: wasm
 gen: $(WEB_DEPS)
 	$(GO) tool buf generate
 	$(GO) tool buf generate --template $(WEB)/buf.gen.yaml
-	$(GO) tool templ generate -path ui
+	$(GO) tool templ generate
 	$(GO) generate ./abi/... ./examples/...
 
 ## check-gen: fail when generated code is stale
