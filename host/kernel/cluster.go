@@ -132,7 +132,11 @@ func (k *Kernel) place(ctx context.Context, id string, create bool, call Call) (
 // authorisation, rate limit) and reports the outcome to its observer.
 func (k *Kernel) Serve(ctx context.Context, call Call) *macpv1.Ack {
 	if call.Envelope == nil {
-		ack, err := k.control(ctx, call.Caller, call.Control, call.SessionID, call.Reason)
+		err := checkControl(call.Caller, call.Control)
+		var ack *macpv1.Ack
+		if err == nil {
+			ack, err = k.control(ctx, call.Caller, call.Control, call.SessionID, call.Reason)
+		}
 		if err != nil {
 			return k.ackOf(&macpv1.Envelope{SessionId: call.SessionID}, nil, err)
 		}

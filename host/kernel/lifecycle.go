@@ -60,11 +60,8 @@ func (c Control) verb() string {
 // administrator who may also observe every session — may cancel any session
 // (RATIONALE "Administrators may cancel").
 func (k *Kernel) Control(ctx context.Context, caller access.Caller, op Control, id, reason string) (*macpv1.Ack, error) {
-	if caller.Anonymous() {
-		return nil, macperr.New(macperr.Unauthenticated, "no credentials presented")
-	}
-	if op < Cancel || op > Resume {
-		return nil, macperr.New(macperr.InternalError, "unknown lifecycle operation %d", op)
+	if err := checkControl(caller, op); err != nil {
+		return nil, err
 	}
 	if ack, done, err := k.routeControl(ctx, caller, op, id, reason); done {
 		return ack, err
@@ -72,14 +69,20 @@ func (k *Kernel) Control(ctx context.Context, caller access.Caller, op Control, 
 	return k.control(ctx, caller, op, id, reason)
 }
 
-// control is Control on the node that owns the session.
-func (k *Kernel) control(ctx context.Context, caller access.Caller, op Control, id, reason string) (*macpv1.Ack, error) {
+// checkControl refuses a lifecycle call before it reaches a session: here,
+// and again on the owner node for a forwarded one (Serve).
+func checkControl(caller access.Caller, op Control) error {
 	if caller.Anonymous() {
-		return nil, macperr.New(macperr.Unauthenticated, "no credentials presented")
+		return macperr.New(macperr.Unauthenticated, "no credentials presented")
 	}
 	if op < Cancel || op > Resume {
-		return nil, macperr.New(macperr.InternalError, "unknown lifecycle operation %d", op)
+		return macperr.New(macperr.InternalError, "unknown lifecycle operation %d", op)
 	}
+	return nil
+}
+
+// control is Control on the node that owns the session, after checkControl.
+func (k *Kernel) control(ctx context.Context, caller access.Caller, op Control, id, reason string) (*macpv1.Ack, error) {
 	s, err := k.locked(ctx, id)
 	if err != nil {
 		return nil, err
